@@ -1,0 +1,34 @@
+"""The README's Python examples run, and every `# => value` comment in them is true."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _blocks():
+    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+
+
+def _checked(block):
+    """Turn `expr  # => value` (value possibly on the next, indented line) into assertions."""
+    lines, out = block.splitlines(), []
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\S.*?)\s*# => (.*?)(\s\s\(.*)?$", line)
+        nxt = re.match(r"^\s+# => (.*?)(\s\s\(.*)?$", lines[i + 1]) if i + 1 < len(lines) else None
+        if m:
+            out.append(f"assert ({m.group(1)}) == ({m.group(2)}), {m.group(1)!r}")
+        elif nxt and line.strip():
+            out.append(f"assert ({line.strip()}) == ({nxt.group(1)}), {line.strip()!r}")
+        elif not re.match(r"^\s+# =>", line):
+            out.append(line)
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("index", range(len(_blocks())))
+def test_readme_python_block(index):
+    code = _checked(_blocks()[index])
+    assert "assert" in code or "import" in code
+    exec(compile(code, f"README block {index}", "exec"), {"Fraction": __import__("fractions").Fraction})
