@@ -1,0 +1,319 @@
+"""Drop-in layers: ``Linear``, ``Embedding`` and ``TiedReadout`` with abc-exponents.
+
+Each layer reads its role's exponents and the width multiplier m from a
+:class:`~abcparam.Parametrization` once, in ``__init__``, and keeps them as
+plain Python numbers on the module (shown by ``extra_repr``).  The forward pass
+multiplies by ``alpha * m^-a``; ``reset_parameters`` draws the stored tensor
+from ``N(0, (sigma * m^-b)^2)``; the learning-rate factor ``m^-c`` and Adam's
+epsilon factor ``m^-d`` are read by :func:`abcparam.wrap` (THEORY.md sections 1,
+7 and 10).  Parameters keep the names ``weight`` and ``bias``, so a checkpoint
+loads into ``nn.Linear`` / ``nn.Embedding`` and back; existing weights are never
+rescaled.
+
+>>> import torch, abcparam
+>>> p = abcparam.mup(width=256, base_width=64)
+>>> layer = abcparam.Linear(256, 10, role="output", param=p)
+>>> layer.weight_multiplier, sorted(layer.state_dict())
+(0.5, ['bias', 'weight'])
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Dict, NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .parametrization import ROLES, Parametrization
+
+__all__ = ["ParamScales", "Linear", "Embedding", "TiedReadout", "abc_modules"]
+
+_LINEAR_ROLES = ("input", "hidden", "output")
+
+
+class ParamScales(NamedTuple):
+    """Width factors of one trained tensor, read by the optimizer wrapper.
+
+    ``role`` is the role whose exponents apply (``vector`` for biases, ``none``
+    for tensors with no width dimension such as the readout bias).
+    """
+
+    role: str
+    lr_sgd: float
+    lr_adam: float
+    eps: float
+
+    def lr(self, family: str) -> float:
+        return self.lr_sgd if family == "sgd" else self.lr_adam
+
+
+_UNIT = ParamScales("none", 1.0, 1.0, 1.0)
+
+
+def _scales(param: Parametrization, role: str) -> ParamScales:
+    return ParamScales(role, param.lr_scale(role, "sgd"), param.lr_scale(role, "adam"), param.eps_scale(role))
+
+
+def _check_param(param: Any) -> Parametrization:
+    if param is None:
+        raise TypeError("param: required, e.g. param=abcparam.mup(width=1024, base_width=128)")
+    if not isinstance(param, Parametrization):
+        raise TypeError(f"param: expected an abcparam.Parametrization, got {type(param).__name__}")
+    return param
+
+
+def _check_dim(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected a positive int, got {type(value).__name__} {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name}: must be > 0, got {value}")
+    return int(value)
+
+
+def _check_positive(value: Any, name: str, allow_none: bool = False) -> Optional[float]:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise TypeError(f"{name}: expected a finite number, got {value!r}")
+    if float(value) < 0 or (name == "alpha" and float(value) == 0):
+        raise ValueError(f"{name}: must be {'> 0' if name == 'alpha' else '>= 0'}, got {value}")
+    return float(value)
+
+
+def _scaled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], wm: float, bm: float) -> torch.Tensor:
+    """y = wm * x W^T + bm * b, with the multiplications skipped when they are 1."""
+    if wm == 1.0:
+        return F.linear(x, weight, bias if bias is None or bm == 1.0 else bias * bm)
+    if bias is None:
+        return F.linear(x, weight) * wm
+    return F.linear(x, weight, bias * (bm / wm)) * wm
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` with an abc-parametrization (THEORY.md section 1, "Practical form").
+
+    Args:
+        role: ``"input"`` (fixed fan-in -> width), ``"hidden"`` (width -> width)
+            or ``"output"`` (the readout, width -> fixed fan-out).
+        param: the :class:`~abcparam.Parametrization` (exponents and m).
+        alpha: forward-multiplier constant at base width (default 1).
+        sigma: init std at base width; default the usual fan-in scale
+            ``1/sqrt(fan_in / m)`` for width-sized fan-in, ``1/sqrt(fan_in)``
+            for the input layer.
+        zero_init: initialise the weight to zero (common for muP readouts).
+
+    The bias is vector-like (the input layer's exponents, section 7) for input
+    and hidden layers; the readout's bias has no width dimension and keeps
+    Theta(1) everything.  It starts like ``nn.Linear``'s at base width:
+    uniform in +-1/sqrt(fan_in / m), times m^-b.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        role: str = "hidden",
+        param: Optional[Parametrization] = None,
+        alpha: float = 1.0,
+        sigma: Optional[float] = None,
+        zero_init: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        in_features = _check_dim(in_features, "in_features")
+        out_features = _check_dim(out_features, "out_features")
+        if role not in _LINEAR_ROLES:
+            raise ValueError(f"role: got {role!r}; allowed: {', '.join(_LINEAR_ROLES)}")
+        param = _check_param(param)
+        ex = param.role(role)  # raises if the role is missing (mean field has no hidden)
+        alpha_ = _check_positive(alpha, "alpha")
+        sigma_ = _check_positive(sigma, "sigma", allow_none=True)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias: expected True or False, got {bias!r}")
+        m = param.width_mult
+        fan_in_base = in_features if role == "input" else in_features / float(m)
+        config = {
+            "role": role,
+            "param_name": param.name,
+            "width_mult": float(m),
+            "a": ex.a,
+            "b": ex.b,
+            "c_sgd": ex.c_sgd,
+            "c_adam": ex.c_adam,
+            "alpha": alpha_,
+            "sigma": sigma_ if sigma_ is not None else 1.0 / math.sqrt(fan_in_base),
+            "zero_init": bool(zero_init),
+            "weight_multiplier": alpha_ * param.multiplier(role),
+            "init_std": 0.0,
+            "bias_bound": 1.0 / math.sqrt(fan_in_base),
+            "_weight_scales": _scales(param, role),
+        }
+        config["init_std"] = config["sigma"] * param.init_scale(role)
+        if role == "output":
+            config["bias_multiplier"] = 1.0
+            config["_bias_scales"] = _UNIT
+        else:
+            config["bias_multiplier"] = param.multiplier("vector")
+            config["bias_bound"] *= param.init_scale("vector")
+            config["_bias_scales"] = _scales(param, "vector")
+        self.__dict__.update(config)  # plain numbers, set before nn.Linear calls reset_parameters
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+
+    def reset_parameters(self) -> None:
+        """Draw ``weight ~ N(0, init_std^2)`` (or zeros) and the bias; idempotent, never rescales."""
+        with torch.no_grad():
+            if self.zero_init:
+                self.weight.zero_()
+            else:
+                self.weight.normal_(0.0, self.init_std)
+            if self.bias is not None:
+                self.bias.uniform_(-self.bias_bound, self.bias_bound)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return _scaled_linear(input, self.weight, self.bias, self.weight_multiplier, self.bias_multiplier)
+
+    def abc_scales(self) -> Dict[str, ParamScales]:
+        """Learning-rate and epsilon factors per parameter name, for :func:`abcparam.wrap`."""
+        return {"weight": self._weight_scales, "bias": self._bias_scales}
+
+    def effective_weight(self) -> torch.Tensor:
+        """W = alpha * m^-a * w, the weight the forward pass uses."""
+        return self.weight * self.weight_multiplier
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, role={self.role}, param={self.param_name}, m={self.width_mult:g}, "
+            f"a={self.a}, b={self.b}, c_sgd={self.c_sgd}, c_adam={self.c_adam}, "
+            f"multiplier={self.weight_multiplier:g}, init_std={self.init_std:.4g}"
+        )
+
+
+class Embedding(nn.Embedding):
+    """``nn.Embedding`` as an abc input layer (one-hot input, fixed fan-in).
+
+    The stored table starts as ``N(0, (sigma * m^-b)^2)`` (sigma defaults to 1,
+    ``nn.Embedding``'s scale) and the lookup is multiplied by ``alpha * m^-a``.
+    ``padding_idx``'s row starts at zero, as in ``nn.Embedding``.
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: Optional[int] = None,
+        max_norm: Optional[float] = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+        *,
+        param: Optional[Parametrization] = None,
+        alpha: float = 1.0,
+        sigma: float = 1.0,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        num_embeddings = _check_dim(num_embeddings, "num_embeddings")
+        embedding_dim = _check_dim(embedding_dim, "embedding_dim")
+        param = _check_param(param)
+        ex = param.role("input")
+        alpha_ = _check_positive(alpha, "alpha")
+        sigma_ = _check_positive(sigma, "sigma")
+        self.__dict__.update(
+            {
+                "role": "input",
+                "param_name": param.name,
+                "width_mult": float(param.width_mult),
+                "a": ex.a,
+                "b": ex.b,
+                "c_sgd": ex.c_sgd,
+                "c_adam": ex.c_adam,
+                "alpha": alpha_,
+                "sigma": sigma_,
+                "weight_multiplier": alpha_ * param.multiplier("input"),
+                "init_std": sigma_ * param.init_scale("input"),
+                "_weight_scales": _scales(param, "input"),
+            }
+        )
+        super().__init__(
+            num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, device=device, dtype=dtype
+        )
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.weight.normal_(0.0, self.init_std)
+        self._fill_padding_idx_with_zero()
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        out = super().forward(input)
+        return out if self.weight_multiplier == 1.0 else out * self.weight_multiplier
+
+    def abc_scales(self) -> Dict[str, ParamScales]:
+        return {"weight": self._weight_scales}
+
+    def effective_weight(self) -> torch.Tensor:
+        return self.weight * self.weight_multiplier
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, role=input, param={self.param_name}, m={self.width_mult:g}, "
+            f"a={self.a}, b={self.b}, c_sgd={self.c_sgd}, c_adam={self.c_adam}, "
+            f"multiplier={self.weight_multiplier:g}, init_std={self.init_std:.4g}"
+        )
+
+
+class TiedReadout(Linear):
+    """A readout that shares an :class:`Embedding`'s table (``logits = m^-a_out * h E^T``).
+
+    Rule for the shared tensor: it is initialised and trained with the
+    embedding's (input-role) b and c; the readout contributes only its own
+    forward multiplier ``alpha * m^-a_out``.  That is exact only when the
+    parametrization gives the input and output roles the same b and the same
+    c for both optimizer families, and then Adam's epsilon exponent d agrees
+    too (THEORY.md section 10: d_in - d_out = a_in + b_out = beta_1 = 0).  Both
+    forms of muP qualify (Table 8: b = 0, c = -1 / 0; TP4: b = 1/2, c = 0 / 1/2),
+    as does NTK; SP (b = 0 vs 1/2) is refused.  The Table 8 form is the usual
+    choice: it keeps the table's stored entries at the embedding's own scale.
+    The state_dict holds ``weight`` (the shared tensor, as with a tied
+    ``nn.Linear``) and ``bias`` if any.
+    """
+
+    def __init__(self, embedding: Embedding, *, param: Optional[Parametrization] = None, bias: bool = False, alpha: float = 1.0) -> None:
+        if not isinstance(embedding, Embedding):
+            raise TypeError(f"embedding: expected an abcparam.Embedding, got {type(embedding).__name__}")
+        param = _check_param(param)
+        inp, out = param.role("input"), param.role("output")
+        if (inp.b, inp.c_sgd, inp.c_adam) != (out.b, out.c_sgd, out.c_adam):
+            raise ValueError(
+                f"param: {param.name!r} gives the input and output roles different init or learning-rate "
+                f"exponents (input b={inp.b}, c={inp.c_sgd}/{inp.c_adam}; output b={out.b}, c={out.c_sgd}/{out.c_adam}), "
+                "so one shared tensor cannot follow both; use abcparam.mup(..., form='table8') or untie the readout"
+            )
+        if (embedding.b, embedding.c_sgd, embedding.c_adam, embedding.width_mult) != (inp.b, inp.c_sgd, inp.c_adam, float(param.width_mult)):
+            raise ValueError("param: the embedding was built with another parametrization or width; tie layers built with the same param")
+        with torch.device("meta"):
+            super().__init__(embedding.embedding_dim, embedding.num_embeddings, bias, role="output", param=param, alpha=alpha)
+        self.weight = embedding.weight
+        if self.bias is not None:
+            self.bias = nn.Parameter(torch.empty(embedding.num_embeddings, device=embedding.weight.device, dtype=embedding.weight.dtype))
+            self.reset_parameters()
+        # the shared tensor trains as the embedding does
+        self._weight_scales = embedding._weight_scales
+
+    def reset_parameters(self) -> None:
+        """Re-draws the bias only: the shared table belongs to the embedding."""
+        if self.bias is not None and self.bias.device.type != "meta":
+            with torch.no_grad():
+                self.bias.uniform_(-self.bias_bound, self.bias_bound)
+
+
+def abc_modules(model: nn.Module) -> Dict[str, nn.Module]:
+    """The abcparam layers of ``model`` by qualified name."""
+    return {name: mod for name, mod in model.named_modules() if hasattr(mod, "abc_scales") and callable(mod.abc_scales)}
+
+
+assert set(_LINEAR_ROLES) < set(ROLES)

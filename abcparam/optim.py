@@ -1,0 +1,181 @@
+"""The optimizer wrapper: per-layer learning rates, epsilons and weight decay.
+
+:func:`wrap` takes any torch optimizer already built over a model's
+parameters and re-splits its param groups so that each tensor trains at
+``lr * m^-c`` for its layer's role and the optimizer's family (THEORY.md
+section 1), with Adam's ``eps * m^-d`` (section 10) and a width-invariant
+weight decay.  The width factors are read from the abcparam layers' plain
+attributes, never from tensor attributes, so wrapping works the same under
+DDP, FSDP2, ``torch.compile`` and after ``torch.load``.
+
+Schedulers: every new group stores its own ``lr`` (and ``initial_lr`` if a
+scheduler was already attached), so multiplicative schedulers (LambdaLR,
+StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR with ``eta_min=0``,
+LinearLR, ...) keep the ratios between groups.  Schedulers given *absolute*
+learning rates (OneCycleLR's and CyclicLR's ``max_lr``/``base_lr``,
+CosineAnnealingLR's ``eta_min``, ReduceLROnPlateau's ``min_lr``) would set
+every group to the same value; pass them per group with :func:`per_group`.
+
+>>> import torch, abcparam
+>>> p = abcparam.mup(width=512, base_width=128)
+>>> net = torch.nn.Sequential(abcparam.Linear(8, 512, role="input", param=p),
+...                           abcparam.Linear(512, 512, param=p),
+...                           abcparam.Linear(512, 1, role="output", param=p))
+>>> opt = abcparam.wrap(torch.optim.Adam(net.parameters(), lr=1e-3), net)
+>>> sorted({g["lr"] for g in opt.param_groups})
+[0.00025, 0.0005, 0.001]
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .layers import ParamScales, abc_modules
+from .theory import optimizer_family
+
+__all__ = ["wrap", "per_group", "WEIGHT_DECAY_MODES"]
+
+WEIGHT_DECAY_MODES = ("coupled", "independent")
+_MARK = "_abcparam_wrapped"
+
+
+def _owned_scales(model: nn.Module) -> Dict[int, Tuple[str, ParamScales]]:
+    """id(parameter) -> (qualified name, scales) for every tensor an abcparam layer owns."""
+    out: Dict[int, Tuple[str, ParamScales]] = {}
+    for mod_name, mod in abc_modules(model).items():
+        for pname, scales in mod.abc_scales().items():
+            p = getattr(mod, pname, None)
+            if isinstance(p, torch.Tensor):
+                name = f"{mod_name}.{pname}" if mod_name else pname
+                prev = out.get(id(p))
+                if prev is not None and prev[1] != scales:
+                    raise ValueError(f"model: the tensor {name} is shared with {prev[0]} under different scales")
+                out.setdefault(id(p), (name, scales))
+    return out
+
+
+def _param_names(model: nn.Module) -> Dict[int, str]:
+    return {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
+
+
+def wrap(
+    optimizer: torch.optim.Optimizer,
+    model: nn.Module,
+    *,
+    family: Optional[str] = None,
+    strict: bool = False,
+    scale_eps: bool = True,
+    weight_decay: str = "coupled",
+) -> torch.optim.Optimizer:
+    """Re-split ``optimizer``'s param groups so each tensor trains at its layer's rate.
+
+    Args:
+        optimizer: a torch optimizer built over ``model``'s parameters, with any
+            groups and options; it is changed in place and returned.
+        model: the model (may be wrapped in DDP, FSDP2 or ``torch.compile``).
+        family: ``"sgd"`` or ``"adam"``; detected for every ``torch.optim``
+            optimizer, required for any other.
+        strict: raise instead of warning when a parameter is owned by no
+            abcparam layer (such tensors keep the base learning rate).
+        scale_eps: Adam-like optimizers get ``eps * m^-d`` per group (THEORY.md
+            section 10).  microsoft/mup never scales eps; ``False`` does the same.
+        weight_decay: ``"coupled"`` (default; microsoft/mup's convention: each
+            group's ``lr * weight_decay`` equals the base ``lr * weight_decay``,
+            so at m = 1 nothing changes) or ``"independent"`` (the group's
+            ``weight_decay`` is read as the per-step decay itself, the same for
+            every group and for every base learning rate; torch's decoupled
+            decay ``lr * wd`` is set to it at the initial learning rate and then
+            follows the schedule).
+
+    Raises ``ValueError``/``TypeError`` before changing anything: for an unknown
+    optimizer family, a second wrap, strict mode with unowned parameters, or a
+    bad option.
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+    if getattr(optimizer, _MARK, False) or any("abc_lr_scale" in g for g in optimizer.param_groups):
+        raise ValueError("optimizer: already wrapped by abcparam.wrap; wrapping twice would scale twice")
+    if weight_decay not in WEIGHT_DECAY_MODES:
+        raise ValueError(f"weight_decay: got {weight_decay!r}; allowed: {', '.join(WEIGHT_DECAY_MODES)}")
+    if family is None:
+        try:
+            fam = optimizer_family(type(optimizer).__name__)
+        except ValueError:
+            raise ValueError(
+                f"optimizer: cannot tell whether {type(optimizer).__name__} is SGD-like or Adam-like; "
+                "pass family='sgd' (update proportional to the gradient) or family='adam' (entrywise normalised)"
+            ) from None
+    else:
+        if family not in ("sgd", "adam"):
+            raise ValueError(f"family: got {family!r}; allowed: 'sgd' or 'adam'")
+        fam = family
+
+    owned = _owned_scales(model)
+    names = _param_names(model)
+    unowned = [names.get(id(p), f"<unnamed {tuple(p.shape)}>") for g in optimizer.param_groups for p in g["params"] if id(p) not in owned]
+    if unowned and strict:
+        raise ValueError(f"model: parameters owned by no abcparam layer (strict=True): {', '.join(unowned)}")
+
+    new_groups: List[Dict[str, Any]] = []
+    for group in optimizer.param_groups:
+        buckets: Dict[ParamScales, List[torch.Tensor]] = {}
+        for p in group["params"]:
+            scales = owned[id(p)][1] if id(p) in owned else ParamScales("none", 1.0, 1.0, 1.0)
+            buckets.setdefault(scales, []).append(p)
+        for scales, params in buckets.items():
+            new = {k: v for k, v in group.items() if k != "params"}
+            new["params"] = params
+            lr_scale = scales.lr(fam)
+            base_lr = group["lr"]
+            new["lr"] = _scale(base_lr, lr_scale)
+            if "initial_lr" in group:
+                new["initial_lr"] = _scale(group["initial_lr"], lr_scale)
+            if fam == "adam" and scale_eps and "eps" in group and isinstance(group["eps"], (int, float)):
+                new["eps"] = group["eps"] * scales.eps
+            wd = group.get("weight_decay", 0.0)
+            if wd:
+                if weight_decay == "coupled":
+                    new["weight_decay"] = wd / lr_scale
+                elif float(new["lr"]) == 0.0:
+                    raise ValueError("weight_decay: 'independent' decay needs a nonzero learning rate in every group")
+                else:
+                    new["weight_decay"] = wd / float(new["lr"])
+            new["abc_lr_scale"] = lr_scale
+            new["abc_eps_scale"] = scales.eps if (fam == "adam" and scale_eps) else 1.0
+            new["abc_role"] = scales.role
+            new["abc_family"] = fam
+            new_groups.append(new)
+
+    # Everything validated and computed: now change the optimizer.
+    optimizer.param_groups = new_groups
+    setattr(optimizer, _MARK, True)
+    if unowned:
+        warnings.warn(
+            f"abcparam.wrap: {len(unowned)} parameter(s) are owned by no abcparam layer and keep the base "
+            f"learning rate: {', '.join(unowned)}",
+            stacklevel=2,
+        )
+    return optimizer
+
+
+def _scale(lr: Any, factor: float) -> Any:
+    if isinstance(lr, torch.Tensor):
+        return lr * factor
+    return float(lr) * factor
+
+
+def per_group(optimizer: torch.optim.Optimizer, value: float) -> List[float]:
+    """``value`` scaled by each group's width factor, for schedulers that take absolute rates.
+
+    >>> # torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=abcparam.per_group(opt, 1e-2), total_steps=100)
+    """
+    if not any("abc_lr_scale" in g for g in optimizer.param_groups):
+        raise ValueError("optimizer: not wrapped by abcparam.wrap; per_group needs the wrapped optimizer")
+    return [float(value) * g.get("abc_lr_scale", 1.0) for g in optimizer.param_groups]
+

@@ -1,0 +1,249 @@
+"""The parametrization object: exponents per role plus the width multiplier.
+
+A :class:`Parametrization` holds, for each *role* (``input``, ``hidden``,
+``output``; ``vector`` for biases and gains, which take the input layer's
+exponents, THEORY.md section 7), the exact exponents (a, b, c) for both
+optimizer families, and the width multiplier m = width / base_width of the
+"Practical form" of THEORY.md section 1.  Layers read it once, when they are
+built; nothing here touches tensors.
+
+>>> p = mup(width=1024, base_width=256)
+>>> p.width_mult, p.multiplier("input"), p.lr_scale("hidden", "adam")
+(Fraction(4, 1), 2.0, 0.25)
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from typing import Any, Dict, Optional, Tuple
+
+from . import theory
+from .theory import Preset, exponent, optimizer_family
+
+__all__ = [
+    "ROLES",
+    "RoleExponents",
+    "Parametrization",
+    "parametrization",
+    "sp",
+    "sp_inv_n",
+    "ntk",
+    "mup",
+    "mean_field",
+    "up",
+]
+
+ROLES = ("input", "hidden", "output", "vector")
+
+
+@dataclass(frozen=True)
+class RoleExponents:
+    """Exact exponents of one role: a, b and c for SGD-like and Adam-like optimizers."""
+
+    a: Fraction
+    b: Fraction
+    c_sgd: Fraction
+    c_adam: Fraction
+
+    @classmethod
+    def of(cls, a: Any, b: Any, c_sgd: Any, c_adam: Any, role: str = "role") -> "RoleExponents":
+        return cls(exponent(a, f"{role}.a"), exponent(b, f"{role}.b"), exponent(c_sgd, f"{role}.c_sgd"), exponent(c_adam, f"{role}.c_adam"))
+
+    def c(self, family: str) -> Fraction:
+        return self.c_sgd if optimizer_family(family) == "sgd" else self.c_adam
+
+
+def _power(m: Fraction, e: Fraction) -> float:
+    """m^e as a float (m > 0, e exact)."""
+    return float(m) ** float(e) if e else 1.0
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected a positive int, got {type(value).__name__} {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name}: must be > 0, got {value}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Parametrization:
+    """An abc-parametrization in practical form: exponents per role and m = width / base_width.
+
+    Build one with the presets (:func:`mup`, :func:`sp`, :func:`ntk`,
+    :func:`mean_field`, :func:`up`, ...) or :func:`parametrization` for explicit
+    exponents.  ``hidden`` is ``None`` for depth-1 parametrizations (mean field).
+    """
+
+    name: str
+    input: RoleExponents
+    hidden: Optional[RoleExponents]
+    output: RoleExponents
+    width: int = 1
+    base_width: int = 1
+
+    def __post_init__(self) -> None:
+        _positive_int(self.width, "width")
+        _positive_int(self.base_width, "base_width")
+        for role in ("input", "output"):
+            if not isinstance(getattr(self, role), RoleExponents):
+                raise TypeError(f"{role}: expected RoleExponents, got {type(getattr(self, role)).__name__}")
+        if self.hidden is not None and not isinstance(self.hidden, RoleExponents):
+            raise TypeError(f"hidden: expected RoleExponents or None, got {type(self.hidden).__name__}")
+
+    @property
+    def width_mult(self) -> Fraction:
+        """m = width / base_width, exact."""
+        return Fraction(self.width, self.base_width)
+
+    def at_width(self, width: int, base_width: Optional[int] = None) -> "Parametrization":
+        """The same exponents at another width (and optionally base width)."""
+        return replace(self, width=width, base_width=self.base_width if base_width is None else base_width)
+
+    def role(self, role: str) -> RoleExponents:
+        """Exponents of ``role`` (``vector`` means the input layer's, THEORY.md section 7)."""
+        if role not in ROLES:
+            raise ValueError(f"role: got {role!r}; allowed: {', '.join(ROLES)}")
+        if role == "vector":
+            return self.input
+        ex = getattr(self, role)
+        if ex is None:
+            raise ValueError(f"role: the parametrization {self.name!r} has no hidden layers (depth 1); use role 'input' or 'output'")
+        return ex
+
+    # Practical-form factors, THEORY.md section 1.
+    def multiplier(self, role: str) -> float:
+        """Forward multiplier m^-a of ``role`` (times the layer's alpha)."""
+        return _power(self.width_mult, -self.role(role).a)
+
+    def init_scale(self, role: str) -> float:
+        """Init std factor m^-b of ``role`` (times the layer's sigma)."""
+        return _power(self.width_mult, -self.role(role).b)
+
+    def lr_scale(self, role: str, optimizer: str) -> float:
+        """Learning-rate factor m^-c of ``role`` for the optimizer's family."""
+        return _power(self.width_mult, -self.role(role).c(optimizer))
+
+    def eps_exponent(self, role: str) -> Fraction:
+        """d of THEORY.md section 10: the width exponent of the gradient of ``role``'s tensor."""
+        out = self.output
+        if role == "output":
+            return out.a
+        return self.role(role).a + out.a + out.b
+
+    def eps_scale(self, role: str) -> float:
+        """Adam epsilon factor m^-d (THEORY.md section 10)."""
+        return _power(self.width_mult, -self.eps_exponent(role))
+
+    def theory_preset(self, depth: int = 2) -> Preset:
+        """The per-layer exponents at ``depth`` hidden layers, for :func:`abcparam.classify`."""
+        if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 1:
+            raise ValueError(f"depth: an integer >= 1, got {depth!r}")
+        if depth > 1 and self.hidden is None:
+            raise ValueError(f"depth: {self.name!r} exists for depth 1 only, got {depth}")
+        cols = [self.input] + [self.hidden] * (depth - 1) + [self.output]  # type: ignore[list-item]
+        return Preset(
+            self.name,
+            tuple(x.a for x in cols),
+            tuple(x.b for x in cols),
+            tuple(x.c_sgd for x in cols),
+            tuple(x.c_adam for x in cols),
+        )
+
+    def classify(self, depth: int = 2, optimizer: str = "sgd", alignment: str = "tp4") -> theory.Verdict:
+        """Shortcut for ``abcparam.classify(self.theory_preset(depth), ...)``."""
+        return theory.classify(self.theory_preset(depth), optimizer=optimizer, alignment=alignment)
+
+    def describe(self) -> str:
+        rows = []
+        for role in ("input", "hidden", "output"):
+            ex = getattr(self, role)
+            if ex is not None:
+                rows.append(f"{role}: a={ex.a} b={ex.b} c_sgd={ex.c_sgd} c_adam={ex.c_adam}")
+        return f"{self.name} (m = {self.width}/{self.base_width}): " + "; ".join(rows)
+
+
+def _from_preset(p: Preset, width: int, base_width: int, name: Optional[str] = None) -> Parametrization:
+    def col(i: int) -> RoleExponents:
+        return RoleExponents(p.a[i], p.b[i], p.c_sgd[i], p.c_adam[i])
+
+    hidden = col(1) if p.depth >= 2 else None
+    return Parametrization(name or p.name, col(0), hidden, col(p.depth), width, base_width)
+
+
+def _named(name: str, width: int, base_width: int, **kw: Any) -> Parametrization:
+    depth = 1 if name == "mean_field" else 2
+    return _from_preset(theory.preset(name, depth, **kw), width, base_width)
+
+
+def sp(width: int = 1, base_width: int = 1) -> Parametrization:
+    """Standard parametrization, constant learning rate (unstable as width grows)."""
+    return _named("sp", width, base_width)
+
+
+def sp_inv_n(width: int = 1, base_width: int = 1) -> Parametrization:
+    """Standard parametrization with learning rate ~ 1/n (kernel regime under SGD)."""
+    return _named("sp_inv_n", width, base_width)
+
+
+def ntk(width: int = 1, base_width: int = 1) -> Parametrization:
+    """Neural tangent parametrization (kernel regime, r = 1/2)."""
+    return _named("ntk", width, base_width)
+
+
+def mup(width: int = 1, base_width: int = 1, *, form: str = "tp4") -> Parametrization:
+    """Maximal update parametrization: ``form="tp4"`` (TP4) or ``"table8"`` (TP5 Table 8, microsoft/mup).
+
+    The two forms are equivalent (THEORY.md section 2); ``table8`` is the one
+    compatible with tied input/output embeddings.
+
+    >>> mup(512, 128, form="table8").multiplier("output")
+    0.25
+    """
+    forms = {"tp4": "mup", "table8": "mup_table8"}
+    if form not in forms:
+        raise ValueError(f"form: got {form!r}; allowed: 'tp4' or 'table8'")
+    return _named(forms[form], width, base_width)
+
+
+def mean_field(width: int = 1, base_width: int = 1) -> Parametrization:
+    """Mean-field parametrization (one hidden layer only: no hidden role)."""
+    return _named("mean_field", width, base_width)
+
+
+def up(s: Any, width: int = 1, base_width: int = 1) -> Parametrization:
+    """The uniform parametrization UP_s, 0 <= s <= 1/2 (UP_0 = muP, UP_1/2 = NTK)."""
+    return _named("up", width, base_width, s=s)
+
+
+def parametrization(
+    *,
+    input: Tuple[Any, Any, Any, Any],
+    output: Tuple[Any, Any, Any, Any],
+    hidden: Optional[Tuple[Any, Any, Any, Any]] = None,
+    width: int = 1,
+    base_width: int = 1,
+    name: str = "custom",
+) -> Parametrization:
+    """A parametrization from explicit exponents ``(a, b, c_sgd, c_adam)`` per role.
+
+    >>> p = parametrization(input=(0, 0, -1, 0), hidden=(0, "1/2", 0, 1), output=(1, 0, -1, 0))
+    >>> p.classify(depth=3).regime
+    'feature_learning'
+    """
+    cols: Dict[str, Optional[RoleExponents]] = {}
+    for role, value in (("input", input), ("hidden", hidden), ("output", output)):
+        if value is None:
+            cols[role] = None
+            continue
+        if isinstance(value, RoleExponents):
+            cols[role] = value
+            continue
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 4:
+            raise ValueError(f"{role}: expected (a, b, c_sgd, c_adam), got {value!r}")
+        cols[role] = RoleExponents.of(*value, role=role)
+    if cols["input"] is None or cols["output"] is None:
+        raise ValueError("input, output: both roles are required")
+    return Parametrization(name, cols["input"], cols["hidden"], cols["output"], width, base_width)  # type: ignore[arg-type]

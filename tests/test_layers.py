@@ -1,0 +1,242 @@
+"""abcparam.Linear / Embedding / TiedReadout and the Parametrization object."""
+
+import copy
+import io
+import math
+import pickle
+from fractions import Fraction as F
+
+import pytest
+import torch
+from torch import nn
+
+import abcparam
+from abcparam import Embedding, Linear, TiedReadout
+
+PRESETS = {
+    "sp": abcparam.sp,
+    "sp_inv_n": abcparam.sp_inv_n,
+    "ntk": abcparam.ntk,
+    "mup": abcparam.mup,
+    "mup_table8": lambda w, b: abcparam.mup(w, b, form="table8"),
+    "up_1/4": lambda w, b: abcparam.up("1/4", w, b),
+}
+ROLE_DIMS = {"input": (12, 64), "hidden": (64, 64), "output": (64, 5)}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("role", sorted(ROLE_DIMS))
+def test_m1_is_an_ordinary_linear(name, role):
+    p = PRESETS[name](64, 64)
+    layer = Linear(*ROLE_DIMS[role], role=role, param=p)
+    assert layer.weight_multiplier == 1.0 and layer.bias_multiplier == 1.0
+    plain = nn.Linear(*ROLE_DIMS[role])
+    plain.load_state_dict(layer.state_dict())
+    x = torch.randn(7, ROLE_DIMS[role][0])
+    assert torch.equal(layer(x), plain(x))
+    # and the init is the usual fan-in scale at base width
+    assert layer.init_std == pytest.approx(1 / math.sqrt(ROLE_DIMS[role][0]))
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_m1_is_an_ordinary_embedding(name):
+    e = Embedding(50, 64, padding_idx=3, param=PRESETS[name](64, 64))
+    plain = nn.Embedding(50, 64, padding_idx=3)
+    plain.load_state_dict(e.state_dict())
+    idx = torch.randint(0, 50, (4, 9))
+    assert torch.equal(e(idx), plain(idx))
+    assert torch.all(e.weight[3] == 0)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("role", sorted(ROLE_DIMS))
+def test_forward_equals_linear_with_effective_weights(name, role):
+    p = PRESETS[name](256, 64)
+    din, dout = ROLE_DIMS[role]
+    din, dout = (din * 4 if role != "input" else din), (dout * 4 if role != "output" else dout)
+    layer = Linear(din, dout, role=role, param=p).double()
+    plain = nn.Linear(din, dout).double()
+    with torch.no_grad():
+        plain.weight.copy_(layer.effective_weight())
+        plain.bias.copy_(layer.bias * layer.bias_multiplier)
+    x = torch.randn(5, din, dtype=torch.float64)
+    torch.testing.assert_close(layer(x), plain(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["sp", "ntk", "mup", "mup_table8"])
+@pytest.mark.parametrize("role", ["input", "hidden", "output"])
+def test_init_std_scales_as_m_pow_minus_b(name, role):
+    # 3 widths; each std estimate is over >= 16k draws, so its relative error is < 2% (4 sigma).
+    torch.manual_seed(0)
+    stds, eff = [], []
+    ms = [1, 4, 16]
+    for m in ms:
+        p = PRESETS[name](64 * m, 64)
+        din, dout = {"input": (256, 64 * m), "hidden": (64 * m, 64 * m), "output": (64 * m, 256)}[role]
+        layer = Linear(din, dout, role=role, param=p)
+        stds.append(layer.weight.std().item())
+        eff.append(layer.effective_weight().std().item())
+    ex = PRESETS[name](1, 1).role(role)
+    fan_in_base = 256 if role == "input" else 64
+    for m, s, e in zip(ms, stds, eff):
+        assert s == pytest.approx(m ** -float(ex.b) / math.sqrt(fan_in_base), rel=0.04)
+        assert e == pytest.approx(m ** -float(ex.a + ex.b) / math.sqrt(fan_in_base), rel=0.04)
+    # the fitted exponents, as a coordinate check would see them
+    slope = math.log(stds[-1] / stds[0]) / math.log(16)
+    assert slope == pytest.approx(-float(ex.b), abs=0.03)
+
+
+def test_init_options_alpha_sigma_zero_init():
+    p = abcparam.mup(256, 64, form="table8")
+    layer = Linear(256, 10, role="output", param=p, alpha=2.0, zero_init=True)
+    assert torch.all(layer.weight == 0) and layer.weight_multiplier == pytest.approx(0.5)
+    layer = Linear(256, 256, param=p, sigma=0.02)
+    assert layer.init_std == pytest.approx(0.02 * 4 ** -0.5)
+
+
+def test_reset_parameters_is_idempotent_and_never_rescales():
+    p = abcparam.mup(512, 64)
+    layer = Linear(512, 512, param=p)
+    torch.manual_seed(1)
+    layer.reset_parameters()
+    first = layer.weight.detach().clone()
+    with torch.no_grad():
+        layer.weight.mul_(100)  # whatever is there now
+    torch.manual_seed(1)
+    layer.reset_parameters()
+    torch.manual_seed(1)
+    layer.reset_parameters()
+    assert torch.equal(layer.weight, first)
+    # loading a checkpoint keeps it bit for bit
+    sd = {k: v.clone() * 3 for k, v in layer.state_dict().items()}
+    layer.load_state_dict(sd)
+    assert torch.equal(layer.weight, sd["weight"])
+
+
+def test_state_dict_round_trips_with_plain_modules():
+    p = abcparam.mup(128, 32)
+    layer = Linear(128, 128, param=p)
+    plain = nn.Linear(128, 128)
+    plain.load_state_dict(layer.state_dict())
+    layer2 = Linear(128, 128, param=p)
+    layer2.load_state_dict(plain.state_dict())
+    assert torch.equal(layer2.weight, layer.weight) and torch.equal(layer2.bias, layer.bias)
+    e = Embedding(10, 128, param=p)
+    assert list(e.state_dict()) == ["weight"]
+    nn.Embedding(10, 128).load_state_dict(e.state_dict())
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle", "torch.save"])
+def test_metadata_survives_copies(how):
+    p = abcparam.mup(384, 64)
+    net = nn.Sequential(Linear(3, 384, role="input", param=p), Linear(384, 384, param=p), Linear(384, 2, role="output", param=p))
+    if how == "deepcopy":
+        other = copy.deepcopy(net)
+    elif how == "pickle":
+        other = pickle.loads(pickle.dumps(net))
+    else:
+        buf = io.BytesIO()
+        torch.save(net, buf)
+        buf.seek(0)
+        other = torch.load(buf, weights_only=False)
+    for a, b in zip(net, other):
+        assert (a.width_mult, a.a, a.b, a.c_adam, a.weight_multiplier, a.abc_scales()) == (
+            b.width_mult, b.a, b.b, b.c_adam, b.weight_multiplier, b.abc_scales())
+    x = torch.randn(4, 3)
+    assert torch.equal(net(x), other(x))
+
+
+def test_extra_repr_shows_exponents():
+    text = repr(Linear(256, 256, param=abcparam.mup(256, 64)))
+    for needle in ("role=hidden", "param=mup", "m=4", "a=0", "b=1/2", "c_adam=1"):
+        assert needle in text
+
+
+def test_bf16_runs():
+    p = abcparam.mup(128, 32)
+    net = nn.Sequential(Embedding(20, 128, param=p, dtype=torch.bfloat16), Linear(128, 128, param=p, dtype=torch.bfloat16),
+                        Linear(128, 20, role="output", param=p, dtype=torch.bfloat16))
+    out = net(torch.randint(0, 20, (3, 5)))
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+    out.float().sum().backward()
+    assert net[1].weight.grad.dtype == torch.bfloat16
+
+
+def test_tied_readout_shares_the_table():
+    p = abcparam.mup(256, 64, form="table8")
+    emb = Embedding(30, 256, param=p)
+    head = TiedReadout(emb, param=p)
+    assert head.weight is emb.weight
+    h = torch.randn(4, 256)
+    torch.testing.assert_close(head(h), h @ emb.weight.T * (1 / 4))
+    model = nn.ModuleDict({"emb": emb, "head": head})
+    assert sorted(model.state_dict()) == ["emb.weight", "head.weight"]
+    assert len(list(model.parameters())) == 1
+    torch.manual_seed(0)
+    head.reset_parameters()  # must not touch the shared table
+    assert head.weight is emb.weight
+    tp4 = abcparam.mup(256, 64)
+    assert TiedReadout(Embedding(30, 256, param=tp4), param=tp4).weight_multiplier == 0.5
+    with pytest.raises(ValueError, match="form='table8'"):
+        TiedReadout(Embedding(30, 256, param=abcparam.sp(256, 64)), param=abcparam.sp(256, 64))
+    with pytest.raises(ValueError, match="same param"):
+        TiedReadout(Embedding(30, 256, param=abcparam.mup(256, 64)), param=abcparam.mup(512, 64).at_width(256, 32))
+
+
+def test_mean_field_has_no_hidden_role():
+    p = abcparam.mean_field(256, 64)
+    Linear(3, 256, role="input", param=p)
+    with pytest.raises(ValueError, match="no hidden layers"):
+        Linear(256, 256, role="hidden", param=p)
+
+
+@pytest.mark.parametrize(
+    "kwargs,err,msg",
+    [
+        (dict(role="middle"), ValueError, "role: got 'middle'"),
+        (dict(param=None), TypeError, "param: required"),
+        (dict(param="mup"), TypeError, "Parametrization"),
+        (dict(alpha=0.0), ValueError, "alpha: must be > 0"),
+        (dict(sigma=float("nan")), TypeError, "sigma"),
+        (dict(bias="yes"), TypeError, "bias"),
+    ],
+)
+def test_linear_bad_inputs(kwargs, err, msg):
+    base = dict(role="hidden", param=abcparam.mup(64, 64))
+    base.update(kwargs)
+    with pytest.raises(err, match=msg):
+        Linear(64, 64, **base)
+
+
+@pytest.mark.parametrize("dims,err,msg", [((0, 4), ValueError, "in_features: must be > 0"), ((4.5, 4), TypeError, "in_features"), ((4, -1), ValueError, "out_features")])
+def test_linear_bad_dims(dims, err, msg):
+    with pytest.raises(err, match=msg):
+        Linear(*dims, param=abcparam.mup(64, 64))
+
+
+@pytest.mark.parametrize("kw,err,msg", [(dict(width=0), ValueError, "width: must be > 0"), (dict(width=2.5), TypeError, "width"),
+                                         (dict(base_width=-3), ValueError, "base_width")])
+def test_parametrization_bad_widths(kw, err, msg):
+    args = dict(width=64, base_width=64)
+    args.update(kw)
+    with pytest.raises(err, match=msg):
+        abcparam.mup(**args)
+
+
+def test_parametrization_object():
+    p = abcparam.mup(1024, 128)
+    assert p.width_mult == F(8)
+    assert p.classify(depth=3, optimizer="adam").regime == "feature_learning"
+    assert p.at_width(2048).width_mult == 16
+    assert abcparam.classify(p, optimizer="sgd").regime == "feature_learning"
+    custom = abcparam.parametrization(input=(0, 0, -1, 0), hidden=(0, "1/2", 0, 1), output=(1, 0, -1, 0))
+    assert abcparam.equivalent(custom.theory_preset(3), abcparam.preset("mup", 3), "adam")
+    assert [str(p.eps_exponent(r)) for r in ("input", "hidden", "output", "vector")] == ["1/2", "1", "1/2", "1/2"]
+    t8 = abcparam.mup(1024, 128, form="table8")
+    assert [str(t8.eps_exponent(r)) for r in ("input", "hidden", "output")] == ["1", "1", "1"]
+    with pytest.raises(ValueError, match="form"):
+        abcparam.mup(form="tp5")
+    with pytest.raises(ValueError, match="hidden: expected"):
+        abcparam.parametrization(input=(0, 0, 0, 0), hidden=(0, 0), output=(0, 0, 0, 0))
+    with pytest.raises(ValueError, match="role"):
+        p.role("bias")
