@@ -278,11 +278,15 @@ class TiedReadout(Linear):
     forms of muP qualify (Table 8: b = 0, c = -1 / 0; TP4: b = 1/2, c = 0 / 1/2),
     as does NTK; SP (b = 0 vs 1/2) is refused.  The Table 8 form is the usual
     choice: it keeps the table's stored entries at the embedding's own scale.
-    The state_dict holds ``weight`` (the shared tensor, as with a tied
-    ``nn.Linear``) and ``bias`` if any.
+    ``alpha`` defaults to ``1 / (sigma_emb * sqrt(embedding_dim / m))`` so that
+    the logits start as an untied readout's would (the table has the
+    embedding's scale, not a readout's).  The state_dict holds ``weight`` (the
+    shared tensor, as with a tied ``nn.Linear``) and ``bias`` if any.
     """
 
-    def __init__(self, embedding: Embedding, *, param: Optional[Parametrization] = None, bias: bool = False, alpha: float = 1.0) -> None:
+    def __init__(
+        self, embedding: Embedding, *, param: Optional[Parametrization] = None, bias: bool = False, alpha: Optional[float] = None
+    ) -> None:
         if not isinstance(embedding, Embedding):
             raise TypeError(f"embedding: expected an abcparam.Embedding, got {type(embedding).__name__}")
         param = _check_param(param)
@@ -295,6 +299,10 @@ class TiedReadout(Linear):
             )
         if (embedding.b, embedding.c_sgd, embedding.c_adam, embedding.width_mult) != (inp.b, inp.c_sgd, inp.c_adam, float(param.width_mult)):
             raise ValueError("param: the embedding was built with another parametrization or width; tie layers built with the same param")
+        if alpha is None:
+            # the table has the embedding's scale (std ~ sigma); start logits like a readout of
+            # std 1/sqrt(fan_in) at base width would
+            alpha = 1.0 / (math.sqrt(embedding.embedding_dim / float(param.width_mult)) * embedding.sigma)
         with torch.device("meta"):
             super().__init__(embedding.embedding_dim, embedding.num_embeddings, bias, role="output", param=param, alpha=alpha)
         self.weight = embedding.weight

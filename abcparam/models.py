@@ -16,7 +16,7 @@ from torch import nn
 from .layers import Linear
 from .parametrization import Parametrization
 
-__all__ = ["MLP", "NONLINEARITIES"]
+__all__ = ["MLP", "TinyTransformer", "NONLINEARITIES"]
 
 NONLINEARITIES: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
@@ -52,3 +52,72 @@ class MLP(nn.Module):
         for layer in self.layers[:-1]:
             x = act(layer(x))
         return self.layers[-1](x)
+
+
+class TinyTransformer(nn.Module):
+    """A small causal transformer of abcparam layers: embeddings, attention, MLP blocks, readout.
+
+    Token and position embeddings are input layers; every projection inside
+    the blocks is hidden; the readout is an output layer or, with ``tie=True``,
+    a :class:`~abcparam.TiedReadout` sharing the token table.  Heads are split
+    and merged with einops.  Attention logits use muP's ``1/d_head`` scaling
+    (THEORY.md section 7), normalised to equal the usual ``1/sqrt(d_head)`` at
+    base width, when ``mup_attention`` is true (the default for muP
+    parametrizations); otherwise ``1/sqrt(d_head)``.  Layer norms carry no
+    gains, so every trained tensor belongs to an abcparam layer.
+    """
+
+    def __init__(
+        self,
+        vocab: int,
+        width: int,
+        *,
+        param: Parametrization,
+        n_heads: int = 4,
+        n_layers: int = 2,
+        context: int = 64,
+        tie: bool = False,
+        mup_attention: "bool | None" = None,
+    ) -> None:
+        super().__init__()
+        from .layers import Embedding, TiedReadout
+
+        if width % n_heads:
+            raise ValueError(f"n_heads: must divide width={width}, got {n_heads}")
+        self.n_heads, self.context = n_heads, context
+        d_head = width // n_heads
+        base_d_head = d_head / float(param.width_mult)
+        if mup_attention is None:
+            mup_attention = param.name.startswith("mup")
+        self.attn_scale = (base_d_head ** 0.5) / d_head if mup_attention else d_head ** -0.5
+        self.tok = Embedding(vocab, width, param=param)
+        self.pos = Embedding(context, width, param=param)
+        self.blocks = nn.ModuleList(
+            nn.ModuleDict(
+                {
+                    "qkv": Linear(width, 3 * width, False, param=param),
+                    "proj": Linear(width, width, param=param),
+                    "up": Linear(width, 4 * width, param=param),
+                    "down": Linear(4 * width, width, param=param),
+                }
+            )
+            for _ in range(n_layers)
+        )
+        self.head = TiedReadout(self.tok, param=param) if tie else Linear(width, vocab, role="output", param=param)
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.layer_norm(x, x.shape[-1:])
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        from einops import rearrange
+
+        t = idx.shape[-1]
+        if t > self.context:
+            raise ValueError(f"idx: sequence length {t} exceeds context={self.context}")
+        h = self.tok(idx) + self.pos(torch.arange(t, device=idx.device))
+        for blk in self.blocks:
+            q, k, v = rearrange(blk["qkv"](self._norm(h)), "b t (three h d) -> three b h t d", three=3, h=self.n_heads)
+            a = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.attn_scale)
+            h = h + blk["proj"](rearrange(a, "b h t d -> b t (h d)"))
+            h = h + blk["down"](nn.functional.gelu(blk["up"](self._norm(h))))
+        return self.head(self._norm(h))

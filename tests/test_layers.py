@@ -165,10 +165,12 @@ def test_bf16_runs():
 def test_tied_readout_shares_the_table():
     p = abcparam.mup(256, 64, form="table8")
     emb = Embedding(30, 256, param=p)
-    head = TiedReadout(emb, param=p)
+    head = TiedReadout(emb, param=p, alpha=1.0)
     assert head.weight is emb.weight
     h = torch.randn(4, 256)
     torch.testing.assert_close(head(h), h @ emb.weight.T * (1 / 4))
+    default = TiedReadout(emb, param=p)  # alpha = 1/sqrt(base fan-in): logits at the untied scale
+    assert default.weight_multiplier == pytest.approx(1 / 4 / 8)
     model = nn.ModuleDict({"emb": emb, "head": head})
     assert sorted(model.state_dict()) == ["emb.weight", "head.weight"]
     assert len(list(model.parameters())) == 1
@@ -176,7 +178,7 @@ def test_tied_readout_shares_the_table():
     head.reset_parameters()  # must not touch the shared table
     assert head.weight is emb.weight
     tp4 = abcparam.mup(256, 64)
-    assert TiedReadout(Embedding(30, 256, param=tp4), param=tp4).weight_multiplier == 0.5
+    assert TiedReadout(Embedding(30, 256, param=tp4), param=tp4, alpha=1).weight_multiplier == 0.5
     with pytest.raises(ValueError, match="form='table8'"):
         TiedReadout(Embedding(30, 256, param=abcparam.sp(256, 64)), param=abcparam.sp(256, 64))
     with pytest.raises(ValueError, match="same param"):
