@@ -21,6 +21,7 @@ setup(
     },
     entry_points={
         "console_scripts": ["abcparam=abcparam.cli:main_exit"],
+        "pytest11": ["abcparam=abcparam.pytest_plugin"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

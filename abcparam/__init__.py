@@ -1,12 +1,17 @@
 """abcparam: the abc-parametrizations of Tensor Programs IV for PyTorch.
 
-The exact theory (``classify``, ``preset``, ...) is pure Python; the layers,
-optimizer wrapper and coordinate check build on it.
+The exact theory (``classify``, ``preset``, ...) is pure Python and imported
+eagerly; the torch-based parts (layers, optimizer wrapper, coordinate check)
+are imported on first use, so ``abcparam classify`` and the pytest plugin stay
+light.
 
 >>> import abcparam
 >>> abcparam.classify(abcparam.preset("mup", depth=3), optimizer="adam").regime
 'feature_learning'
 """
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from .theory import (
     Exponents,
@@ -21,33 +26,34 @@ from .theory import (
     preset,
 )
 
-from .parametrization import Parametrization, RoleExponents, mean_field, mup, ntk, parametrization, sp, sp_inv_n, up
-from .layers import Embedding, Linear, ParamScales, TiedReadout, abc_modules
-from .optim import per_group, wrap
-from .convert import ConversionReport, convert
-from . import models
-
 __version__ = "0.1.0"
 
+# name -> module that defines it (imported lazily, PEP 562)
+_LAZY = {
+    "Parametrization": "parametrizations",
+    "RoleExponents": "parametrizations",
+    "parametrization": "parametrizations",
+    "sp": "parametrizations",
+    "sp_inv_n": "parametrizations",
+    "ntk": "parametrizations",
+    "mup": "parametrizations",
+    "mean_field": "parametrizations",
+    "up": "parametrizations",
+    "Linear": "layers",
+    "Embedding": "layers",
+    "TiedReadout": "layers",
+    "ParamScales": "layers",
+    "abc_modules": "layers",
+    "wrap": "optim",
+    "per_group": "optim",
+    "convert": "conversion",
+    "ConversionReport": "conversion",
+    "coord_check": "coord",
+    "CoordReport": "coord",
+}
+_SUBMODULES = ("theory", "parametrizations", "layers", "optim", "conversion", "coord", "models", "data", "testing", "limits", "cli")
+
 __all__ = [
-    "Parametrization",
-    "RoleExponents",
-    "parametrization",
-    "sp",
-    "sp_inv_n",
-    "ntk",
-    "mup",
-    "mean_field",
-    "up",
-    "Linear",
-    "Embedding",
-    "TiedReadout",
-    "ParamScales",
-    "abc_modules",
-    "wrap",
-    "per_group",
-    "convert",
-    "ConversionReport",
     "Exponents",
     "Preset",
     "Slopes",
@@ -58,4 +64,27 @@ __all__ = [
     "max_stable_lr_exponents",
     "optimizer_family",
     "preset",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'abcparam' has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .conversion import ConversionReport, convert
+    from .coord import CoordReport, coord_check
+    from .layers import Embedding, Linear, ParamScales, TiedReadout, abc_modules
+    from .optim import per_group, wrap
+    from .parametrizations import Parametrization, RoleExponents, mean_field, mup, ntk, parametrization, sp, sp_inv_n, up

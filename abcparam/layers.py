@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .parametrization import ROLES, Parametrization
+from .parametrizations import ROLES, Parametrization
 
 __all__ = ["ParamScales", "Linear", "Embedding", "TiedReadout", "abc_modules"]
 

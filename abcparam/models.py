@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .layers import Linear
-from .parametrization import Parametrization
+from .parametrizations import Parametrization
 
 __all__ = ["MLP", "TinyTransformer", "NONLINEARITIES"]
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 from torch import nn
 
 from .layers import Embedding, Linear
-from .parametrization import Parametrization
+from .parametrizations import Parametrization
 
 __all__ = ["convert", "ConversionReport", "Converted"]
 

@@ -1,0 +1,637 @@
+"""The coordinate check: measure how each layer scales with width, test it against the theory.
+
+:func:`coord_check` trains a model built at several widths for a few steps on
+fixed inputs, records per layer the RMS of the pre-activations ``h^l`` and of
+their change since initialisation, and of the output ``f`` and its change,
+fits the log-log slope against width, and compares every slope with the
+prediction of :func:`abcparam.classify` for the exponents the model's
+abcparam layers declare (THEORY.md section 8).  The result is a
+:class:`CoordReport`: a table of measured against predicted slopes, the regime
+the measurements indicate and the one the theory predicts, and pass/fail with
+the tolerance used.
+
+>>> import torch, abcparam
+>>> build = lambda n: abcparam.models.MLP(8, n, 1, depth=2, param=abcparam.mup(n, 64))
+>>> x = torch.randn(16, 8); y = torch.randn(16, 1)
+>>> report = coord_check(build, [64, 128, 256], (x, y), optimizer=torch.optim.Adam, lr=1e-2, steps=2, seeds=[0])
+>>> report.theory_regime
+'feature_learning'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from . import theory
+from .layers import abc_modules
+from .optim import wrap
+
+__all__ = ["coord_check", "CoordReport", "Fit", "DEFAULT_TOLERANCE"]
+
+DEFAULT_TOLERANCE = 0.2
+Batch = Union[torch.Tensor, Tuple[Any, ...], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One fitted slope: ``quantity`` of ``layer`` after ``step`` updates.
+
+    ``quantity`` is ``"h"`` (RMS of the pre-activation; only at step 0, at
+    initialisation) or ``"dh"`` (RMS of its change since initialisation); for
+    the model output the layer is ``"output"`` and the quantities are ``"f"``
+    (at step 0) and ``"df"``.  ``slope`` is the least-squares slope of the
+    seed-averaged log RMS against log width; ``spread`` the standard deviation
+    of the per-seed slopes.  ``predicted`` is the theory's slope (a Fraction) or
+    ``None``; ``ok`` whether they agree within the tolerance (``None`` when there
+    is nothing to compare).
+    """
+
+    layer: str
+    role: str
+    quantity: str
+    step: int
+    slope: float
+    spread: float
+    predicted: Optional[Fraction]
+    ok: Optional[bool]
+
+
+@dataclass
+class CoordReport:
+    """What :func:`coord_check` measured, what the theory predicts, and whether they agree."""
+
+    widths: List[int]
+    steps: int
+    seeds: List[int]
+    family: Optional[str]
+    lr: float
+    tolerance: float
+    fits: List[Fit]
+    rms: Dict[Tuple[str, str, int], List[List[float]]]
+    verdict: Optional[theory.Verdict]
+    measured_regime: str
+    expect: Optional[str] = None
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def theory_regime(self) -> Optional[str]:
+        return self.verdict.regime if self.verdict is not None else None
+
+    @property
+    def growing(self) -> List[Fit]:
+        """Slopes that grow with width (beyond the tolerance)."""
+        return [f for f in self.fits if f.quantity in ("dh", "df", "h", "f") and not f.slope <= self.tolerance]
+
+    @property
+    def mismatches(self) -> List[Fit]:
+        return [f for f in self.fits if f.ok is False]
+
+    @property
+    def passed(self) -> bool:
+        """True when the measurements agree with the theory (and with ``expect``, if given).
+
+        For a stable parametrization every compared slope must be within the
+        tolerance of its prediction.  For an unstable one the prediction is only
+        a lower bound (section 8): the check passes when something measurably
+        grows with width.  Without abcparam layers there is no prediction and the
+        check passes when the measured regime equals ``expect``.
+        """
+        if self.expect is not None and self.measured_regime != self.expect:
+            return False
+        if self.verdict is None:
+            return self.expect is not None
+        if self.expect is not None and self.verdict.regime != self.expect:
+            return False
+        if self.verdict.regime == "unstable":
+            return self.measured_regime == "unstable"
+        return not self.mismatches and self.measured_regime == self.verdict.regime
+
+    # -- rendering ------------------------------------------------------------
+
+    def _rows(self) -> List[Tuple[str, ...]]:
+        rows = [("layer", "role", "quantity", "step", "measured", "spread", "predicted", "ok")]
+        for f in self.fits:
+            pred = "-" if f.predicted is None else (f"{f.predicted}" + (" (bound)" if self._bound(f) else ""))
+            ok = "-" if f.ok is None else ("yes" if f.ok else "NO")
+            rows.append((f.layer, f.role, f.quantity, str(f.step), _num(f.slope), _num(f.spread, 2), pred, ok))
+        return rows
+
+    def _bound(self, f: Fit) -> bool:
+        return self.verdict is not None and self.verdict.regime == "unstable" and f.predicted is not None and f.predicted > 0
+
+    def summary(self) -> str:
+        theory_txt = self.theory_regime or "no prediction (no abcparam layers)"
+        lines = [
+            f"coordinate check: widths {self.widths}, {self.steps} step(s), seeds {self.seeds}, "
+            f"optimizer {self.family or '?'}, lr {self.lr:g}, tolerance {self.tolerance:g}",
+            f"theory: {theory_txt}; measured: {self.measured_regime}"
+            + (f"; expected: {self.expect}" if self.expect else "")
+            + f" -> {'PASS' if self.passed else 'FAIL'}",
+        ]
+        if self.growing:
+            lines.append("growing with width: " + ", ".join(f"{f.layer} {f.quantity}@{f.step} ~ n^{_num(f.slope)}" for f in self.growing))
+        if self.mismatches:
+            lines.append("disagreeing with the theory: " + ", ".join(
+                f"{f.layer} {f.quantity}@{f.step}: {_num(f.slope)} vs {f.predicted}" for f in self.mismatches))
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def table(self) -> str:
+        rows = self._rows()
+        widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+        out = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        out.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.summary() + "\n\n" + self.table()
+
+    def to_markdown(self) -> str:
+        rows = self._rows()
+        md = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+        md += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+        return self.summary().replace("\n", "  \n") + "\n\n" + "\n".join(md)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "widths": self.widths,
+            "steps": self.steps,
+            "seeds": self.seeds,
+            "family": self.family,
+            "lr": self.lr,
+            "tolerance": self.tolerance,
+            "theory_regime": self.theory_regime,
+            "measured_regime": self.measured_regime,
+            "expect": self.expect,
+            "passed": self.passed,
+            "fits": [
+                {
+                    "layer": f.layer,
+                    "role": f.role,
+                    "quantity": f.quantity,
+                    "step": f.step,
+                    "slope": _json_float(f.slope),
+                    "spread": _json_float(f.spread),
+                    "predicted": None if f.predicted is None else str(f.predicted),
+                    "ok": f.ok,
+                }
+                for f in self.fits
+            ],
+            "verdict": None if self.verdict is None else self.verdict.to_dict(),
+            "notes": self.notes,
+        }
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    def plot(self, path: Optional[str] = None) -> Any:
+        """The coordinate-check figure: one panel per step, log RMS against log width,
+        a line per layer, dotted lines with the predicted slopes.  Needs matplotlib
+        (``pip install abcparam[plot]``); returns the figure and saves it to ``path``."""
+        try:
+            import matplotlib
+
+            if path is not None:
+                matplotlib.use("Agg", force=False)
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("report.plot needs matplotlib: pip install 'abcparam[plot]' (or pip install matplotlib)") from None
+        panels = [0] + list(range(1, self.steps + 1))
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), sharey=False, squeeze=False)
+        ws = torch.tensor(self.widths, dtype=torch.float64)
+        layers = list(dict.fromkeys(f.layer for f in self.fits))
+        cmap = plt.get_cmap("viridis")
+        for ax, step in zip(axes[0], panels):
+            for k, layer in enumerate(layers):
+                q = ("h" if layer != "output" else "f") if step == 0 else ("dh" if layer != "output" else "df")
+                key = (layer, q, step)
+                if key not in self.rms:
+                    continue
+                vals = torch.tensor(self.rms[key], dtype=torch.float64).mean(dim=1)
+                color = "black" if layer == "output" else cmap(k / max(1, len(layers) - 1))
+                ax.plot(self.widths, vals.tolist(), "o-", color=color, label=layer, lw=1.5, ms=3)
+                fit = next((f for f in self.fits if (f.layer, f.quantity, f.step) == key), None)
+                if fit is not None and fit.predicted is not None and vals[0] > 0 and math.isfinite(float(vals[0])):
+                    pred = vals[0] * (ws / ws[0]) ** float(fit.predicted)
+                    ax.plot(self.widths, pred.tolist(), ":", color=color, lw=1)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("width")
+            ax.set_title("init: RMS h, f" if step == 0 else f"step {step}: RMS of change")
+        axes[0][0].set_ylabel("RMS (dotted: predicted slope)")
+        axes[0][-1].legend(fontsize=7, loc="best")
+        fig.suptitle(f"theory {self.theory_regime}, measured {self.measured_regime}: {'PASS' if self.passed else 'FAIL'}", fontsize=10)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=120)
+        return fig
+
+
+def _num(x: float, digits: int = 2) -> str:
+    if math.isnan(x):
+        return "n/a"
+    if math.isinf(x):
+        return "+inf" if x > 0 else "-inf"
+    return f"{x:+.{digits}f}"
+
+
+def _json_float(x: float) -> Optional[float]:
+    return x if math.isfinite(x) else (None if math.isnan(x) else (1e308 if x > 0 else -1e308))
+
+
+# ----------------------------------------------------------------------------
+# Measurement
+# ----------------------------------------------------------------------------
+
+
+def _split_batch(batch: Batch) -> Tuple[Tuple[Any, ...], Dict[str, Any], Any]:
+    if isinstance(batch, torch.Tensor):
+        return (batch,), {}, None
+    if isinstance(batch, Mapping):
+        return (), dict(batch), None
+    if isinstance(batch, (tuple, list)):
+        if len(batch) == 1:
+            return (batch[0],), {}, None
+        if len(batch) == 2:
+            return (batch[0],), {}, batch[1]
+    raise TypeError("batch: expected a tensor x, a tuple (x, y), or a dict of keyword inputs for the model")
+
+
+def _default_loss(out: Any, y: Any) -> torch.Tensor:
+    if y is None:
+        if isinstance(out, torch.Tensor) and out.dim() == 0:
+            return out  # the model returns its loss
+        raise ValueError("loss: the model's output is not a scalar loss and the batch has no target; pass loss=fn(output, y) or batch=(x, y)")
+    if not isinstance(out, torch.Tensor):
+        raise ValueError("loss: the model returned a non-tensor; pass loss=fn(output, y)")
+    if y.dtype in (torch.long, torch.int32, torch.int64):
+        return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+    return nn.functional.mse_loss(out, y)
+
+
+def _output_tensor(out: Any) -> Optional[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    return None
+
+
+def _rms(t: torch.Tensor) -> float:
+    return float(t.detach().double().pow(2).mean().sqrt())
+
+
+class _Recorder:
+    """Forward hooks that keep every call's output of the tracked modules (a module called twice is kept twice)."""
+
+    def __init__(self, modules: Dict[str, nn.Module]):
+        self.order: List[str] = []
+        self.outputs: Dict[str, List[torch.Tensor]] = {}
+        self.handles = [m.register_forward_hook(self._hook(name)) for name, m in modules.items()]
+
+    def _hook(self, name: str) -> Callable[..., None]:
+        def hook(_mod: nn.Module, _inp: Any, out: Any) -> None:
+            t = _output_tensor(out)
+            if t is None:
+                return
+            if name not in self.outputs:
+                self.outputs[name] = []
+                self.order.append(name)
+            self.outputs[name].append(t.detach().float().flatten().clone())
+
+        return hook
+
+    def take(self) -> Dict[str, torch.Tensor]:
+        out = {k: torch.cat(v) for k, v in self.outputs.items()}
+        self.outputs = {}
+        return out
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _make_optimizer(optimizer: Any, model: nn.Module, lr: float, family: Optional[str]) -> torch.optim.Optimizer:
+    if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
+        opt = optimizer(model.parameters(), lr=lr)
+    elif callable(optimizer):
+        opt = optimizer(model.parameters(), lr) if _takes_lr(optimizer) else optimizer(model.parameters())
+    else:
+        raise TypeError(f"optimizer: expected a torch optimizer class or a factory params -> optimizer, got {optimizer!r}")
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise TypeError(f"optimizer: the factory returned {type(opt).__name__}, not a torch optimizer")
+    if not any("abc_lr_scale" in g for g in opt.param_groups):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # unowned tensors are reported by the check itself
+            opt = wrap(opt, model, family=family)
+    return opt
+
+
+def _takes_lr(fn: Callable[..., Any]) -> bool:
+    import inspect
+
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return False
+    return len(params) >= 2
+
+
+def _measure(
+    build: Callable[[int], nn.Module],
+    width: int,
+    seed: int,
+    batch: Batch,
+    optimizer: Any,
+    lr: float,
+    steps: int,
+    loss_fn: Callable[[Any, Any], torch.Tensor],
+    extra: Sequence[str],
+    family: Optional[str],
+) -> Tuple[Dict[Tuple[str, str, int], float], List[str], Dict[str, nn.Module], Optional[str]]:
+    torch.manual_seed(seed)
+    model = build(width)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"build: build({width}) returned {type(model).__name__}, not an nn.Module")
+    tracked = dict(abc_modules(model))
+    named = dict(model.named_modules())
+    for name in extra:
+        if name not in named:
+            raise ValueError(f"modules: the model has no module named {name!r}")
+        tracked.setdefault(name, named[name])
+    opt = _make_optimizer(optimizer, model, lr, family)
+    fam = opt.param_groups[0].get("abc_family")
+    args, kwargs, y = _split_batch(batch)
+    rec = _Recorder(tracked)
+    values: Dict[Tuple[str, str, int], float] = {}
+    try:
+        def observe() -> Tuple[Dict[str, torch.Tensor], Optional[torch.Tensor]]:
+            was = model.training
+            model.eval()
+            with torch.no_grad():
+                out = model(*args, **kwargs)
+            model.train(was)
+            f = _output_tensor(out)
+            return rec.take(), None if f is None else f.detach().float().flatten().clone()
+
+        h0, f0 = observe()
+        order = list(rec.order)
+        for name, t in h0.items():
+            values[(name, "h", 0)] = _rms(t)
+        if f0 is not None:
+            values[("output", "f", 0)] = _rms(f0)
+        for step in range(1, steps + 1):
+            model.train()
+            opt.zero_grad(set_to_none=True)
+            out = model(*args, **kwargs)
+            rec.take()
+            loss = loss_fn(out, y)
+            loss.backward()
+            opt.step()
+            ht, ft = observe()
+            for name, t in ht.items():
+                values[(name, "dh", step)] = _rms(t - h0[name]) if t.shape == h0[name].shape else float("nan")
+            if ft is not None and f0 is not None:
+                values[("output", "df", step)] = _rms(ft - f0)
+    finally:
+        rec.close()
+    return values, order, tracked, fam
+
+
+# ----------------------------------------------------------------------------
+# Theory for the model as built
+# ----------------------------------------------------------------------------
+
+
+def _layer_exponents(mod: nn.Module, family: str) -> Tuple[Fraction, Fraction, Fraction]:
+    return mod.a, mod.b, (mod.c_sgd if family == "sgd" else mod.c_adam)
+
+
+def _predict(order: List[str], tracked: Dict[str, nn.Module], family: str, alignment: str) -> Tuple[Optional[theory.Verdict], Dict[str, int], List[str]]:
+    """Classify the model's abcparam layers; map each layer to its index in the classified chain."""
+    notes: List[str] = []
+    layers = [(n, tracked[n]) for n in order if hasattr(tracked[n], "abc_scales") and hasattr(tracked[n], "role")]
+    if not layers:
+        return None, {}, ["no abcparam layers: measured slopes only"]
+    roles = [m.role for _, m in layers]
+    if roles[0] == "input" and roles[-1] == "output" and roles.count("input") == 1 and roles.count("output") == 1:
+        exps = [_layer_exponents(m, family) for _, m in layers]
+        v = theory.classify([e[0] for e in exps], [e[1] for e in exps], [e[2] for e in exps], optimizer=family, alignment=alignment)
+        return v, {n: i for i, (n, _) in enumerate(layers)}, notes
+    # Not a chain (several inputs or outputs, parallel branches): predict per role.
+    by_role: Dict[str, set] = {}
+    for _, m in layers:
+        by_role.setdefault(m.role, set()).add(_layer_exponents(m, family))
+    if any(len(s) > 1 for s in by_role.values()) or "input" not in by_role or "output" not in by_role:
+        return None, {}, ["layers of one role declare different exponents, or a role is missing: no prediction"]
+    cols = [next(iter(by_role["input"]))] + ([next(iter(by_role["hidden"]))] if "hidden" in by_role else []) + [next(iter(by_role["output"]))]
+    v = theory.classify([c[0] for c in cols], [c[1] for c in cols], [c[2] for c in cols], optimizer=family, alignment=alignment)
+    index = {"input": 0, "hidden": 1, "output": len(cols) - 1}
+    notes.append("the layers are not one chain input -> hidden... -> output: predictions are per role")
+    return v, {n: index[m.role] for n, m in layers}, notes
+
+
+# ----------------------------------------------------------------------------
+# Fitting and the public entry point
+# ----------------------------------------------------------------------------
+
+
+def _fit(widths: Sequence[int], per_seed: List[List[float]]) -> Tuple[float, float]:
+    """Slope of log(mean over seeds) vs log width, and the std of the per-seed slopes."""
+    xs = [math.log(w) for w in widths]
+
+    def slope(ys: Sequence[float]) -> float:
+        if any(not math.isfinite(y) for y in ys):
+            return float("inf")  # overflowed: grew without bound
+        if any(y <= 0 for y in ys):
+            return float("nan")  # identically zero (e.g. a zero-initialised readout)
+        ly = [math.log(y) for y in ys]
+        mx, my = sum(xs) / len(xs), sum(ly) / len(ly)
+        return sum((x - mx) * (v - my) for x, v in zip(xs, ly)) / sum((x - mx) ** 2 for x in xs)
+
+    mean = [sum(v) / len(v) for v in per_seed]
+    seeds = list(zip(*per_seed))
+    slopes = [slope(s) for s in seeds]
+    finite = [s for s in slopes if math.isfinite(s)]
+    spread = 0.0
+    if len(finite) > 1:
+        m = sum(finite) / len(finite)
+        spread = math.sqrt(sum((s - m) ** 2 for s in finite) / (len(finite) - 1))
+    return slope(mean), spread
+
+
+def coord_check(
+    build: Callable[[int], nn.Module],
+    widths: Sequence[int],
+    batch: Batch,
+    *,
+    optimizer: Any,
+    lr: float,
+    steps: int = 3,
+    seeds: Sequence[int] = (0, 1),
+    loss: Optional[Callable[[Any, Any], torch.Tensor]] = None,
+    modules: Sequence[str] = (),
+    tolerance: float = DEFAULT_TOLERANCE,
+    expect: Optional[str] = None,
+    family: Optional[str] = None,
+    alignment: str = "tp4",
+    progress: Optional[Callable[[str], None]] = None,
+) -> CoordReport:
+    """Train ``build(width)`` for each width and seed, fit width exponents, compare with the theory.
+
+    Args:
+        build: ``build(width) -> nn.Module``, typically of abcparam layers
+            (their declared exponents give the prediction).
+        widths: at least 3 distinct widths (e.g. 128 to 2048).
+        batch: fixed inputs: a tensor ``x``, a tuple ``(x, y)`` or a dict of
+            keyword inputs; the same batch is used at every step.
+        optimizer: a torch optimizer class, or a factory ``params -> optimizer``
+            (or ``(params, lr) -> optimizer``); it is wrapped with
+            :func:`abcparam.wrap` unless it already is.
+        lr: the base learning rate.
+        steps: number of updates (step 1 differs from later ones for SGD).
+        seeds: the seeds to average over; the spread of the slopes is reported.
+        loss: ``loss(output, y)``; default MSE (float ``y``), cross-entropy
+            (integer ``y``) or, without ``y``, the model's scalar output.
+        modules: names of other modules to record (measured, not predicted).
+        tolerance: the largest allowed |measured - predicted| slope.
+        expect: a regime the check must also find (``"feature_learning"``, ...).
+        family: the optimizer family when it cannot be detected.
+        progress: called with a short text after each width and seed.
+    """
+    widths = _check_widths(widths)
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise ValueError(f"steps: an int >= 1, got {steps!r}")
+    seeds = list(seeds)
+    if not seeds or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"seeds: a non-empty list of ints, got {seeds!r}")
+    if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not lr > 0:
+        raise ValueError(f"lr: a positive number, got {lr!r}")
+    if not isinstance(tolerance, numbers.Real) or not tolerance > 0:
+        raise ValueError(f"tolerance: a positive number, got {tolerance!r}")
+    if expect is not None and expect not in theory.REGIMES:
+        raise ValueError(f"expect: got {expect!r}; allowed: {', '.join(theory.REGIMES)}")
+    if not callable(build):
+        raise TypeError("build: expected a function width -> model")
+    loss_fn = loss or _default_loss
+
+    raw: Dict[Tuple[str, str, int], List[List[float]]] = {}
+    order: List[str] = []
+    tracked: Dict[str, nn.Module] = {}
+    fam: Optional[str] = family
+    for wi, width in enumerate(widths):
+        for si, seed in enumerate(seeds):
+            values, order_w, tracked_w, fam = _measure(build, width, seed, batch, optimizer, lr, steps, loss_fn, modules, family)
+            if wi == 0 and si == 0:
+                order, tracked = order_w, tracked_w
+            for key, v in values.items():
+                raw.setdefault(key, [[float("nan")] * len(seeds) for _ in widths])[wi][si] = v
+            if progress is not None:
+                progress(f"width {width}, seed {seed}")
+
+    verdict, index, notes = (None, {}, ["optimizer family unknown: no prediction"])
+    if fam is not None:
+        verdict, index, notes = _predict(order, tracked, fam, alignment)
+    slopes_by_step = {t: verdict.predicted_slopes(t) for t in range(1, steps + 1)} if verdict is not None else {}
+
+    fits: List[Fit] = []
+    for name in order + ["output"]:
+        role = getattr(tracked.get(name), "role", "output" if name == "output" else "-")
+        for step in range(0, steps + 1):
+            q = ("h" if name != "output" else "f") if step == 0 else ("dh" if name != "output" else "df")
+            key = (name, q, step)
+            if key not in raw:
+                continue
+            slope, spread = _fit(widths, raw[key])
+            pred = _prediction(verdict, slopes_by_step, index, name, q, step)
+            ok = None
+            if pred is not None and math.isfinite(slope):
+                ok = abs(slope - float(pred)) <= tolerance
+            elif pred is not None and math.isinf(slope):
+                ok = False
+            if verdict is not None and verdict.regime == "unstable" and pred is not None:
+                ok = None  # only a lower bound (section 8): judged by "grows", not by value
+            fits.append(Fit(name, role, q, step, slope, spread, pred, ok))
+
+    report = CoordReport(
+        widths=list(widths),
+        steps=int(steps),
+        seeds=seeds,
+        family=fam,
+        lr=float(lr),
+        tolerance=float(tolerance),
+        fits=fits,
+        rms=raw,
+        verdict=verdict,
+        measured_regime=_measured_regime(fits, order, tracked, steps, tolerance),
+        expect=expect,
+        notes=notes,
+    )
+    return report
+
+
+def _check_widths(widths: Sequence[int]) -> List[int]:
+    try:
+        ws = [int(w) for w in widths]
+    except (TypeError, ValueError):
+        raise TypeError(f"widths: expected a list of positive ints, got {widths!r}") from None
+    if any(isinstance(w, bool) or not isinstance(w, numbers.Integral) for w in widths):
+        raise TypeError(f"widths: expected ints, got {list(widths)!r}")
+    if len(set(ws)) < 3 or min(ws) <= 0:
+        raise ValueError(f"widths: need at least 3 distinct positive widths to fit a slope, got {ws}")
+    return sorted(set(ws))
+
+
+def _prediction(
+    verdict: Optional[theory.Verdict], slopes: Dict[int, theory.Slopes], index: Dict[str, int], name: str, q: str, step: int
+) -> Optional[Fraction]:
+    if verdict is None:
+        return None
+    L = verdict.depth
+    if name == "output":
+        return verdict.f0_exponent if q == "f" else slopes[step].delta_f
+    if name not in index:
+        return None
+    i = index[name]
+    if q == "h":
+        # pre-activations at init: Theta(1) for l <= L when stable at init; the readout's is f_0
+        if i == L:
+            return verdict.f0_exponent
+        return Fraction(0) if verdict.stable_at_init else None
+    if i == L:
+        return slopes[step].delta_f  # the readout layer's own output change
+    return slopes[step].delta_h[i]
+
+
+def _measured_regime(fits: List[Fit], order: List[str], tracked: Dict[str, nn.Module], steps: int, tol: float) -> str:
+    """The regime the slopes indicate at the last step (THEORY.md section 8)."""
+    last = {(f.layer, f.quantity): f.slope for f in fits if f.step in (0, steps)}
+    changes = [s for (layer, q), s in last.items() if q in ("dh", "df")]
+    if any(not f.slope <= tol for f in fits if f.quantity in ("dh", "df") and not math.isnan(f.slope)):
+        return "unstable"  # something grows with width at some step
+    roles = {n: getattr(tracked.get(n), "role", None) for n in order}
+    init = [s for (layer, q), s in last.items() if q == "h" and roles.get(layer) != "output" and not math.isnan(s)]
+    if any(abs(s) > tol for s in init):
+        return "unstable"  # pre-activations vanish or blow up at initialisation
+    f0 = last.get(("output", "f"))
+    if f0 is not None and f0 > tol:
+        return "unstable"
+    df = last.get(("output", "df"))
+    if df is not None and not math.isnan(df) and df < -tol:
+        return "trivial"
+    hidden = [n for n in order if roles.get(n) in ("hidden", "input")]
+    if hidden:
+        r = last.get((hidden[-1], "dh"))
+        if r is not None and not math.isnan(r):
+            return "feature_learning" if r >= -tol else "kernel"
+    return "feature_learning" if all(abs(s) <= tol for s in changes) else "kernel"

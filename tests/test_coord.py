@@ -1,0 +1,199 @@
+"""The coordinate check against the theory, on MLPs with several hidden layers.
+
+The whole file runs in about 20 s on 2 cores: each check trains widths 128 to
+1024 for 3 steps with 2 seeds (well under 1 s).
+"""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import abcparam
+from abcparam import testing
+from abcparam.cli import main
+from abcparam.models import MLP
+
+WIDTHS = [128, 256, 512, 1024]
+LR = {"sgd": 0.2, "adam": 1e-2}
+OPT = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+
+
+def params(name):
+    return {
+        "mup": abcparam.mup,
+        "mup_table8": lambda n, b: abcparam.mup(n, b, form="table8"),
+        "ntk": abcparam.ntk,
+        "sp": abcparam.sp,
+        "sp_inv_n": abcparam.sp_inv_n,
+        "mean_field": abcparam.mean_field,
+    }[name]
+
+
+def batch():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(32, 16, generator=g), torch.randn(32, 4, generator=g)
+
+
+def check(name, family, *, depth=3, nonlinearity="tanh", mutate=None, **kw):
+    def build(n):
+        model = MLP(16, n, 4, depth=depth, param=params(name)(n, 128), nonlinearity=nonlinearity)
+        if mutate is not None:
+            mutate(model)
+        return model
+
+    return abcparam.coord_check(build, WIDTHS, batch(), optimizer=OPT[family], lr=LR[family], **kw)
+
+
+STABLE = [
+    ("mup", "sgd", 3, "tanh"), ("mup", "adam", 4, "gelu"),
+    ("mup_table8", "sgd", 4, "gelu"), ("mup_table8", "adam", 3, "tanh"),
+    ("ntk", "sgd", 3, "tanh"), ("ntk", "adam", 3, "gelu"),
+    ("sp_inv_n", "sgd", 3, "tanh"),
+    ("mean_field", "sgd", 1, "tanh"), ("mean_field", "adam", 1, "gelu"),
+]
+
+
+@pytest.mark.parametrize("name,family,depth,nonlinearity", STABLE)
+def test_stable_presets_agree_with_theory(name, family, depth, nonlinearity):
+    report = check(name, family, depth=depth, nonlinearity=nonlinearity)
+    assert report.passed, str(report)
+    expected = abcparam.classify(abcparam.preset(name, depth), optimizer=family).regime
+    assert report.theory_regime == report.measured_regime == expected
+    assert all(f.ok for f in report.fits if f.predicted is not None), str(report)
+    # every hidden layer and the output were compared at every step
+    assert len([f for f in report.fits if f.ok is not None]) == (depth + 2) * (report.steps + 1)
+
+
+@pytest.mark.parametrize("name,family", [("sp", "sgd"), ("sp", "adam"), ("sp_inv_n", "adam")])
+def test_unstable_presets_are_reported_unstable(name, family):
+    report = check(name, family)
+    assert report.theory_regime == "unstable" and report.measured_regime == "unstable"
+    assert report.growing, "an unstable parametrization must show growth"
+    assert report.passed  # agreement with the theory
+    assert dataclasses.replace(report, expect="unstable").passed
+    assert not dataclasses.replace(report, expect="feature_learning").passed
+
+
+def test_assert_stable_refuses_sp():
+    with pytest.raises(AssertionError, match="expected a stable parametrization"):
+        testing.assert_stable(lambda n: MLP(16, n, 4, depth=2, param=abcparam.sp(n, 128)), batch=batch(),
+                              optimizer=torch.optim.SGD, lr=0.2, widths=WIDTHS, seeds=[0])
+
+
+def _no_readout_multiplier(model):
+    model.layers[-1].weight_multiplier = 1.0
+
+
+def _hidden_adam_lr_unscaled(model):
+    for layer in model.layers[1:-1]:
+        layer._weight_scales = layer._weight_scales._replace(lr_adam=1.0)
+
+
+def _input_multiplier_inverted(model):
+    model.layers[0].weight_multiplier = 1.0 / model.layers[0].weight_multiplier
+
+
+MUTANTS = [
+    ("mup", "adam", _no_readout_multiplier), ("mup", "sgd", _no_readout_multiplier),
+    ("mup_table8", "adam", _no_readout_multiplier), ("mup_table8", "sgd", _no_readout_multiplier),
+    ("mup", "adam", _hidden_adam_lr_unscaled), ("mup_table8", "adam", _hidden_adam_lr_unscaled),
+    ("mup", "adam", _input_multiplier_inverted), ("mup", "sgd", _input_multiplier_inverted),
+]
+
+
+@pytest.mark.parametrize("name,family,mutate", MUTANTS, ids=[f"{n}-{f}-{m.__name__[1:]}" for n, f, m in MUTANTS])
+def test_broken_mup_models_fail_the_check(name, family, mutate):
+    report = check(name, family, mutate=mutate)
+    assert report.theory_regime == "feature_learning"  # what the layers declare
+    assert not report.passed, str(report)
+    assert report.mismatches
+
+
+def test_assert_regime_message_is_the_report():
+    def build(n):
+        model = MLP(16, n, 4, depth=2, param=abcparam.mup(n, 128))
+        _no_readout_multiplier(model)
+        return model
+
+    with pytest.raises(AssertionError, match="(?s)expected regime 'feature_learning'.*disagreeing with the theory.*predicted"):
+        testing.assert_regime(build, "feature_learning", batch=batch(), optimizer=torch.optim.Adam, lr=1e-2, widths=WIDTHS, seeds=[0])
+
+
+class SharedLayerModel(nn.Module):
+    """A hidden layer called twice, a plain nn.Linear side branch recorded by name, the loss returned by forward."""
+
+    def __init__(self, n):
+        super().__init__()
+        p = abcparam.mup(n, 128)
+        self.inp = abcparam.Linear(16, n, role="input", param=p)
+        self.mid = abcparam.Linear(n, n, param=p)
+        self.out = abcparam.Linear(n, 4, role="output", param=p)
+        self.side = nn.Linear(16, 3)
+
+    def forward(self, x, y):
+        h = torch.tanh(self.mid(torch.tanh(self.mid(torch.tanh(self.inp(x))))))
+        return nn.functional.mse_loss(self.out(h), y) + 0.0 * self.side(x).sum()
+
+
+def test_shared_module_loss_returning_model_and_named_modules():
+    x, y = batch()
+    report = abcparam.coord_check(SharedLayerModel, WIDTHS, {"x": x, "y": y}, optimizer=torch.optim.Adam, lr=1e-2,
+                                  modules=["side"], seeds=[0])
+    layers = {f.layer for f in report.fits}
+    assert {"inp", "mid", "out", "side"} <= layers
+    side = [f for f in report.fits if f.layer == "side"]
+    assert all(f.predicted is None and f.ok is None for f in side)
+    mid = [f for f in report.fits if f.layer == "mid" and f.quantity == "dh"]
+    assert all(abs(f.slope) < 0.2 for f in mid), str(report)
+    with pytest.raises(ValueError, match="no module named 'nope'"):
+        abcparam.coord_check(SharedLayerModel, WIDTHS, {"x": x, "y": y}, optimizer=torch.optim.Adam, lr=1e-2, modules=["nope"])
+
+
+def test_report_renders(tmp_path):
+    report = check("mup", "adam", depth=2)
+    text = str(report)
+    assert "PASS" in text and "layers.1" in text and "predicted" in text
+    md = report.to_markdown()
+    assert "| layer | role |" in md
+    d = json.loads(report.to_json())
+    assert d["passed"] is True and d["verdict"]["regime"] == "feature_learning"
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "coord.png"
+    report.plot(str(out))
+    assert out.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "kw,err,msg",
+    [
+        (dict(widths=[128, 256]), ValueError, "at least 3 distinct"),
+        (dict(lr=0), ValueError, "lr: a positive number"),
+        (dict(expect="lazy"), ValueError, "expect: got 'lazy'"),
+        (dict(steps=0), ValueError, "steps"),
+        (dict(batch=[1, 2, 3]), TypeError, "batch"),
+        (dict(optimizer="adam"), TypeError, "optimizer"),
+    ],
+)
+def test_bad_inputs(kw, err, msg):
+    args = dict(widths=WIDTHS, batch=batch(), optimizer=torch.optim.Adam, lr=1e-2)
+    args.update(kw)
+    with pytest.raises(err, match=msg):
+        abcparam.coord_check(lambda n: MLP(16, n, 4, param=abcparam.mup(n, 128)), args.pop("widths"), args.pop("batch"), **args)
+
+
+def test_pytest_fixture(abc_coord_check):
+    report = abc_coord_check(lambda n: MLP(16, n, 4, depth=2, param=abcparam.mup(n, 128)), batch=batch(),
+                             optimizer=torch.optim.Adam, lr=1e-2, expect="feature_learning")
+    assert report.passed
+
+
+def test_cli_coordcheck_json_and_exit_status(capsys):
+    rc = main(["coordcheck", "--preset", "mup", "--optimizer", "sgd", "--widths", "128", "256", "512", "--seeds", "0", "--json"])
+    out = capsys.readouterr().out
+    assert rc == 0 and json.loads(out)["measured_regime"] == "feature_learning"
+    rc = main(["coordcheck", "--preset", "mean_field", "--depth", "3"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "depth" in err and len(err.strip().splitlines()) == 1
