@@ -30,5 +30,4 @@ def _checked(block):
 @pytest.mark.parametrize("index", range(len(_blocks())))
 def test_readme_python_block(index):
     code = _checked(_blocks()[index])
-    assert "assert" in code or "import" in code
     exec(compile(code, f"README block {index}", "exec"), {"Fraction": __import__("fractions").Fraction})
