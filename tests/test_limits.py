@@ -1,0 +1,118 @@
+"""Exact infinite-width limits (THEORY.md section 9): convergence of abcparam's own finite networks.
+
+About 5 s: widths 2^6 to 2^12, 8 seeds, 8 SGD steps, for dense and one-hot inputs.
+"""
+
+import math
+
+import pytest
+import torch
+
+from abcparam.limits import LinearNetConfig, MuPLimit, NTKLimit, OmegaNetwork, abcparam_network, check_supported
+
+WIDTHS = [2 ** k for k in range(6, 13)]
+DENSE = LinearNetConfig(d_in=5, d_out=3, base_width=32, lr=0.02)
+ONE_HOT = LinearNetConfig(d_in=20, d_out=4, base_width=32, lr=0.05, one_hot=True)
+
+
+def data(cfg, n=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, cfg.d_in, (n,), generator=g) if cfg.one_hot else torch.randn(n, cfg.d_in, generator=g, dtype=cfg.dtype)
+    return x, torch.randn(n, cfg.d_out, generator=g, dtype=cfg.dtype)
+
+
+def train(model, x, y, steps=8, bs=4):
+    for t in range(steps):
+        i = (t * bs) % x.shape[0]
+        model.step(x[i:i + bs], y[i:i + bs])
+    return model
+
+
+def fit_slope(widths, values):
+    xs, ys = [math.log(w) for w in widths], [math.log(v) for v in values]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((a - mx) * (b - my) for a, b in zip(xs, ys)) / sum((a - mx) ** 2 for a in xs)
+
+
+@pytest.mark.parametrize("cfg", [DENSE, ONE_HOT], ids=["dense", "one-hot"])
+def test_abcparam_layers_are_the_omega_recursion(cfg):
+    x, y = data(cfg)
+    for n in (64, 512):
+        ours, omega = abcparam_network(cfg, n, seed=3), OmegaNetwork(cfg, n, seed=3)
+        torch.testing.assert_close(ours(x), omega(x), rtol=1e-10, atol=1e-12)
+        train(ours, x, y), train(omega, x, y)
+        torch.testing.assert_close(ours(x).detach(), omega(x), rtol=1e-9, atol=1e-11)
+        f1, f2 = ours.features(x), omega.features(x)
+        torch.testing.assert_close(f1 @ f1.T, f2 @ f2.T, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("cfg", [DENSE, ONE_HOT], ids=["dense", "one-hot"])
+def test_finite_networks_converge_to_the_limit_like_n_to_the_minus_half(cfg):
+    x, y = data(cfg)
+    limit = train(MuPLimit(cfg), x, y)
+    target = limit(x)
+    errors = []
+    for n in WIDTHS:
+        # geometric mean over 8 seeds of the RMS output error after training
+        logs = [math.log((train(abcparam_network(cfg, n, seed=s), x, y)(x).detach() - target).pow(2).mean().sqrt().item())
+                for s in range(8)]
+        errors.append(math.exp(sum(logs) / len(logs)))
+    slope = fit_slope(WIDTHS, errors)
+    assert slope == pytest.approx(-0.5, abs=0.1), (slope, errors)
+    assert errors[-1] < errors[0] / 4
+
+
+def test_limit_is_deterministic_and_has_no_width():
+    x, y = data(DENSE)
+    torch.manual_seed(0)
+    a = train(MuPLimit(DENSE), x, y)(x)
+    torch.manual_seed(123)
+    b = train(MuPLimit(DENSE), x, y)(x)
+    assert torch.equal(a, b)
+    assert MuPLimit(DENSE).width == DENSE.d_in + DENSE.d_out
+    # it learns features: its embeddings move (the NTK limit's do not)
+    lim = MuPLimit(ONE_HOT)
+    tokens = torch.arange(ONE_HOT.d_in)
+    before = lim.features(tokens).clone()
+    train(lim, *data(ONE_HOT))
+    assert (lim.features(tokens) - before).abs().max() > 1e-3
+
+
+def test_ntk_limit_features_do_not_move_and_finite_ntk_features_freeze_with_width():
+    x, y = data(ONE_HOT)
+    tokens = torch.arange(ONE_HOT.d_in)
+    ntk = NTKLimit(ONE_HOT)
+    before = ntk.features(tokens).clone()
+    losses = [ntk.step(x[:8], y[:8]) for _ in range(20)]
+    assert losses[-1] < losses[0]  # the function trains...
+    assert torch.equal(ntk.features(tokens), before)  # ...with its features frozen
+    moves = []
+    for n in (64, 512, 4096):
+        net = abcparam_network(ONE_HOT, n, seed=0, parametrization="ntk")
+        h0 = net.features(tokens).clone()
+        train(net, x, y)
+        moves.append((net.features(tokens) - h0).pow(2).sum(-1).mean().sqrt().item())
+    assert fit_slope([64, 512, 4096], moves) == pytest.approx(-0.5, abs=0.1)
+
+
+def test_bad_inputs_and_unsupported_settings():
+    with pytest.raises(ValueError, match=r"x: expected shape \(N, 5\)"):
+        MuPLimit(DENSE)(torch.randn(3, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="token ids must lie in"):
+        MuPLimit(ONE_HOT)(torch.tensor([0, 20]))
+    with pytest.raises(ValueError, match="1-d tensor of token ids"):
+        MuPLimit(ONE_HOT)(torch.randn(3, 20))
+    with pytest.raises(ValueError, match="d_in: a positive int"):
+        LinearNetConfig(d_in=0, d_out=2)
+    with pytest.raises(ValueError, match="lr"):
+        LinearNetConfig(d_in=2, d_out=2, lr=-1)
+    with pytest.raises(ValueError, match="linear networks only"):
+        check_supported(nonlinearity="tanh")
+    with pytest.raises(ValueError, match="SGD only"):
+        check_supported(optimizer="adam")
+    with pytest.raises(ValueError, match="one hidden layer"):
+        check_supported(depth=2)
+    with pytest.raises(ValueError, match="parametrization"):
+        abcparam_network(DENSE, 64, parametrization="sp")
+    with pytest.raises(ValueError, match="width"):
+        OmegaNetwork(DENSE, 0)
