@@ -17,7 +17,8 @@ setup(
         "test": ["pytest", "hypothesis"],
         "plot": ["matplotlib"],
         "progress": ["tqdm"],
-        "all": ["pytest", "hypothesis", "matplotlib", "tqdm"],
+        "word2vec": ["gensim"],
+        "all": ["pytest", "hypothesis", "matplotlib", "tqdm", "gensim"],
     },
     entry_points={
         "console_scripts": ["abcparam=abcparam.cli:main_exit"],
