@@ -84,12 +84,19 @@ def _check_positive(value: Any, name: str, allow_none: bool = False) -> Optional
 
 
 def _scaled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], wm: float, bm: float) -> torch.Tensor:
-    """y = wm * x W^T + bm * b, with the multiplications skipped when they are 1."""
+    """y = wm * x W^T + bm * b, with the multiplications skipped when they are 1.
+
+    The weight multiplier is applied to the smaller of input and output (one
+    elementwise pass over fewer numbers); the bias multiplier to the bias vector.
+    """
+    b = bias if bias is None or bm == 1.0 else bias * bm
     if wm == 1.0:
-        return F.linear(x, weight, bias if bias is None or bm == 1.0 else bias * bm)
-    if bias is None:
+        return F.linear(x, weight, b)
+    if weight.shape[1] <= weight.shape[0]:  # in_features <= out_features: scale the input
+        return F.linear(x * wm, weight, b)
+    if b is None:
         return F.linear(x, weight) * wm
-    return F.linear(x, weight, bias * (bm / wm)) * wm
+    return F.linear(x, weight, b / wm) * wm
 
 
 class Linear(nn.Linear):

@@ -156,6 +156,31 @@ class Parametrization:
         """Shortcut for ``abcparam.classify(self.theory_preset(depth), ...)``."""
         return theory.classify(self.theory_preset(depth), optimizer=optimizer, alignment=alignment)
 
+    def canonical(self) -> "Parametrization":
+        """The equivalent a = 0 form (THEORY.md section 2): multipliers folded into init and learning rates.
+
+        Each role's (a, b, c) becomes (0, a + b, c + 2a) for SGD-like and
+        (0, a + b, c + a) for Adam-like optimizers, so layers built from it have
+        no width-dependent forward multiplier (zero forward cost) and store the
+        effective weights themselves.  Training is unchanged: exactly for SGD,
+        and for Adam because the wrapper's epsilon exponent d shifts with a
+        (section 10; with ``scale_eps=False`` Adam's eps is seen against gradients
+        m^a times larger or smaller).  Weight decay, in either convention, is a
+        per-step shrink of the stored tensor and is unchanged.
+
+        >>> c = mup(1024, 256).canonical()
+        >>> c.multiplier("input"), c.init_scale("input"), c.lr_scale("input", "sgd")
+        (1.0, 1.0, 4.0)
+        """
+
+        def fold(ex: Optional[RoleExponents]) -> Optional[RoleExponents]:
+            if ex is None:
+                return None
+            return RoleExponents(Fraction(0), ex.a + ex.b, ex.c_sgd + 2 * ex.a, ex.c_adam + ex.a)
+
+        name = self.name if self.name.endswith("(a=0)") else f"{self.name}(a=0)"
+        return replace(self, name=name, input=fold(self.input), hidden=fold(self.hidden), output=fold(self.output))  # type: ignore[arg-type]
+
     def describe(self) -> str:
         rows = []
         for role in ("input", "hidden", "output"):

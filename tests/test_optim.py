@@ -314,3 +314,22 @@ def test_tied_embedding_model_trains_with_one_group_per_scale():
     loss.backward()
     opt.step()
     assert math.isfinite(loss.item())
+
+
+@pytest.mark.parametrize("name", ["mup", "ntk", "up_1/4"])
+@pytest.mark.parametrize("make", [
+    lambda n: torch.optim.SGD(n.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3),
+    lambda n: torch.optim.Adam(n.parameters(), lr=1e-2, eps=1e-6),
+    lambda n: torch.optim.AdamW(n.parameters(), lr=1e-2, eps=1e-6, weight_decay=0.1),
+], ids=["SGD+wd", "Adam", "AdamW"])
+def test_canonical_form_trains_like_the_multiplier_form(name, make):
+    """Folding the multipliers into init and learning rates (the symmetry of THEORY.md section 2)
+    is exact for SGD and, with eps scaled by m^-d, for Adam; weight decay is unchanged."""
+    p = abcparam.up("1/4", WIDTH, BASE) if name == "up_1/4" else getattr(abcparam, name)(WIDTH, BASE)
+    folded = p.canonical()
+    assert all(folded.multiplier(r) == 1.0 for r in ("input", "hidden", "output"))
+    assert abcparam.equivalent(p.theory_preset(3), folded.theory_preset(3), "sgd")
+    assert abcparam.equivalent(p.theory_preset(3), folded.theory_preset(3), "adam")
+    a, b = mlp(p, seed=1), mlp(folded, seed=2)
+    copy_effective(a, b)
+    torch.testing.assert_close(train(a, abcparam.wrap(make(a), a)), train(b, abcparam.wrap(make(b), b)), rtol=1e-9, atol=1e-11)

@@ -1,0 +1,199 @@
+"""Hyperparameter transfer across width (Tensor Programs V, Figure 1) at CPU scale: SP against muP.
+
+A character-level MLP language model on CPython's help text (``pydoc_data``,
+which ships with Python: about 465,000 characters of English technical prose)
+reads the previous 8 characters (a fixed 16-dimensional embedding each, so the
+input layer has fan-in 128) and predicts the next through ``--depth`` hidden
+layers (default 4: the input layer and 3 width x width layers, then the
+readout).  For each parametrization (SP: ``abcparam.sp``; muP:
+``abcparam.mup``, TP4 form) and width, Adam is swept over learning rates that
+are powers of 2, all runs seeing the same batches in the same order.  For every
+width it reports the training loss (mean of the last 10% of steps) per
+learning rate, the optimum, its drift from the base width in octaves, and the
+**transfer penalty**: the loss at width n with the learning rate that was best
+at the base width, minus the best loss at width n.
+
+    python benchmarks/mutransfer.py --quick   # about 2 minutes on 2 CPU cores
+    python benchmarks/mutransfer.py           # about 15 minutes
+    python benchmarks/mutransfer.py --plot docs/mutransfer.png
+
+Why this setup (see the README): with 2 hidden layers and a few hundred steps
+SP's optimum hardly moves over these widths, so the experiment shows nothing;
+depth, a base width >= 128 and enough steps are what make SP's optimum drift
+while muP's stays put.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+from torch import nn
+
+import abcparam
+from abcparam.data import char_corpus
+
+CONTEXT, EMB = 8, 16
+
+
+class CharMLP(nn.Module):
+    def __init__(self, vocab: int, width: int, depth: int, param: "abcparam.Parametrization"):
+        super().__init__()
+        self.emb = abcparam.Embedding(vocab, EMB, param=abcparam.sp())  # width-independent: an ordinary layer
+        layers = [abcparam.Linear(CONTEXT * EMB, width, role="input", param=param)]
+        layers += [abcparam.Linear(width, width, param=param) for _ in range(depth - 1)]
+        self.hidden = nn.ModuleList(layers)
+        self.out = abcparam.Linear(width, vocab, role="output", param=param)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.emb(x).flatten(1)
+        for layer in self.hidden:
+            h = torch.relu(layer(h))
+        return self.out(h)
+
+
+def batches(ids: torch.Tensor, steps: int, batch: int, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, ids.numel() - CONTEXT - 1, (steps, batch), generator=g)
+    window = ids[starts[..., None] + torch.arange(CONTEXT + 1)]
+    return window[..., :-1], window[..., -1]
+
+
+def run(param_name: str, width: int, base: int, lr: float, data: Tuple[torch.Tensor, torch.Tensor], vocab: int, depth: int,
+        seed: int) -> float:
+    torch.manual_seed(seed)
+    p = abcparam.sp(width, base) if param_name == "SP" else abcparam.mup(width, base)
+    model = CharMLP(vocab, width, depth, p)
+    opt = abcparam.wrap(torch.optim.Adam(model.parameters(), lr=lr), model)
+    xs, ys = data
+    steps = xs.shape[0]
+    tail = max(1, steps // 10)
+    losses = []
+    for t in range(steps):
+        loss = nn.functional.cross_entropy(model(xs[t]), ys[t])
+        if not torch.isfinite(loss):
+            return float("inf")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if t >= steps - tail:
+            losses.append(loss.item())
+    return sum(losses) / len(losses)
+
+
+def _progress(total: int):
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, file=sys.stderr, leave=False)
+        return bar.update, bar.close
+    except ImportError:
+        done = [0]
+        t0 = time.time()
+
+        def update(k: int = 1) -> None:
+            done[0] += k
+            print(f"\r  {done[0]}/{total} runs, {time.time() - t0:.0f} s", end="", file=sys.stderr, flush=True)
+
+        return update, lambda: print("\r" + " " * 40 + "\r", end="", file=sys.stderr)
+
+
+def main(argv: Sequence[str]) -> None:
+    ap = argparse.ArgumentParser(description="SP vs muP hyperparameter transfer across width")
+    ap.add_argument("--quick", action="store_true", help="widths 128..1024, 200 steps, 1 seed, 5 learning rates")
+    ap.add_argument("--widths", type=int, nargs="+", default=None)
+    ap.add_argument("--base-width", type=int, default=128)
+    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--log2-lr", type=int, nargs="+", default=None, help="exponents of the learning-rate grid")
+    ap.add_argument("--plot", metavar="PATH")
+    args = ap.parse_args(list(argv))
+    widths = args.widths or ([128, 256, 512, 1024] if args.quick else [32, 64, 128, 256, 512, 1024])
+    steps = args.steps or (200 if args.quick else 500)
+    seeds = args.seeds or (1 if args.quick else 2)
+    grid = args.log2_lr or (list(range(-12, -5, 2)) + [-5] if args.quick else list(range(-12, -5)))
+    if args.base_width not in widths:
+        sys.exit(f"--base-width {args.base_width} must be one of --widths {widths}")
+    torch.set_num_threads(2)
+
+    ids, vocab = char_corpus()
+    print(f"data: CPython help topics, {ids.numel():,} characters, vocabulary {len(vocab)}; char MLP, context {CONTEXT}, "
+          f"depth {args.depth}, ReLU, Adam, batch {args.batch}, {steps} steps, {seeds} seed(s), base width {args.base_width}")
+    print(f"training loss = mean over the last {max(1, steps // 10)} steps; learning rates 2^{grid[0]}..2^{grid[-1]}\n")
+    results: Dict[Tuple[str, int, int], List[float]] = {}
+    update, close = _progress(2 * len(widths) * len(grid) * seeds)
+    t0 = time.time()
+    for seed in range(seeds):
+        data = batches(ids, steps, args.batch, seed)
+        for name in ("SP", "muP"):
+            for w in widths:
+                for k in grid:
+                    results.setdefault((name, w, k), []).append(run(name, w, args.base_width, 2.0 ** k, data, len(vocab), args.depth, seed))
+                    update(1)
+    close()
+    elapsed = time.time() - t0
+
+    def mean(v: List[float]) -> float:
+        return sum(v) / len(v) if all(math.isfinite(x) for x in v) else float("inf")
+
+    summary = {}
+    for name in ("SP", "muP"):
+        print(f"{name}: training loss per learning rate (mean over seeds)")
+        print("| width | " + " | ".join(f"2^{k}" for k in grid) + " | best lr | drift (octaves) | penalty | spread |")
+        print("|" + "---|" * (len(grid) + 5))
+        best_base = min(grid, key=lambda k: mean(results[(name, args.base_width, k)]))
+        for w in widths:
+            losses = {k: mean(results[(name, w, k)]) for k in grid}
+            best = min(grid, key=lambda k: losses[k])
+            penalty = losses[best_base] - losses[best]
+            spread = statistics.pstdev(results[(name, w, best)]) if seeds > 1 else 0.0
+            cells = " | ".join(("div" if not math.isfinite(v) else f"{v:.3f}") for v in losses.values())
+            print(f"| {w} | {cells} | 2^{best} | {best - best_base:+d} | {penalty:.3f} | {spread:.3f} |")
+            summary[(name, w)] = (best, losses[best], penalty)
+        bests = [summary[(name, w)][1] for w in widths]
+        wider = all(b2 <= b1 + 1e-9 for b1, b2 in zip(bests, bests[1:]))
+        print(f"optimum drift over widths {widths[0]}..{widths[-1]}: "
+              f"{max(summary[(name, w)][0] for w in widths) - min(summary[(name, w)][0] for w in widths)} octaves; "
+              f"largest transfer penalty {max(summary[(name, w)][2] for w in widths):.3f} nats; "
+              f"wider is better at the optimum: {'yes' if wider else 'no'}\n")
+    print(f"({elapsed:.0f} s; spread = std over seeds of the loss at the best learning rate)")
+    if args.plot:
+        _plot(args.plot, widths, grid, results, mean)
+        print(f"figure: {args.plot}")
+
+
+def _plot(path, widths, grid, results, mean) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        sys.exit("--plot needs matplotlib: pip install -e '.[plot]'")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    cmap = plt.get_cmap("viridis")
+    for ax, name in zip(axes, ("SP", "muP")):
+        for i, w in enumerate(widths):
+            ys = [mean(results[(name, w, k)]) for k in grid]
+            ys = [y if math.isfinite(y) else float("nan") for y in ys]
+            ax.plot(grid, ys, "o-", color=cmap(i / max(1, len(widths) - 1)), label=f"width {w}", ms=3)
+        ax.set_title(f"{name}: training loss vs learning rate")
+        ax.set_xlabel("log2 learning rate (Adam)")
+    axes[0].set_ylabel("training loss")
+    finite = [mean(v) for v in results.values() if math.isfinite(mean(v))]
+    lo = min(finite)
+    axes[0].set_ylim(lo - 0.05, lo + 1.2)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
