@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .parametrizations import ROLES, Parametrization
+from .parametrizations import ROLES, Parametrization, _positive_int
 
 __all__ = ["ParamScales", "Linear", "Embedding", "TiedReadout", "abc_modules"]
 
@@ -65,14 +65,6 @@ def _check_param(param: Any) -> Parametrization:
     return param
 
 
-def _check_dim(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected a positive int, got {type(value).__name__} {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name}: must be > 0, got {value}")
-    return int(value)
-
-
 def _check_positive(value: Any, name: str, allow_none: bool = False) -> Optional[float]:
     if value is None and allow_none:
         return None
@@ -99,7 +91,29 @@ def _scaled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.T
     return F.linear(x, weight, b / wm) * wm
 
 
-class Linear(nn.Linear):
+class _AbcLayer:
+    """What every abcparam layer shares: its width factors, effective weight and repr."""
+
+    weight: torch.Tensor
+    weight_multiplier: float
+
+    def abc_scales(self) -> Dict[str, ParamScales]:
+        """Learning-rate and epsilon factors per parameter name, for :func:`abcparam.wrap`."""
+        return {"weight": self._weight_scales, **({"bias": self._bias_scales} if hasattr(self, "_bias_scales") else {})}
+
+    def effective_weight(self) -> torch.Tensor:
+        """W = alpha * m^-a * w, the weight the forward pass uses."""
+        return self.weight * self.weight_multiplier
+
+    def _abc_repr(self) -> str:
+        return (
+            f"role={self.role}, param={self.param_name}, m={self.width_mult:g}, "
+            f"a={self.a}, b={self.b}, c_sgd={self.c_sgd}, c_adam={self.c_adam}, "
+            f"multiplier={self.weight_multiplier:g}, init_std={self.init_std:.4g}"
+        )
+
+
+class Linear(_AbcLayer, nn.Linear):
     """``nn.Linear`` with an abc-parametrization (THEORY.md section 1, "Practical form").
 
     Args:
@@ -132,8 +146,8 @@ class Linear(nn.Linear):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        in_features = _check_dim(in_features, "in_features")
-        out_features = _check_dim(out_features, "out_features")
+        in_features = _positive_int(in_features, "in_features")
+        out_features = _positive_int(out_features, "out_features")
         if role not in _LINEAR_ROLES:
             raise ValueError(f"role: got {role!r}; allowed: {', '.join(_LINEAR_ROLES)}")
         param = _check_param(param)
@@ -184,23 +198,11 @@ class Linear(nn.Linear):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return _scaled_linear(input, self.weight, self.bias, self.weight_multiplier, self.bias_multiplier)
 
-    def abc_scales(self) -> Dict[str, ParamScales]:
-        """Learning-rate and epsilon factors per parameter name, for :func:`abcparam.wrap`."""
-        return {"weight": self._weight_scales, "bias": self._bias_scales}
-
-    def effective_weight(self) -> torch.Tensor:
-        """W = alpha * m^-a * w, the weight the forward pass uses."""
-        return self.weight * self.weight_multiplier
-
     def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, role={self.role}, param={self.param_name}, m={self.width_mult:g}, "
-            f"a={self.a}, b={self.b}, c_sgd={self.c_sgd}, c_adam={self.c_adam}, "
-            f"multiplier={self.weight_multiplier:g}, init_std={self.init_std:.4g}"
-        )
+        return f"{super().extra_repr()}, {self._abc_repr()}"
 
 
-class Embedding(nn.Embedding):
+class Embedding(_AbcLayer, nn.Embedding):
     """``nn.Embedding`` as an abc input layer (one-hot input, fixed fan-in).
 
     The stored table starts as ``N(0, (sigma * m^-b)^2)`` (sigma defaults to 1,
@@ -224,8 +226,8 @@ class Embedding(nn.Embedding):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        num_embeddings = _check_dim(num_embeddings, "num_embeddings")
-        embedding_dim = _check_dim(embedding_dim, "embedding_dim")
+        num_embeddings = _positive_int(num_embeddings, "num_embeddings")
+        embedding_dim = _positive_int(embedding_dim, "embedding_dim")
         param = _check_param(param)
         ex = param.role("input")
         alpha_ = _check_positive(alpha, "alpha")
@@ -259,18 +261,8 @@ class Embedding(nn.Embedding):
         out = super().forward(input)
         return out if self.weight_multiplier == 1.0 else out * self.weight_multiplier
 
-    def abc_scales(self) -> Dict[str, ParamScales]:
-        return {"weight": self._weight_scales}
-
-    def effective_weight(self) -> torch.Tensor:
-        return self.weight * self.weight_multiplier
-
     def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, role=input, param={self.param_name}, m={self.width_mult:g}, "
-            f"a={self.a}, b={self.b}, c_sgd={self.c_sgd}, c_adam={self.c_adam}, "
-            f"multiplier={self.weight_multiplier:g}, init_std={self.init_std:.4g}"
-        )
+        return f"{super().extra_repr()}, {self._abc_repr()}"
 
 
 class TiedReadout(Linear):

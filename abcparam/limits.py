@@ -48,7 +48,7 @@ from torch import nn
 
 from .layers import Embedding, Linear
 from .optim import wrap
-from .parametrizations import mup, ntk
+from .parametrizations import _positive_int, mup, ntk
 
 __all__ = ["LinearNetConfig", "MuPLimit", "NTKLimit", "OmegaNetwork", "AbcparamNetwork", "abcparam_network", "mse"]
 
@@ -193,8 +193,7 @@ class OmegaNetwork(_CoefficientNetwork):
     """
 
     def __init__(self, cfg: LinearNetConfig, width: int, seed: int = 0) -> None:
-        if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width <= 0:
-            raise ValueError(f"width: a positive int, got {width!r}")
+        _positive_int(width, "width")
         Gu, Gv = _gaussians(cfg, int(width), seed)
         self.omega = torch.cat([Gu, Gv], dim=1)
         super().__init__(cfg, self.omega.T @ self.omega / width)
@@ -250,8 +249,7 @@ class AbcparamNetwork(nn.Module):
         super().__init__()
         if parametrization not in ("mup", "ntk"):
             raise ValueError(f"parametrization: got {parametrization!r}; allowed: 'mup' (Table 8 form) or 'ntk'")
-        if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width <= 0:
-            raise ValueError(f"width: a positive int, got {width!r}")
+        _positive_int(width, "width")
         self.cfg, self.n = cfg, int(width)
         p = mup(self.n, cfg.base_width, form="table8") if parametrization == "mup" else ntk(self.n, cfg.base_width)
         sigma_u = cfg.su / cfg.alpha_u
