@@ -279,7 +279,7 @@ class AbcparamNetwork(nn.Module):
         value = loss(self(x), y)
         value.backward()
         self.optimizer.step()
-        return float(value)
+        return float(value.detach())
 
 
 def abcparam_network(cfg: LinearNetConfig, width: int, seed: int = 0, parametrization: str = "mup") -> AbcparamNetwork:
