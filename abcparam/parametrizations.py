@@ -137,8 +137,11 @@ class Parametrization:
         """Adam epsilon factor m^-d (THEORY.md section 10)."""
         return _power(self.width_mult, -self.eps_exponent(role))
 
-    def theory_preset(self, depth: int = 2) -> Preset:
-        """The per-layer exponents at ``depth`` hidden layers, for :func:`abcparam.classify`."""
+    def theory_preset(self, depth: Optional[int] = None) -> Preset:
+        """The per-layer exponents at ``depth`` hidden layers (default 2, or 1 without a hidden role),
+        for :func:`abcparam.classify`."""
+        if depth is None:
+            depth = 1 if self.hidden is None else 2
         if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 1:
             raise ValueError(f"depth: an integer >= 1, got {depth!r}")
         if depth > 1 and self.hidden is None:
@@ -152,7 +155,7 @@ class Parametrization:
             tuple(x.c_adam for x in cols),
         )
 
-    def classify(self, depth: int = 2, optimizer: str = "sgd", alignment: str = "tp4") -> theory.Verdict:
+    def classify(self, depth: Optional[int] = None, optimizer: str = "sgd", alignment: str = "tp4") -> theory.Verdict:
         """Shortcut for ``abcparam.classify(self.theory_preset(depth), ...)``."""
         return theory.classify(self.theory_preset(depth), optimizer=optimizer, alignment=alignment)
 

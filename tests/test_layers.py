@@ -242,3 +242,9 @@ def test_parametrization_object():
         abcparam.parametrization(input=(0, 0, 0, 0), hidden=(0, 0), output=(0, 0, 0, 0))
     with pytest.raises(ValueError, match="role"):
         p.role("bias")
+
+
+def test_classify_accepts_a_parametrization_object():
+    assert abcparam.classify(abcparam.mean_field(256, 64), optimizer="adam").regime == "feature_learning"
+    assert abcparam.classify(abcparam.ntk(256, 64)).regime == "kernel"
+    assert abcparam.ntk().classify(depth=4).depth == 4
