@@ -69,7 +69,8 @@ def run(param_name: str, width: int, base: int, lr: float, data: Tuple[torch.Ten
     torch.manual_seed(seed)
     p = abcparam.sp(width, base) if param_name == "SP" else abcparam.mup(width, base)
     model = CharMLP(vocab, width, depth, p)
-    opt = abcparam.wrap(torch.optim.Adam(model.parameters(), lr=lr), model)
+    # SP is the plain torch optimizer (its c = 0: every group at lr; eps left as practitioners leave it)
+    opt = abcparam.wrap(torch.optim.Adam(model.parameters(), lr=lr), model, scale_eps=(param_name == "muP"))
     xs, ys = data
     steps = xs.shape[0]
     tail = max(1, steps // 10)
