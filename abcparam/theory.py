@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 __all__ = [
     "Exponents",
@@ -46,7 +46,6 @@ __all__ = [
     "ALIGNMENTS",
 ]
 
-Number = Union[int, Fraction, float, str, Decimal]
 HALF = Fraction(1, 2)
 ONE = Fraction(1)
 ZERO = Fraction(0)
@@ -196,10 +195,6 @@ def _alignment_name(alignment: Any) -> str:
 # --------------------------------------------------------------------------
 # Exponent containers and presets
 # --------------------------------------------------------------------------
-
-
-def _fmt(x: Fraction) -> str:
-    return str(x)
 
 
 def _power(x: Fraction) -> str:
@@ -570,7 +565,7 @@ class Verdict:
             v = classify(e["a"], e["b"], e["c"], optimizer=data["optimizer"], alignment=data["alignment"], linear=data.get("linear", False))
         except KeyError as err:
             raise ValueError(f"data: missing key {err}; expected the output of Verdict.to_dict()") from None
-        v = _replace_name(v, data.get("name"))
+        v = replace(v, name=data.get("name"))
         if v.to_dict() != dict(data):
             bad = sorted(k for k, x in v.to_dict().items() if data.get(k) != x)
             raise ValueError(f"data: fields {bad} disagree with the verdict their exponents give; the data was altered")
@@ -583,10 +578,6 @@ class Verdict:
 
 def _yes(x: bool) -> str:
     return "yes" if x else "no"
-
-
-def _replace_name(v: Verdict, name: Optional[str]) -> Verdict:
-    return replace(v, name=name)
 
 
 # --------------------------------------------------------------------------
@@ -679,7 +670,7 @@ def classify(
     gname = "2a+c" if family == "sgd" else "a+c"
     term_text = (
         f"readout init x feature change: beta_{L + 1}+r-O = {an.q_terms[0]}",
-        f"readout update: {gname} = {gamma[L]}, minus A = {A[L]}: {an.q_terms[1]}",
+        "",  # the readout-update term has its own wording below
         f"readout update x feature change: {gname}+r-U = {an.q_terms[2]}",
     )
     for k, t in enumerate(an.q_terms):
