@@ -75,20 +75,19 @@ def _check_positive(value: Any, name: str, allow_none: bool = False) -> Optional
     return float(value)
 
 
-def _scaled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], wm: float, bm: float) -> torch.Tensor:
-    """y = wm * x W^T + bm * b, with the multiplications skipped when they are 1.
+def _scaled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], wm: float) -> torch.Tensor:
+    """y = wm * x W^T + b: plain ``F.linear`` when wm == 1, else one elementwise pass on the smaller side.
 
-    The weight multiplier is applied to the smaller of input and output (one
-    elementwise pass over fewer numbers); the bias multiplier to the bias vector.
+    The factor multiplies the input when ``in_features <= out_features`` (input
+    layers, square hidden layers) and the output otherwise (readouts), so the
+    extra work is at most batch x min(in, out) numbers.
     """
-    b = bias if bias is None or bm == 1.0 else bias * bm
     if wm == 1.0:
-        return F.linear(x, weight, b)
-    if weight.shape[1] <= weight.shape[0]:  # in_features <= out_features: scale the input
-        return F.linear(x * wm, weight, b)
-    if b is None:
-        return F.linear(x, weight) * wm
-    return F.linear(x, weight, b / wm) * wm
+        return F.linear(x, weight, bias)
+    if weight.shape[1] <= weight.shape[0]:
+        return F.linear(x * wm, weight, bias)
+    y = F.linear(x, weight) * wm
+    return y if bias is None else y + bias
 
 
 class _AbcLayer:
@@ -127,9 +126,12 @@ class Linear(_AbcLayer, nn.Linear):
         zero_init: initialise the weight to zero (common for muP readouts).
 
     The bias is vector-like (the input layer's exponents, section 7) for input
-    and hidden layers; the readout's bias has no width dimension and keeps
-    Theta(1) everything.  It starts like ``nn.Linear``'s at base width:
-    uniform in +-1/sqrt(fan_in / m), times m^-b.
+    and hidden layers, and is stored as its effective value: its multiplier
+    m^-a_1 is folded into its init and learning rate (the a = 0 form of the
+    symmetry, exact for SGD and, with the wrapper's epsilon scaling, for Adam),
+    so it costs nothing in the forward pass.  The readout's bias has no width
+    dimension and keeps Theta(1) everything.  It starts like ``nn.Linear``'s at
+    base width: uniform in +-1/sqrt(fan_in / m), times m^-(a_1 + b_1).
     """
 
     def __init__(
@@ -176,12 +178,14 @@ class Linear(_AbcLayer, nn.Linear):
         }
         config["init_std"] = config["sigma"] * param.init_scale(role)
         if role == "output":
-            config["bias_multiplier"] = 1.0
             config["_bias_scales"] = _UNIT
         else:
-            config["bias_multiplier"] = param.multiplier("vector")
-            config["bias_bound"] *= param.init_scale("vector")
-            config["_bias_scales"] = _scales(param, "vector")
+            # The bias is stored as its effective value: its vector-like multiplier m^-a_1 is
+            # folded into its init and learning rate (the a = 0 form of THEORY.md section 2),
+            # which trains identically and costs nothing in the forward pass.
+            folded = param.canonical()
+            config["bias_bound"] *= folded.init_scale("vector")
+            config["_bias_scales"] = _scales(folded, "vector")
         self.__dict__.update(config)  # plain numbers, set before nn.Linear calls reset_parameters
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
 
@@ -196,7 +200,7 @@ class Linear(_AbcLayer, nn.Linear):
                 self.bias.uniform_(-self.bias_bound, self.bias_bound)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return _scaled_linear(input, self.weight, self.bias, self.weight_multiplier, self.bias_multiplier)
+        return _scaled_linear(input, self.weight, self.bias, self.weight_multiplier)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {self._abc_repr()}"

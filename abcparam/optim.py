@@ -124,11 +124,16 @@ def wrap(
 
     new_groups: List[Dict[str, Any]] = []
     for group in optimizer.param_groups:
-        buckets: Dict[ParamScales, List[torch.Tensor]] = {}
+        # One new group per distinct (lr factor, eps factor): tensors of different roles that
+        # train alike share a group, since every group costs a pass of the optimizer's loop.
+        buckets: Dict[Tuple[float, float], Tuple[ParamScales, List[torch.Tensor]]] = {}
         for p in group["params"]:
             scales = owned[id(p)][1] if id(p) in owned else ParamScales("none", 1.0, 1.0, 1.0)
-            buckets.setdefault(scales, []).append(p)
-        for scales, params in buckets.items():
+            key = (scales.lr(fam), scales.eps if fam == "adam" else 1.0)
+            if key in buckets and buckets[key][0].role != scales.role:
+                buckets[key] = (buckets[key][0]._replace(role="mixed"), buckets[key][1])
+            buckets.setdefault(key, (scales, []))[1].append(p)
+        for scales, params in buckets.values():
             new = {k: v for k, v in group.items() if k != "params"}
             new["params"] = params
             lr_scale = scales.lr(fam)

@@ -1,11 +1,12 @@
 """What abcparam costs per step against plain PyTorch, measured in the same run.
 
-    python benchmarks/overhead.py            # about 4 minutes on 2 CPU cores
+    python benchmarks/overhead.py            # about 6 minutes on 2 CPU cores
     python benchmarks/overhead.py --quick    # about 1 minute, fewer shapes, no torch.compile
 
 Every comparison times the torch baseline and the abcparam variant alternately
 (interleaved rounds, each round timing a block of iterations of each), and
-reports the ratio of medians.  Rows:
+reports the ratio of medians.  The control rows time ``nn.Linear`` against a
+second ``nn.Linear``: their spread is the noise floor of this machine.  Rows:
 
 - forward+backward of ``abcparam.Linear`` against ``nn.Linear`` at batch 256 and
   1024 and widths 256 to 4096, for a hidden layer whose multiplier is 1 (muP:
@@ -18,6 +19,8 @@ reports the ratio of medians.  Rows:
 - the same under ``torch.compile`` for one shape;
 - ``optimizer.step()`` of the wrapped optimizer against the bare one (SGD with
   momentum and Adam, ``foreach=True``) on a 4-layer MLP;
+- a whole training step (forward, backward, Adam) of that MLP, in muP's TP4
+  form and its a = 0 form, against the plain torch MLP;
 - memory: bytes saved for backward, parameters and optimizer state (CPU has no
   peak-memory counter; these are exact byte counts of every tensor kept).
 
@@ -57,7 +60,7 @@ def _timeit(fns: Dict[str, Callable[[], None]], rounds: int, block: int) -> Dict
 
 def _fwd_bwd(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     def run() -> None:
-        module.zero_grad(set_to_none=True)
+        module.zero_grad(set_to_none=False)  # reuse the gradient buffers: no allocation noise in the timing
         module(x).sum().backward()
 
     return run
@@ -77,7 +80,8 @@ def _saved_bytes(module: nn.Module, x: torch.Tensor) -> int:
 
 
 def _block(work_flops: float) -> int:
-    return max(1, min(50, int(2e8 / max(work_flops, 1.0))))
+    """Iterations per timed block: about 0.5 GFLOP of work, so each block lasts >= ~10 ms."""
+    return max(1, min(100, int(5e8 / max(work_flops, 1.0))))
 
 
 def linear_rows(quick: bool, compile_: bool) -> List[Tuple[str, ...]]:
@@ -88,6 +92,7 @@ def linear_rows(quick: bool, compile_: bool) -> List[Tuple[str, ...]]:
         for n in widths:
             m = n // 256 if n >= 256 else 1
             cases = {
+                "control: nn.Linear vs nn.Linear": (None, "hidden", n, n),
                 "hidden, muP (multiplier 1)": (abcparam.mup(n, 256), "hidden", n, n),
                 "hidden, NTK (multiplier m^-1/2)": (abcparam.ntk(n, 256), "hidden", n, n),
                 "hidden, NTK, a = 0 form": (abcparam.ntk(n, 256).canonical(), "hidden", n, n),
@@ -96,9 +101,9 @@ def linear_rows(quick: bool, compile_: bool) -> List[Tuple[str, ...]]:
             for label, (p, role, din, dout) in cases.items():
                 x = torch.randn(batch, din, requires_grad=False)
                 ref = nn.Linear(din, dout)
-                ours = abcparam.Linear(din, dout, role=role, param=p)
+                ours = nn.Linear(din, dout) if p is None else abcparam.Linear(din, dout, role=role, param=p)
                 flops = 6 * batch * din * dout
-                t = _timeit({"torch": _fwd_bwd(ref, x), "abcparam": _fwd_bwd(ours, x)}, rounds=9 if quick else 15, block=_block(flops))
+                t = _timeit({"torch": _fwd_bwd(ref, x), "abcparam": _fwd_bwd(ours, x)}, rounds=9 if quick else 21, block=_block(flops))
                 rows.append(("Linear fwd+bwd", label, f"batch {batch}, n {n} (m {m})", f"{t['torch'] * 1e6:.0f}",
                              f"{t['abcparam'] * 1e6:.0f}", f"{t['abcparam'] / t['torch']:.3f}"))
     if compile_:
@@ -122,7 +127,7 @@ def embedding_rows(quick: bool, compile_: bool) -> List[Tuple[str, ...]]:
         idx = torch.randint(0, vocab, (tokens,))
         for label, p in (("muP TP4 (x m^1/2)", abcparam.mup(d, 256)), ("muP TP4, a = 0 form", abcparam.mup(d, 256).canonical())):
             ref, ours = nn.Embedding(vocab, d), abcparam.Embedding(vocab, d, param=p)
-            t = _timeit({"torch": _fwd_bwd(ref, idx), "abcparam": _fwd_bwd(ours, idx)}, rounds=9 if quick else 15, block=5)
+            t = _timeit({"torch": _fwd_bwd(ref, idx), "abcparam": _fwd_bwd(ours, idx)}, rounds=9 if quick else 21, block=10)
             rows.append(("Embedding fwd+bwd", label, f"{tokens} tokens, dim {d}", f"{t['torch'] * 1e6:.0f}", f"{t['abcparam'] * 1e6:.0f}",
                          f"{t['abcparam'] / t['torch']:.3f}"))
     if compile_:
@@ -161,6 +166,33 @@ def optimizer_rows(quick: bool) -> List[Tuple[str, ...]]:
             rows.append(("optimizer.step()", f"{name}, {len(our_opt.param_groups)} groups vs 1",
                          f"4-layer MLP, width {width}", f"{t['torch'] * 1e6:.0f}", f"{t['abcparam'] * 1e6:.0f}",
                          f"{t['abcparam'] / t['torch']:.3f}"))
+    return rows
+
+
+def training_step_rows(quick: bool) -> List[Tuple[str, ...]]:
+    """A whole step (forward, backward, Adam) of a 4-layer MLP: what a user pays."""
+    rows = []
+    batch = 256
+    for width in ([1024] if quick else [256, 1024, 2048]):
+        x, y = torch.randn(batch, 64), torch.randint(0, 10, (batch,))
+        variants = {"torch": _mlp(width), "muP (TP4 form)": _mlp(width, abcparam.mup(width, 256)),
+                    "muP (a = 0 form)": _mlp(width, abcparam.mup(width, 256).canonical())}
+        steps = {}
+        for name, model in variants.items():
+            opt = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=True)
+            if name != "torch":
+                opt = abcparam.wrap(opt, model)
+
+            def step(model: nn.Module = model, opt: torch.optim.Optimizer = opt) -> None:
+                opt.zero_grad(set_to_none=False)
+                nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+
+            steps[name] = step
+        t = _timeit(steps, rounds=9 if quick else 21, block=max(1, int(2e9 / (6 * batch * width * width * 3 + 1))))
+        for name in list(variants)[1:]:
+            rows.append(("training step (fwd+bwd+Adam)", name, f"4-layer MLP, width {width}, batch {batch}", f"{t['torch'] * 1e6:.0f}",
+                         f"{t[name] * 1e6:.0f}", f"{t[name] / t['torch']:.3f}"))
     return rows
 
 
@@ -225,7 +257,7 @@ def main(argv: List[str]) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of interleaved rounds; ratio = abcparam / torch\n")
     rows = [("what", "variant", "shape", "torch (us)", "abcparam (us)", "ratio")]
     for part in (lambda: linear_rows(args.quick, compile_), lambda: embedding_rows(args.quick, compile_),
-                 lambda: optimizer_rows(args.quick), memory_rows, mup_rows):
+                 lambda: optimizer_rows(args.quick), lambda: training_step_rows(args.quick), memory_rows, mup_rows):
         rows += part()
         print(".", end="", file=sys.stderr, flush=True)
     print("\r", end="", file=sys.stderr)
