@@ -210,6 +210,8 @@ def main(argv: Sequence[str] = ()) -> None:
     ap.add_argument("--negatives", type=int, default=5)
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--plot", metavar="PATH", help="save the figure (needs matplotlib)")
+    ap.add_argument("--gensim-only", action="store_true",
+                    help="only the reference: gensim's own word2vec (C, d = 100) on the same corpus and settings")
     args = ap.parse_args(list(argv) or None)
     seeds = args.seeds or (2 if args.quick else 3)
     epochs = args.epochs or (3 if args.quick else 8)
@@ -227,6 +229,9 @@ def main(argv: Sequence[str] = ()) -> None:
     print(f"skip-gram, window {args.window}, {args.negatives} negatives, subsampling {args.sample:g}, batch {args.batch}, "
           f"SGD lr {args.lr:g} at base width {args.base_width}, embedding init std {args.sigma_u:g}, {epochs} epochs, {seeds} seeds\n")
 
+    if args.gensim_only:
+        _gensim_reference(args, seeds, epochs, vocab, index, evals)
+        return
     names = [f"finite n={n}" for n in widths] + ["muP limit (width 2V)", "NTK limit"]
     scores: Dict[str, Dict[str, List[float]]] = {m: {k: [] for k in evals} for m in names}
     seconds: Dict[str, List[float]] = {m: [] for m in names}
@@ -267,6 +272,24 @@ def main(argv: Sequence[str] = ()) -> None:
     if args.plot:
         _plot(args.plot, widths, scores, evals)
         print(f"figure: {args.plot}")
+
+
+def _gensim_reference(args, seeds: int, epochs: int, vocab: List[str], index: Dict[str, int], evals: Dict[str, list]) -> None:
+    from gensim.models import Word2Vec
+
+    with open(os.path.join(_data_dir(), "lee_background.cor"), encoding="utf8") as fh:
+        sentences = [re.findall(r"[a-z]+", line.lower()) for line in fh]
+    scores: Dict[str, List[float]] = {k: [] for k in evals}
+    for seed in range(seeds):
+        m = Word2Vec(sentences, vector_size=100, window=args.window, min_count=args.min_count, sg=1, negative=args.negatives,
+                     sample=args.sample, epochs=epochs, workers=1, seed=seed)
+        emb = torch.from_numpy(m.wv.vectors[[m.wv.key_to_index[w] for w in vocab]])
+        for k, p in evals.items():
+            scores[k].append(evaluate(emb, index, p))
+    for k, v in scores.items():
+        mean = sum(v) / len(v)
+        sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
+        print(f"gensim word2vec (skip-gram, d = 100, {epochs} epochs): {k} {mean:+.3f} ± {sd:.3f}")
 
 
 def _plot(path: str, widths: List[int], scores: Dict[str, Dict[str, List[float]]], evals: Dict[str, list]) -> None:
