@@ -8,8 +8,8 @@ weight decay.  The width factors are read from the abcparam layers' plain
 attributes, never from tensor attributes, so wrapping works the same under
 DDP, FSDP2, ``torch.compile`` and after ``torch.load``.
 
-Schedulers: every new group stores its own ``lr`` (and ``initial_lr`` if a
-scheduler was already attached), so multiplicative schedulers (LambdaLR,
+Schedulers (created after wrapping; wrapping an optimizer that already has
+one is refused): every new group stores its own ``lr``, so multiplicative schedulers (LambdaLR,
 StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR with ``eta_min=0``,
 LinearLR, ...) keep the ratios between groups.  Schedulers given *absolute*
 learning rates (OneCycleLR's and CyclicLR's ``max_lr``/``base_lr``,
@@ -101,6 +101,11 @@ def wrap(
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
     if getattr(optimizer, _MARK, False) or any("abc_lr_scale" in g for g in optimizer.param_groups):
         raise ValueError("optimizer: already wrapped by abcparam.wrap; wrapping twice would scale twice")
+    if any("initial_lr" in g for g in optimizer.param_groups):
+        raise ValueError(
+            "optimizer: a learning-rate scheduler is already attached (its groups carry 'initial_lr'); "
+            "call abcparam.wrap before creating the scheduler, which must see the re-split groups"
+        )
     if weight_decay not in WEIGHT_DECAY_MODES:
         raise ValueError(f"weight_decay: got {weight_decay!r}; allowed: {', '.join(WEIGHT_DECAY_MODES)}")
     if family is None:
@@ -139,8 +144,6 @@ def wrap(
             lr_scale = scales.lr(fam)
             base_lr = group["lr"]
             new["lr"] = _scale(base_lr, lr_scale)
-            if "initial_lr" in group:
-                new["initial_lr"] = _scale(group["initial_lr"], lr_scale)
             if fam == "adam" and scale_eps and "eps" in group and isinstance(group["eps"], (int, float)):
                 new["eps"] = group["eps"] * scales.eps
             wd = group.get("weight_decay", 0.0)

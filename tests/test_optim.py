@@ -232,6 +232,15 @@ def test_one_cycle_with_a_scalar_max_lr_overwrites_ratios_as_documented():
     assert len(set(round(r, 12) for r in _ratios(opt))) == 1  # all equal: why per_group exists
 
 
+def test_wrapping_after_a_scheduler_is_refused():
+    net = mlp(abcparam.mup(WIDTH, BASE))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    torch.optim.lr_scheduler.StepLR(opt, step_size=1)
+    with pytest.raises(ValueError, match="before creating the scheduler"):
+        abcparam.wrap(opt, net)
+    assert len(opt.param_groups) == 1
+
+
 def test_optimizer_state_dict_round_trip():
     p = abcparam.mup(WIDTH, BASE)
     net = mlp(p)
