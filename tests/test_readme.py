@@ -31,3 +31,15 @@ def _checked(block):
 def test_readme_python_block(index):
     code = _checked(_blocks()[index])
     exec(compile(code, f"README block {index}", "exec"), {"Fraction": __import__("fractions").Fraction})
+
+
+@pytest.mark.parametrize("command", ["abcparam classify --preset mup --depth 3 --optimizer adam",
+                                     "abcparam classify --preset sp --depth 3"])
+def test_readme_shows_the_real_classify_output(command, capsys):
+    from abcparam.cli import main
+
+    text = README.read_text(encoding="utf-8")
+    start = text.index("```\n", text.index(f"`{command}`")) + 4
+    shown = text[start:text.index("```", start)]
+    assert main(command.split()[1:]) == 0
+    assert capsys.readouterr().out == shown
