@@ -72,6 +72,8 @@ def _worker(rank, world, port, kind, out):
         lrs = sorted(g["lr"] for g in opt.param_groups)
         if rank == 0:
             torch.save({"state": state, "lrs": lrs}, out)
+        dist.barrier()
+        del opt, wrapped  # release DDP's reducer / FSDP's hooks before the process group goes
     finally:
         dist.destroy_process_group()
 
