@@ -168,8 +168,10 @@ class Parametrization:
         effective weights themselves.  Training is unchanged: exactly for SGD,
         and for Adam because the wrapper's epsilon exponent d shifts with a
         (section 10; with ``scale_eps=False`` Adam's eps is seen against gradients
-        m^a times larger or smaller).  Weight decay, in either convention, is a
-        per-step shrink of the stored tensor and is unchanged.
+        m^a times larger or smaller).  Decoupled weight decay (AdamW) and SGD's, in
+        either convention, is a per-step shrink of the stored tensor and is
+        unchanged; Adam's L2 decay (``Adam(weight_decay=...)``), which passes
+        through the normaliser, is not symmetric and changes.
 
         >>> c = mup(1024, 256).canonical()
         >>> c.multiplier("input"), c.init_scale("input"), c.lr_scale("input", "sgd")
