@@ -65,12 +65,15 @@ def batches(ids: torch.Tensor, steps: int, batch: int, seed: int) -> Tuple[torch
 
 
 def run(param_name: str, width: int, base: int, lr: float, data: Tuple[torch.Tensor, torch.Tensor], vocab: int, depth: int,
-        seed: int) -> float:
+        seed: int, optimizer: str = "adam") -> float:
     torch.manual_seed(seed)
     p = abcparam.sp(width, base) if param_name == "SP" else abcparam.mup(width, base)
     model = CharMLP(vocab, width, depth, p)
     # SP is the plain torch optimizer (its c = 0: every group at lr; eps left as practitioners leave it)
-    opt = abcparam.wrap(torch.optim.Adam(model.parameters(), lr=lr), model, scale_eps=(param_name == "muP"))
+    if optimizer == "sgd":
+        opt = abcparam.wrap(torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9), model)
+    else:
+        opt = abcparam.wrap(torch.optim.Adam(model.parameters(), lr=lr), model, scale_eps=(param_name == "muP"))
     xs, ys = data
     steps = xs.shape[0]
     tail = max(1, steps // 10)
@@ -114,19 +117,23 @@ def main(argv: Sequence[str]) -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--log2-lr", type=int, nargs="+", default=None, help="exponents of the learning-rate grid")
+    ap.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="Adam (default) or SGD with momentum 0.9")
     ap.add_argument("--plot", metavar="PATH")
     args = ap.parse_args(list(argv))
     widths = args.widths or ([128, 256, 512, 1024] if args.quick else [32, 64, 128, 256, 512, 1024])
     steps = args.steps or (200 if args.quick else 500)
     seeds = args.seeds or (1 if args.quick else 2)
-    grid = args.log2_lr or (list(range(-12, -5, 2)) + [-5] if args.quick else list(range(-12, -5)))
+    if args.optimizer == "sgd":
+        grid = args.log2_lr or (list(range(-8, -1, 2)) if args.quick else list(range(-8, -1)))
+    else:
+        grid = args.log2_lr or (list(range(-12, -5, 2)) + [-5] if args.quick else list(range(-12, -5)))
     if args.base_width not in widths:
         sys.exit(f"--base-width {args.base_width} must be one of --widths {widths}")
     torch.set_num_threads(2)
 
     ids, vocab = char_corpus()
     print(f"data: CPython help topics, {ids.numel():,} characters, vocabulary {len(vocab)}; char MLP, context {CONTEXT}, "
-          f"depth {args.depth}, ReLU, Adam, batch {args.batch}, {steps} steps, {seeds} seed(s), base width {args.base_width}")
+          f"depth {args.depth}, ReLU, {'SGD (momentum 0.9)' if args.optimizer == 'sgd' else 'Adam'}, batch {args.batch}, {steps} steps, {seeds} seed(s), base width {args.base_width}")
     print(f"training loss = mean over the last {max(1, steps // 10)} steps; learning rates 2^{grid[0]}..2^{grid[-1]}\n")
     results: Dict[Tuple[str, int, int], List[float]] = {}
     update, close = _progress(2 * len(widths) * len(grid) * seeds)
@@ -136,7 +143,8 @@ def main(argv: Sequence[str]) -> None:
         for name in ("SP", "muP"):
             for w in widths:
                 for k in grid:
-                    results.setdefault((name, w, k), []).append(run(name, w, args.base_width, 2.0 ** k, data, len(vocab), args.depth, seed))
+                    results.setdefault((name, w, k), []).append(
+                        run(name, w, args.base_width, 2.0 ** k, data, len(vocab), args.depth, seed, args.optimizer))
                     update(1)
     close()
     elapsed = time.time() - t0
@@ -186,7 +194,7 @@ def _plot(path, widths, grid, results, mean) -> None:
             ys = [y if math.isfinite(y) else float("nan") for y in ys]
             ax.plot(grid, ys, "o-", color=cmap(i / max(1, len(widths) - 1)), label=f"width {w}", ms=3)
         ax.set_title(f"{name}: training loss vs learning rate")
-        ax.set_xlabel("log2 learning rate (Adam)")
+        ax.set_xlabel("log2 learning rate")
     axes[0].set_ylabel("training loss")
     finite = [mean(v) for v in results.values() if math.isfinite(mean(v))]
     lo = min(finite)
