@@ -76,18 +76,24 @@ def _check_positive(value: Any, name: str, allow_none: bool = False) -> Optional
 
 
 def _scaled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], wm: float) -> torch.Tensor:
-    """y = wm * x W^T + b: plain ``F.linear`` when wm == 1, else one elementwise pass on the smaller side.
+    """y = wm * x W^T + b: plain ``F.linear`` when wm == 1, else one elementwise pass on the smallest operand.
 
-    The factor multiplies the input when ``in_features <= out_features`` (input
-    layers, square hidden layers) and the output otherwise (readouts), so the
-    extra work is at most batch x min(in, out) numbers.
+    The factor goes on the input or the weight, whichever has fewer numbers, so
+    the bias stays fused into the matrix product; without a bias the output is a
+    third candidate.  The extra work is one pass over min(batch x in, in x out,
+    batch x out) numbers; the choice depends only on shapes, so it is static
+    under ``torch.compile``.
     """
     if wm == 1.0:
         return F.linear(x, weight, bias)
-    if weight.shape[1] <= weight.shape[0]:
-        return F.linear(x * wm, weight, bias)
-    y = F.linear(x, weight) * wm
-    return y if bias is None else y + bias
+    n_in, n_w = x.numel(), weight.numel()
+    if bias is None:
+        n_out = n_in // weight.shape[1] * weight.shape[0]
+        if n_out < min(n_in, n_w):
+            return F.linear(x, weight) * wm
+    if n_w < n_in:
+        return F.linear(x, weight * wm, bias)
+    return F.linear(x * wm, weight, bias)
 
 
 class _AbcLayer:
