@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .parametrizations import ROLES, Parametrization, _positive_int
+from .parametrizations import Parametrization, _positive_int
 
 __all__ = ["ParamScales", "Linear", "Embedding", "TiedReadout", "abc_modules"]
 
@@ -65,14 +65,32 @@ def _check_param(param: Any) -> Parametrization:
     return param
 
 
-def _check_positive(value: Any, name: str, allow_none: bool = False) -> Optional[float]:
-    if value is None and allow_none:
-        return None
+def _check_number(value: Any, name: str, *, zero_ok: bool) -> float:
+    """A finite float that is > 0 (or >= 0 when ``zero_ok``), else a named TypeError/ValueError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
         raise TypeError(f"{name}: expected a finite number, got {value!r}")
-    if float(value) < 0 or (name == "alpha" and float(value) == 0):
-        raise ValueError(f"{name}: must be {'> 0' if name == 'alpha' else '>= 0'}, got {value}")
+    if float(value) < 0 or (not zero_ok and float(value) == 0):
+        raise ValueError(f"{name}: must be {'>= 0' if zero_ok else '> 0'}, got {value}")
     return float(value)
+
+
+def _role_config(param: Parametrization, role: str, alpha: float, sigma: float) -> Dict[str, Any]:
+    """The plain numbers a layer of ``role`` keeps on itself: exponents, m, multiplier, init std, width factors."""
+    ex = param.role(role)  # raises if the role is missing (mean field has no hidden)
+    return {
+        "role": role,
+        "param_name": param.name,
+        "width_mult": float(param.width_mult),
+        "a": ex.a,
+        "b": ex.b,
+        "c_sgd": ex.c_sgd,
+        "c_adam": ex.c_adam,
+        "alpha": alpha,
+        "sigma": sigma,
+        "weight_multiplier": alpha * param.multiplier(role),
+        "init_std": sigma * param.init_scale(role),
+        "_weight_scales": _scales(param, role),
+    }
 
 
 def _scaled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], wm: float) -> torch.Tensor:
@@ -159,30 +177,14 @@ class Linear(_AbcLayer, nn.Linear):
         if role not in _LINEAR_ROLES:
             raise ValueError(f"role: got {role!r}; allowed: {', '.join(_LINEAR_ROLES)}")
         param = _check_param(param)
-        ex = param.role(role)  # raises if the role is missing (mean field has no hidden)
-        alpha_ = _check_positive(alpha, "alpha")
-        sigma_ = _check_positive(sigma, "sigma", allow_none=True)
+        alpha_ = _check_number(alpha, "alpha", zero_ok=False)
         if not isinstance(bias, bool):
             raise TypeError(f"bias: expected True or False, got {bias!r}")
-        m = param.width_mult
-        fan_in_base = in_features if role == "input" else in_features / float(m)
-        config = {
-            "role": role,
-            "param_name": param.name,
-            "width_mult": float(m),
-            "a": ex.a,
-            "b": ex.b,
-            "c_sgd": ex.c_sgd,
-            "c_adam": ex.c_adam,
-            "alpha": alpha_,
-            "sigma": sigma_ if sigma_ is not None else 1.0 / math.sqrt(fan_in_base),
-            "zero_init": bool(zero_init),
-            "weight_multiplier": alpha_ * param.multiplier(role),
-            "init_std": 0.0,
-            "bias_bound": 1.0 / math.sqrt(fan_in_base),
-            "_weight_scales": _scales(param, role),
-        }
-        config["init_std"] = config["sigma"] * param.init_scale(role)
+        fan_in_base = in_features if role == "input" else in_features / float(param.width_mult)
+        sigma_ = 1.0 / math.sqrt(fan_in_base) if sigma is None else _check_number(sigma, "sigma", zero_ok=True)
+        config = _role_config(param, role, alpha_, sigma_)
+        config["zero_init"] = bool(zero_init)
+        config["bias_bound"] = 1.0 / math.sqrt(fan_in_base)
         if role == "output":
             config["_bias_scales"] = _UNIT
         else:
@@ -239,25 +241,8 @@ class Embedding(_AbcLayer, nn.Embedding):
         num_embeddings = _positive_int(num_embeddings, "num_embeddings")
         embedding_dim = _positive_int(embedding_dim, "embedding_dim")
         param = _check_param(param)
-        ex = param.role("input")
-        alpha_ = _check_positive(alpha, "alpha")
-        sigma_ = _check_positive(sigma, "sigma")
-        self.__dict__.update(
-            {
-                "role": "input",
-                "param_name": param.name,
-                "width_mult": float(param.width_mult),
-                "a": ex.a,
-                "b": ex.b,
-                "c_sgd": ex.c_sgd,
-                "c_adam": ex.c_adam,
-                "alpha": alpha_,
-                "sigma": sigma_,
-                "weight_multiplier": alpha_ * param.multiplier("input"),
-                "init_std": sigma_ * param.init_scale("input"),
-                "_weight_scales": _scales(param, "input"),
-            }
-        )
+        config = _role_config(param, "input", _check_number(alpha, "alpha", zero_ok=False), _check_number(sigma, "sigma", zero_ok=True))
+        self.__dict__.update(config)  # plain numbers, set before nn.Embedding calls reset_parameters
         super().__init__(
             num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, device=device, dtype=dtype
         )
@@ -332,5 +317,3 @@ def abc_modules(model: nn.Module) -> Dict[str, nn.Module]:
     """The abcparam layers of ``model`` by qualified name."""
     return {name: mod for name, mod in model.named_modules() if hasattr(mod, "abc_scales") and callable(mod.abc_scales)}
 
-
-assert set(_LINEAR_ROLES) < set(ROLES)

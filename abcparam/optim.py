@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .layers import ParamScales, abc_modules
+from .layers import _UNIT, ParamScales, abc_modules
 from .theory import optimizer_family
 
 __all__ = ["wrap", "per_group", "WEIGHT_DECAY_MODES"]
@@ -127,13 +127,14 @@ def wrap(
     if unowned and strict:
         raise ValueError(f"model: parameters owned by no abcparam layer (strict=True): {', '.join(unowned)}")
 
+    eps_on = fam == "adam" and scale_eps
     new_groups: List[Dict[str, Any]] = []
     for group in optimizer.param_groups:
         # One new group per distinct (lr factor, eps factor): tensors of different roles that
         # train alike share a group, since every group costs a pass of the optimizer's loop.
         buckets: Dict[Tuple[float, float], Tuple[ParamScales, List[torch.Tensor]]] = {}
         for p in group["params"]:
-            scales = owned[id(p)][1] if id(p) in owned else ParamScales("none", 1.0, 1.0, 1.0)
+            scales = owned[id(p)][1] if id(p) in owned else _UNIT
             key = (scales.lr(fam), scales.eps if fam == "adam" else 1.0)
             if key in buckets and buckets[key][0].role != scales.role:
                 buckets[key] = (buckets[key][0]._replace(role="mixed"), buckets[key][1])
@@ -142,9 +143,8 @@ def wrap(
             new = {k: v for k, v in group.items() if k != "params"}
             new["params"] = params
             lr_scale = scales.lr(fam)
-            base_lr = group["lr"]
-            new["lr"] = _scale(base_lr, lr_scale)
-            if fam == "adam" and scale_eps and "eps" in group and isinstance(group["eps"], (int, float)):
+            new["lr"] = _scale(group["lr"], lr_scale)
+            if eps_on and "eps" in group and isinstance(group["eps"], (int, float)):
                 new["eps"] = group["eps"] * scales.eps
             wd = group.get("weight_decay", 0.0)
             if wd:
@@ -155,7 +155,7 @@ def wrap(
                 else:
                     new["weight_decay"] = wd / float(new["lr"])
             new["abc_lr_scale"] = lr_scale
-            new["abc_eps_scale"] = scales.eps if (fam == "adam" and scale_eps) else 1.0
+            new["abc_eps_scale"] = scales.eps if eps_on else 1.0
             new["abc_role"] = scales.role
             new["abc_family"] = fam
             new_groups.append(new)
