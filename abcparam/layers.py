@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from fractions import Fraction
 from typing import Any, Dict, NamedTuple, Optional
 
 import torch
@@ -74,12 +75,24 @@ def _check_number(value: Any, name: str, *, zero_ok: bool) -> float:
     return float(value)
 
 
-def _role_config(param: Parametrization, role: str, alpha: float, sigma: float) -> Dict[str, Any]:
-    """The plain numbers a layer of ``role`` keeps on itself: exponents, m, multiplier, init std, width factors."""
+def _role_config(param: Parametrization, role: str, alpha: float, sigma: float, fold: bool) -> Dict[str, Any]:
+    """The plain numbers a layer of ``role`` keeps on itself: exponents, m, multiplier, init std, width factors.
+
+    With ``fold`` the width multiplier m^-a is folded into the stored tensor (the
+    a = 0 form of docs/theory.md section 2, applied to this layer alone): the
+    tensor is drawn at the effective scale ``sigma * m^-(a+b)`` and trained with
+    the a = 0 form's learning-rate and epsilon factors, which is the same
+    training (exactly for SGD; for Adam with the wrapper's epsilon scaling) and
+    costs nothing in the forward pass.  ``a, b, c_*`` stay the declared exponents.
+    """
     ex = param.role(role)  # raises if the role is missing (mean field has no hidden)
+    stored = param.canonical() if fold else param
+    folded = param.multiplier(role) if fold else 1.0
     return {
         "role": role,
         "param_name": param.name,
+        "width": param.width,
+        "base_width": param.base_width,
         "width_mult": float(param.width_mult),
         "a": ex.a,
         "b": ex.b,
@@ -87,10 +100,113 @@ def _role_config(param: Parametrization, role: str, alpha: float, sigma: float) 
         "c_adam": ex.c_adam,
         "alpha": alpha,
         "sigma": sigma,
-        "weight_multiplier": alpha * param.multiplier(role),
-        "init_std": sigma * param.init_scale(role),
-        "_weight_scales": _scales(param, role),
+        "folded": bool(fold),
+        "folded_multiplier": folded,
+        "weight_multiplier": alpha * stored.multiplier(role),
+        "init_std": sigma * stored.init_scale(role),
+        "_weight_scales": _scales(stored, role),
     }
+
+
+def _size_kind(d: int, width: int) -> str:
+    """Whether a dimension of size ``d`` grows with a network of this ``width``.
+
+    ``"width"``: d is a simple multiple of the width (d / width = p / q with
+    q <= 8: 3 * width for fused q, k, v; 4 * width for an MLP; width / 4 for a
+    head); ``"fixed"``: smaller than the width and no simple multiple of it (a
+    data dimension such as 20 inputs or 10 classes at width 256); ``"unknown"``:
+    larger than the width but no simple multiple (784 pixels at width 256, or
+    a d_ff rounded to a multiple of 64): the shapes cannot tell.  Without
+    width information (``width == 1``) every dimension is ``"unknown"``.
+    """
+    if width <= 1:
+        return "unknown"
+    ratio = Fraction(d, width)
+    if ratio.denominator <= 8:
+        return "width"
+    return "fixed" if d < width else "unknown"
+
+
+_KIND_WORDS = {
+    "width": "is a simple multiple of the width",
+    "fixed": "is a fixed size",
+    "unknown": "may or may not grow with the width",
+}
+
+_ROLE_SHAPES = {  # (fan-in, fan-out) that each role needs: True = width-sized, False = fixed
+    "input": (False, True),
+    "hidden": (True, True),
+    "output": (True, False),
+}
+
+
+def _linear_role(in_features: int, out_features: int, role: Optional[str], param: Parametrization) -> str:
+    """The role of a Linear layer: ``role`` checked against the shapes, or inferred from them.
+
+    A given role is refused only when the shapes rule it out (a dimension the
+    role needs to be width-sized is a fixed, non-width size); a missing role is
+    inferred when the shapes decide it, and refused with the candidates when
+    they do not (docs/theory.md section 1: which dimensions grow with n decide
+    the role).
+    """
+    kin, kout = _size_kind(in_features, param.width), _size_kind(out_features, param.width)
+    shape = f"Linear({in_features}, {out_features}) at width {param.width} (base width {param.base_width})"
+
+    def possible(r: str) -> bool:
+        # ruled out only by a fixed size where the role needs a width (a fixed data size
+        # may coincide with a simple multiple of the width, so the converse proves nothing)
+        need_in, need_out = _ROLE_SHAPES[r]
+        return not (need_in and kin == "fixed") and not (need_out and kout == "fixed")
+
+    def plausible(r: str) -> bool:
+        need_in, need_out = _ROLE_SHAPES[r]
+        return possible(r) and not (not need_in and kin == "width") and not (not need_out and kout == "width")
+
+    if role is not None:
+        if role not in _LINEAR_ROLES:
+            raise ValueError(f"role: got {role!r}; allowed: {', '.join(_LINEAR_ROLES)}")
+        if not possible(role):
+            which = "in_features" if _ROLE_SHAPES[role][0] and kin == "fixed" else "out_features"
+            size = in_features if which == "in_features" else out_features
+            likely = [r for r in _LINEAR_ROLES if plausible(r)]
+            hint = f"; the shapes fit role={likely[0]!r}" if len(likely) == 1 else ""
+            raise ValueError(
+                f"role: {role!r} needs a width-sized {which}, but {shape} has {which}={size}, a fixed size "
+                f"(not a simple multiple of the width){hint}. Pass the role the layer has, or build the "
+                f"parametrization at this layer's width"
+            )
+        return role
+    if param.width == 1 and param.base_width == 1:
+        raise ValueError(
+            f"role: required for {shape}: the parametrization carries no width (m = 1), so the shapes cannot tell "
+            "which dimensions grow; pass role='input', 'hidden' or 'output'"
+        )
+    decided = {
+        ("width", "width"): "hidden",
+        ("fixed", "width"): "input",
+        ("width", "fixed"): "output",
+    }.get((kin, kout))
+    if decided is not None:
+        return decided
+    candidates = [r for r in _LINEAR_ROLES if plausible(r)]
+    if not candidates:
+        raise ValueError(
+            f"role: neither dimension of {shape} grows with the width; a layer of fixed size is an ordinary "
+            "nn.Linear (or pass role= explicitly if one of its sizes does scale)"
+        )
+    raise ValueError(
+        f"role: cannot tell the role of {shape} from its shapes (in_features {in_features} {_KIND_WORDS[kin]}, "
+        f"out_features {out_features} {_KIND_WORDS[kout]}); pass role= one of {', '.join(repr(r) for r in candidates)}"
+    )
+
+
+def _check_fold(fold: Any, role: str) -> bool:
+    """``fold`` defaults to True for input layers (zero forward cost) and False elsewhere."""
+    if fold is None:
+        return role == "input"
+    if not isinstance(fold, bool):
+        raise TypeError(f"fold: expected True, False or None (default: True for input layers), got {fold!r}")
+    return fold
 
 
 def _scaled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], wm: float) -> torch.Tensor:
@@ -132,22 +248,34 @@ class _AbcLayer:
         return (
             f"role={self.role}, param={self.param_name}, m={self.width_mult:g}, "
             f"a={self.a}, b={self.b}, c_sgd={self.c_sgd}, c_adam={self.c_adam}, "
-            f"multiplier={self.weight_multiplier:g}, init_std={self.init_std:.4g}"
+            f"multiplier={self.weight_multiplier:g}{' (folded into the weight)' if self.folded else ''}, "
+            f"init_std={self.init_std:.4g}"
         )
 
 
 class Linear(_AbcLayer, nn.Linear):
-    """``nn.Linear`` with an abc-parametrization (THEORY.md section 1, "Practical form").
+    """``nn.Linear`` with an abc-parametrization (docs/theory.md section 1, "Practical form").
 
     Args:
         role: ``"input"`` (fixed fan-in -> width), ``"hidden"`` (width -> width)
-            or ``"output"`` (the readout, width -> fixed fan-out).
+            or ``"output"`` (the readout, width -> fixed fan-out).  Default:
+            inferred from which dimensions are width-sized at ``param``'s width
+            (simple multiples of it); when the shapes cannot decide, or rule
+            out a role given explicitly, the layer is refused with the reason.
         param: the :class:`~abcparam.Parametrization` (exponents and m).
         alpha: forward-multiplier constant at base width (default 1).
         sigma: init std at base width; default the usual fan-in scale
             ``1/sqrt(fan_in / m)`` for width-sized fan-in, ``1/sqrt(fan_in)``
             for the input layer.
         zero_init: initialise the weight to zero (common for muP readouts).
+        fold: store the effective weight (the multiplier m^-a folded into
+            the init and the learning rate, section 2) instead of applying the
+            multiplier in the forward pass.  Default: True for input layers,
+            False for hidden and output layers.  It trains identically (exactly
+            under SGD, and under Adam with :func:`abcparam.wrap`'s epsilon
+            scaling); with ``scale_eps=False`` Adam's epsilon is seen against
+            gradients m^a times another size, so pass ``fold=False`` to
+            reproduce an unfolded run bit for bit.
 
     The bias is vector-like (the input layer's exponents, section 7) for input
     and hidden layers, and is stored as its effective value: its multiplier
@@ -164,25 +292,28 @@ class Linear(_AbcLayer, nn.Linear):
         out_features: int,
         bias: bool = True,
         *,
-        role: str = "hidden",
+        role: Optional[str] = None,
         param: Optional[Parametrization] = None,
         alpha: float = 1.0,
         sigma: Optional[float] = None,
         zero_init: bool = False,
+        fold: Optional[bool] = None,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
         in_features = _positive_int(in_features, "in_features")
         out_features = _positive_int(out_features, "out_features")
-        if role not in _LINEAR_ROLES:
+        if role is not None and role not in _LINEAR_ROLES:
             raise ValueError(f"role: got {role!r}; allowed: {', '.join(_LINEAR_ROLES)}")
         param = _check_param(param)
+        role = _linear_role(in_features, out_features, role, param)
         alpha_ = _check_number(alpha, "alpha", zero_ok=False)
         if not isinstance(bias, bool):
             raise TypeError(f"bias: expected True or False, got {bias!r}")
+        fold_ = _check_fold(fold, role)
         fan_in_base = in_features if role == "input" else in_features / float(param.width_mult)
         sigma_ = 1.0 / math.sqrt(fan_in_base) if sigma is None else _check_number(sigma, "sigma", zero_ok=True)
-        config = _role_config(param, role, alpha_, sigma_)
+        config = _role_config(param, role, alpha_, sigma_, fold_)
         config["zero_init"] = bool(zero_init)
         config["bias_bound"] = 1.0 / math.sqrt(fan_in_base)
         if role == "output":
@@ -217,9 +348,15 @@ class Linear(_AbcLayer, nn.Linear):
 class Embedding(_AbcLayer, nn.Embedding):
     """``nn.Embedding`` as an abc input layer (one-hot input, fixed fan-in).
 
-    The stored table starts as ``N(0, (sigma * m^-b)^2)`` (sigma defaults to 1,
-    ``nn.Embedding``'s scale) and the lookup is multiplied by ``alpha * m^-a``.
-    ``padding_idx``'s row starts at zero, as in ``nn.Embedding``.
+    The effective table is ``alpha * m^-a * w`` with ``w ~ N(0, (sigma * m^-b)^2)``
+    (sigma defaults to 1, ``nn.Embedding``'s scale).  By default (``fold=True``)
+    the stored table *is* the effective one: the multiplier m^-a is folded into
+    its init and learning rate (docs/theory.md section 2), so the lookup costs
+    exactly what ``nn.Embedding``'s does and a checkpoint computes the same
+    function in a plain ``nn.Embedding``.  ``fold=False`` stores ``w`` and
+    multiplies every lookup.  ``padding_idx``'s row starts at zero and
+    ``max_norm`` bounds the norm of the rows the forward pass returns, as in
+    ``nn.Embedding``.  The embedding dimension must be width-sized.
     """
 
     def __init__(
@@ -235,17 +372,67 @@ class Embedding(_AbcLayer, nn.Embedding):
         param: Optional[Parametrization] = None,
         alpha: float = 1.0,
         sigma: float = 1.0,
+        fold: bool = True,
+        _weight: Optional[torch.Tensor] = None,
+        _freeze: bool = False,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
         num_embeddings = _positive_int(num_embeddings, "num_embeddings")
         embedding_dim = _positive_int(embedding_dim, "embedding_dim")
         param = _check_param(param)
-        config = _role_config(param, "input", _check_number(alpha, "alpha", zero_ok=False), _check_number(sigma, "sigma", zero_ok=True))
+        if _size_kind(embedding_dim, param.width) == "fixed":
+            raise ValueError(
+                f"embedding_dim: {embedding_dim} is not width-sized at width {param.width} (not a simple multiple of it), "
+                "so this embedding does not grow with the network; use nn.Embedding, or build the parametrization at "
+                "the embedding's own width"
+            )
+        if max_norm is not None:
+            max_norm = _check_number(max_norm, "max_norm", zero_ok=False)
+        config = _role_config(param, "input", _check_number(alpha, "alpha", zero_ok=False), _check_number(sigma, "sigma", zero_ok=True),
+                              _check_fold(fold, "input"))
         self.__dict__.update(config)  # plain numbers, set before nn.Embedding calls reset_parameters
         super().__init__(
-            num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, device=device, dtype=dtype
+            num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
+            _weight=None if _weight is None else _weight / self.weight_multiplier, _freeze=_freeze, device=device, dtype=dtype,
         )
+
+    @classmethod
+    def from_pretrained(  # type: ignore[override]
+        cls,
+        embeddings: torch.Tensor,
+        freeze: bool = True,
+        padding_idx: Optional[int] = None,
+        max_norm: Optional[float] = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+        *,
+        param: Optional[Parametrization] = None,
+        alpha: float = 1.0,
+        sigma: float = 1.0,
+        fold: bool = True,
+    ) -> "Embedding":
+        """An embedding whose lookups return the rows of ``embeddings`` (as ``nn.Embedding.from_pretrained``).
+
+        ``embeddings`` is the *effective* table, what the forward pass returns;
+        the stored tensor is ``embeddings / weight_multiplier`` (the same tensor,
+        not rescaled, in the default folded form).  It then trains with the
+        parametrization's learning-rate factor.
+
+        >>> import torch, abcparam
+        >>> table = torch.randn(10, 256)
+        >>> e = abcparam.Embedding.from_pretrained(table, param=abcparam.mup(256, 64))
+        >>> torch.equal(e(torch.tensor([3])), table[3:4]), e.weight.requires_grad
+        (True, False)
+        """
+        if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 2:
+            raise ValueError(f"embeddings: expected a 2-D tensor (num_embeddings x embedding_dim), got {embeddings!r:.80}")
+        if not isinstance(freeze, bool):
+            raise TypeError(f"freeze: expected True or False, got {freeze!r}")
+        rows, cols = embeddings.shape
+        return cls(rows, cols, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, param=param, alpha=alpha,
+                   sigma=sigma, fold=fold, _weight=embeddings, _freeze=freeze, device=embeddings.device, dtype=embeddings.dtype)
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
@@ -253,8 +440,13 @@ class Embedding(_AbcLayer, nn.Embedding):
         self._fill_padding_idx_with_zero()
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        out = super().forward(input)
-        return out if self.weight_multiplier == 1.0 else out * self.weight_multiplier
+        wm = self.weight_multiplier
+        if wm == 1.0:
+            return super().forward(input)
+        # max_norm bounds the rows of the *effective* table: the stored rows are renormalised to max_norm / wm
+        max_norm = None if self.max_norm is None else self.max_norm / wm
+        out = F.embedding(input, self.weight, self.padding_idx, max_norm, self.norm_type, self.scale_grad_by_freq, self.sparse)
+        return out * wm
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {self._abc_repr()}"
@@ -298,7 +490,9 @@ class TiedReadout(Linear):
             # std 1/sqrt(fan_in) at base width would
             alpha = 1.0 / (math.sqrt(embedding.embedding_dim / float(param.width_mult)) * embedding.sigma)
         with torch.device("meta"):
-            super().__init__(embedding.embedding_dim, embedding.num_embeddings, bias, role="output", param=param, alpha=alpha)
+            super().__init__(embedding.embedding_dim, embedding.num_embeddings, bias, role="output", param=param, alpha=alpha, fold=False)
+        # A folded embedding stores m^-a_in * w: the readout undoes that factor to act on w itself.
+        self.weight_multiplier = self.weight_multiplier / embedding.folded_multiplier
         self.weight = embedding.weight
         if self.bias is not None:
             self.bias = nn.Parameter(torch.empty(embedding.num_embeddings, device=embedding.weight.device, dtype=embedding.weight.dtype))

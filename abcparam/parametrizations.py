@@ -203,27 +203,48 @@ def _from_preset(p: Preset, width: int, base_width: int, name: Optional[str] = N
     return Parametrization(name or p.name, col(0), hidden, col(p.depth), width, base_width)
 
 
-def _named(name: str, width: int, base_width: int, **kw: Any) -> Parametrization:
+def _widths(width: Optional[int], base_width: Optional[int]) -> Tuple[int, int]:
+    """(width, base_width) of a preset: both given, or neither (m = 1, an ordinary network).
+
+    A width without a base width is refused: silently taking base width 1 would
+    make m equal to the width and scale every layer as if it were that many
+    times wider than the network the hyperparameters were tuned on.
+    """
+    if width is None and base_width is None:
+        return 1, 1
+    if base_width is None:
+        raise ValueError(
+            f"base_width: required with width={width!r} (m = width / base_width is what the layers scale by); "
+            "pass the width the hyperparameters were tuned at, e.g. mup(width=1024, base_width=128), "
+            "or base_width=width for an ordinary network at this width (m = 1)"
+        )
+    if width is None:
+        raise ValueError(f"width: required with base_width={base_width!r}, e.g. mup(width=1024, base_width={base_width!r})")
+    return _positive_int(width, "width"), _positive_int(base_width, "base_width")
+
+
+def _named(name: str, width: Optional[int], base_width: Optional[int], **kw: Any) -> Parametrization:
     depth = 1 if name == "mean_field" else 2
-    return _from_preset(theory.preset(name, depth, **kw), width, base_width)
+    w, b = _widths(width, base_width)
+    return _from_preset(theory.preset(name, depth, **kw), w, b)
 
 
-def sp(width: int = 1, base_width: int = 1) -> Parametrization:
+def sp(width: Optional[int] = None, base_width: Optional[int] = None) -> Parametrization:
     """Standard parametrization, constant learning rate (unstable as width grows)."""
     return _named("sp", width, base_width)
 
 
-def sp_inv_n(width: int = 1, base_width: int = 1) -> Parametrization:
+def sp_inv_n(width: Optional[int] = None, base_width: Optional[int] = None) -> Parametrization:
     """Standard parametrization with learning rate ~ 1/n (kernel regime under SGD)."""
     return _named("sp_inv_n", width, base_width)
 
 
-def ntk(width: int = 1, base_width: int = 1) -> Parametrization:
+def ntk(width: Optional[int] = None, base_width: Optional[int] = None) -> Parametrization:
     """Neural tangent parametrization (kernel regime, r = 1/2)."""
     return _named("ntk", width, base_width)
 
 
-def mup(width: int = 1, base_width: int = 1, *, form: str = "tp4") -> Parametrization:
+def mup(width: Optional[int] = None, base_width: Optional[int] = None, *, form: str = "tp4") -> Parametrization:
     """Maximal update parametrization: ``form="tp4"`` (TP4) or ``"table8"`` (TP5 Table 8, microsoft/mup).
 
     The two forms are equivalent (THEORY.md section 2); ``table8`` is the one
@@ -238,12 +259,12 @@ def mup(width: int = 1, base_width: int = 1, *, form: str = "tp4") -> Parametriz
     return _named(forms[form], width, base_width)
 
 
-def mean_field(width: int = 1, base_width: int = 1) -> Parametrization:
+def mean_field(width: Optional[int] = None, base_width: Optional[int] = None) -> Parametrization:
     """Mean-field parametrization (one hidden layer only: no hidden role)."""
     return _named("mean_field", width, base_width)
 
 
-def up(s: Any, width: int = 1, base_width: int = 1) -> Parametrization:
+def up(s: Any, width: Optional[int] = None, base_width: Optional[int] = None) -> Parametrization:
     """The uniform parametrization UP_s, 0 <= s <= 1/2 (UP_0 = muP, UP_1/2 = NTK)."""
     return _named("up", width, base_width, s=s)
 
@@ -253,8 +274,8 @@ def parametrization(
     input: Tuple[Any, Any, Any, Any],
     output: Tuple[Any, Any, Any, Any],
     hidden: Optional[Tuple[Any, Any, Any, Any]] = None,
-    width: int = 1,
-    base_width: int = 1,
+    width: Optional[int] = None,
+    base_width: Optional[int] = None,
     name: str = "custom",
 ) -> Parametrization:
     """A parametrization from explicit exponents ``(a, b, c_sgd, c_adam)`` per role.
@@ -276,4 +297,5 @@ def parametrization(
         cols[role] = RoleExponents.of(*value, role=role)
     if cols["input"] is None or cols["output"] is None:
         raise ValueError("input, output: both roles are required")
-    return Parametrization(name, cols["input"], cols["hidden"], cols["output"], width, base_width)  # type: ignore[arg-type]
+    w, b = _widths(width, base_width)
+    return Parametrization(name, cols["input"], cols["hidden"], cols["output"], w, b)  # type: ignore[arg-type]

@@ -93,7 +93,10 @@ def _hidden_adam_lr_unscaled(model):
 
 
 def _input_multiplier_inverted(model):
-    model.layers[0].weight_multiplier = 1.0 / model.layers[0].weight_multiplier
+    # the effective multiplier becomes m^+a instead of m^-a (whether or not m^-a is folded into the weight)
+    layer = model.layers[0]
+    m_pow_minus_a = layer.weight_multiplier * layer.folded_multiplier / layer.alpha
+    layer.weight_multiplier /= m_pow_minus_a ** 2
 
 
 MUTANTS = [

@@ -78,12 +78,14 @@ def test_init_std_scales_as_m_pow_minus_b(name, role):
         eff.append(layer.effective_weight().std().item())
     ex = PRESETS[name](1, 1).role(role)
     fan_in_base = 256 if role == "input" else 64
+    # input layers store the effective weight (a = 0 form): stored exponent a + b; others store w: b
+    b_stored = ex.a + ex.b if role == "input" else ex.b
     for m, s, e in zip(ms, stds, eff):
-        assert s == pytest.approx(m ** -float(ex.b) / math.sqrt(fan_in_base), rel=0.04)
+        assert s == pytest.approx(m ** -float(b_stored) / math.sqrt(fan_in_base), rel=0.04)
         assert e == pytest.approx(m ** -float(ex.a + ex.b) / math.sqrt(fan_in_base), rel=0.04)
     # the fitted exponents, as a coordinate check would see them
     slope = math.log(stds[-1] / stds[0]) / math.log(16)
-    assert slope == pytest.approx(-float(ex.b), abs=0.03)
+    assert slope == pytest.approx(-float(b_stored), abs=0.03)
 
 
 def test_init_options_alpha_sigma_zero_init():
@@ -178,7 +180,17 @@ def test_tied_readout_shares_the_table():
     head.reset_parameters()  # must not touch the shared table
     assert head.weight is emb.weight
     tp4 = abcparam.mup(256, 64)
-    assert TiedReadout(Embedding(30, 256, param=tp4), param=tp4, alpha=1).weight_multiplier == 0.5
+    assert TiedReadout(Embedding(30, 256, param=tp4, fold=False), param=tp4, alpha=1).weight_multiplier == 0.5
+    # a folded embedding stores m^-a_in * w = 2 w: the readout multiplier undoes it (m^-a_out / m^-a_in = 1/4),
+    # so folded and unfolded ties compute the same logits from the same effective table
+    folded, unfolded = Embedding(30, 256, param=tp4), Embedding(30, 256, param=tp4, fold=False)
+    with torch.no_grad():
+        folded.weight.copy_(unfolded.weight * 2.0)
+    idx = torch.randint(0, 30, (5,))
+    assert torch.equal(folded(idx), unfolded(idx))
+    tf, tu = TiedReadout(folded, param=tp4), TiedReadout(unfolded, param=tp4)
+    assert tf.weight_multiplier == pytest.approx(0.25 / 8)  # default alpha = 1 / sqrt(base fan-in) = 1/8
+    torch.testing.assert_close(tf(h), tu(h), rtol=1e-6, atol=0)
     with pytest.raises(ValueError, match="form='table8'"):
         TiedReadout(Embedding(30, 256, param=abcparam.sp(256, 64)), param=abcparam.sp(256, 64))
     with pytest.raises(ValueError, match="same param"):

@@ -56,7 +56,10 @@ def test_per_parameter_lr_is_lr_times_m_pow_minus_c(name, opt_cls, family):
     by = groups_by_param(opt)
     for layer in net.layers:
         ex = p.role(layer.role)
-        assert by[id(layer.weight)]["lr"] == pytest.approx(0.01 * M ** -float(ex.c(family)))
+        # input layers store their effective weight (the a = 0 form, docs/theory.md section 2): c + 2a SGD, c + a Adam
+        c = ex.c(family) + (0 if layer.role != "input" else (2 if family == "sgd" else 1) * ex.a)
+        assert layer.folded == (layer.role == "input")
+        assert by[id(layer.weight)]["lr"] == pytest.approx(0.01 * M ** -float(c))
         # biases are stored effective: the vector role's exponents in the a = 0 form (c + 2a SGD, c + a Adam)
         bias_ex = p.canonical().role("vector") if layer.role != "output" else None
         expect = 0.01 * M ** -float(bias_ex.c(family)) if bias_ex else 0.01
@@ -69,14 +72,18 @@ def test_eps_scaled_per_section_10_and_switchable():
     net = mlp(p)
     opt = abcparam.wrap(torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-8), net)
     by = groups_by_param(opt)
-    for layer, d in zip(net.layers, [0.5, 1, 1, 0.5]):
+    # section 10, TP4 muP: d = 1/2, 1, 1, 1/2; the input layer is stored in the a = 0 form, which shifts
+    # its d by -a_1 = +1/2 (the symmetry moves d with a)
+    for layer, d in zip(net.layers, [1, 1, 1, 0.5]):
         assert by[id(layer.weight)]["eps"] == pytest.approx(1e-8 * M ** -d)
+    unfolded = MLP(6, WIDTH, 3, depth=3, param=p)
+    unfolded.layers[0] = abcparam.Linear(6, WIDTH, role="input", param=p, fold=False)
+    opt_u = abcparam.wrap(torch.optim.Adam(unfolded.parameters(), lr=1e-3, eps=1e-8), unfolded)
+    assert groups_by_param(opt_u)[id(unfolded.layers[0].weight)]["eps"] == pytest.approx(1e-8 * M ** -0.5)
     assert by[id(net.layers[-1].bias)]["eps"] == 1e-8  # no width dimension
     net2 = mlp(p)
     opt2 = abcparam.wrap(torch.optim.Adam(net2.parameters(), lr=1e-3, eps=1e-8), net2, scale_eps=False)
     assert {g["eps"] for g in opt2.param_groups} == {1e-8}
-    sgd = abcparam.wrap(torch.optim.SGD(mlp(p).parameters(), lr=0.1), mlp(p), strict=False) if False else None
-    assert sgd is None
 
 
 def test_user_param_groups_and_options_are_kept():
