@@ -48,6 +48,9 @@ _LAZY = {
     "per_group": "optim",
     "convert": "conversion",
     "ConversionReport": "conversion",
+    "to_torch": "conversion",
+    "from_torch": "conversion",
+    "effective_state_dict": "conversion",
     "coord_check": "coord",
     "CoordReport": "coord",
 }
@@ -83,7 +86,7 @@ def __dir__() -> list:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .conversion import ConversionReport, convert
+    from .conversion import ConversionReport, convert, effective_state_dict, from_torch, to_torch
     from .coord import CoordReport, coord_check
     from .layers import Embedding, Linear, ParamScales, TiedReadout, abc_modules
     from .optim import per_group, wrap

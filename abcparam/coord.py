@@ -80,6 +80,8 @@ class CoordReport:
     measured_regime: str
     expect: Optional[str] = None
     notes: List[str] = field(default_factory=list)
+    nonfinite: List[Tuple[int, int, int, str]] = field(default_factory=list)
+    no_prediction: Optional[str] = None
 
     @property
     def theory_regime(self) -> Optional[str]:
@@ -95,24 +97,67 @@ class CoordReport:
         return [f for f in self.fits if f.ok is False]
 
     @property
-    def passed(self) -> bool:
-        """True when the measurements agree with the theory (and with ``expect``, if given).
+    def diverged(self) -> bool:
+        """True when some measurement was NaN or infinite (see :attr:`nonfinite`)."""
+        return bool(self.nonfinite)
+
+    @property
+    def agrees(self) -> bool:
+        """True when the measurements agree with the theory's prediction for the declared exponents.
 
         For a stable parametrization every compared slope must be within the
-        tolerance of its prediction.  For an unstable one the prediction is only
-        a lower bound (section 8): the check passes when something measurably
-        grows with width.  Without abcparam layers there is no prediction and the
-        check passes when the measured regime equals ``expect``.
+        tolerance of its prediction and the measured regime must be the
+        predicted one.  For an unstable one the prediction is only a lower bound
+        (docs/theory.md section 8): the measurements agree when something
+        measurably grows with width.  A run with non-finite values never agrees:
+        a slope through an overflow is no measurement.  Without a prediction
+        there is nothing to agree with (False).
         """
+        if self.diverged or self.verdict is None:
+            return False
+        if self.verdict.regime == "unstable":
+            return self.measured_regime == "unstable"
+        return not self.mismatches and self.measured_regime == self.verdict.regime
+
+    @property
+    def passed(self) -> bool:
+        """True when the model checks out: the measurements agree with the theory, the model is
+        not unstable (unless ``expect="unstable"``), nothing diverged, and the regime is ``expect``.
+
+        Without a prediction (no abcparam layers, or a role missing) the check
+        passes only when ``expect`` is given and measured.
+        """
+        if self.diverged:
+            return False
         if self.expect is not None and self.measured_regime != self.expect:
             return False
         if self.verdict is None:
             return self.expect is not None
         if self.expect is not None and self.verdict.regime != self.expect:
             return False
+        if self.verdict.regime == "unstable" and self.expect != "unstable":
+            return False
+        return self.agrees
+
+    def outcome(self) -> str:
+        """One line: PASS or FAIL and why, in words that cannot contradict :attr:`passed`."""
+        if self.diverged:
+            first = self.nonfinite[0]
+            return (f"FAIL: non-finite values (the run diverged), first at width {first[0]}, seed {first[1]}, "
+                    f"step {first[2]} in {first[3]}")
+        if self.verdict is None:
+            if self.expect is None:
+                return "FAIL: no prediction to compare with"
+            return f"{'PASS' if self.passed else 'FAIL'}: measured {self.measured_regime}, expected {self.expect} (no prediction)"
+        if not self.agrees:
+            return "FAIL: the measurements disagree with the theory"
+        if self.expect is not None and self.verdict.regime != self.expect:
+            return f"FAIL: the theory and the measurements agree on {self.verdict.regime}, expected {self.expect}"
         if self.verdict.regime == "unstable":
-            return self.measured_regime == "unstable"
-        return not self.mismatches and self.measured_regime == self.verdict.regime
+            if self.expect == "unstable":
+                return "PASS: unstable, as expected"
+            return "FAIL: the measurements agree with the theory that the model is UNSTABLE (it blows up as width grows)"
+        return f"PASS: the measurements agree with the theory ({self.verdict.regime})"
 
     # -- rendering ------------------------------------------------------------
 
@@ -128,16 +173,21 @@ class CoordReport:
         return self.verdict is not None and self.verdict.regime == "unstable" and f.predicted is not None and f.predicted > 0
 
     def summary(self) -> str:
-        theory_txt = self.theory_regime or "no prediction (no abcparam layers)"
+        theory_txt = self.theory_regime or f"no prediction ({self.no_prediction or 'unknown reason'})"
         lines = [
             f"coordinate check: widths {self.widths}, {self.steps} step(s), seeds {self.seeds}, "
             f"optimizer {self.family or '?'}, lr {self.lr:g}, tolerance {self.tolerance:g}",
-            f"theory: {theory_txt}; measured: {self.measured_regime}"
-            + (f"; expected: {self.expect}" if self.expect else "")
-            + f" -> {'PASS' if self.passed else 'FAIL'}",
+            f"theory: {theory_txt}; measured: {self.measured_regime}" + (f"; expected: {self.expect}" if self.expect else ""),
+            self.outcome(),
         ]
+        if self.nonfinite:
+            shown = ", ".join(f"width {w} seed {sd} step {t}: {what}" for w, sd, t, what in self.nonfinite[:6])
+            more = f" (+{len(self.nonfinite) - 6} more)" if len(self.nonfinite) > 6 else ""
+            lines.append(f"non-finite: {shown}{more}")
         if self.growing:
-            lines.append("growing with width: " + ", ".join(f"{f.layer} {f.quantity}@{f.step} ~ n^{_num(f.slope)}" for f in self.growing))
+            lines.append("growing with width: " + ", ".join(
+                f"{f.layer} {f.quantity}@{f.step} " + (f"~ n^{_num(f.slope)}" if math.isfinite(f.slope) else "non-finite")
+                for f in self.growing))
         if self.mismatches:
             lines.append("disagreeing with the theory: " + ", ".join(
                 f"{f.layer} {f.quantity}@{f.step}: {_num(f.slope)} vs {f.predicted}" for f in self.mismatches))
@@ -172,6 +222,10 @@ class CoordReport:
             "measured_regime": self.measured_regime,
             "expect": self.expect,
             "passed": self.passed,
+            "agrees": self.agrees,
+            "outcome": self.outcome(),
+            "nonfinite": [{"width": w, "seed": sd, "step": t, "where": what} for w, sd, t, what in self.nonfinite],
+            "no_prediction": self.no_prediction,
             "fits": [
                 {
                     "layer": f.layer,
@@ -228,7 +282,7 @@ class CoordReport:
             ax.set_title("init: RMS h, f" if step == 0 else f"step {step}: RMS of change")
         axes[0][0].set_ylabel("RMS (dotted: predicted slope)")
         axes[0][-1].legend(fontsize=7, loc="best")
-        fig.suptitle(f"theory {self.theory_regime}, measured {self.measured_regime}: {'PASS' if self.passed else 'FAIL'}", fontsize=10)
+        fig.suptitle(f"theory {self.theory_regime}, measured {self.measured_regime}: {self.outcome()}", fontsize=9)
         fig.tight_layout()
         if path is not None:
             fig.savefig(path, dpi=120)
@@ -417,28 +471,42 @@ def _layer_exponents(mod: nn.Module, family: str) -> Tuple[Fraction, Fraction, F
     return mod.a, mod.b, (mod.c_sgd if family == "sgd" else mod.c_adam)
 
 
-def _predict(order: List[str], tracked: Dict[str, nn.Module], family: str, alignment: str) -> Tuple[Optional[theory.Verdict], Dict[str, int], List[str]]:
-    """Classify the model's abcparam layers; map each layer to its index in the classified chain."""
+def _predict(
+    order: List[str], tracked: Dict[str, nn.Module], family: str, alignment: str
+) -> Tuple[Optional[theory.Verdict], Dict[str, int], List[str], Optional[str]]:
+    """Classify the model's abcparam layers; map each layer to its index in the classified chain.
+
+    Returns the verdict, the index map, notes, and (when there is no verdict) the reason.
+    """
     notes: List[str] = []
     layers = [(n, tracked[n]) for n in order if hasattr(tracked[n], "abc_scales") and hasattr(tracked[n], "role")]
     if not layers:
-        return None, {}, ["no abcparam layers: measured slopes only"]
+        return None, {}, [], "the model has no abcparam layers (or none ran in the forward pass)"
     roles = [m.role for _, m in layers]
+    missing = [r for r in ("input", "output") if r not in roles]
+    if missing:
+        return None, {}, [], (
+            f"no abcparam layer has the {' or '.join(missing)} role (abcparam layers: "
+            f"{', '.join(f'{n} ({m.role})' for n, m in layers)}); the theory needs the whole chain input -> output"
+        )
     if roles[0] == "input" and roles[-1] == "output" and roles.count("input") == 1 and roles.count("output") == 1:
         exps = [_layer_exponents(m, family) for _, m in layers]
         v = theory.classify([e[0] for e in exps], [e[1] for e in exps], [e[2] for e in exps], optimizer=family, alignment=alignment)
-        return v, {n: i for i, (n, _) in enumerate(layers)}, notes
+        return v, {n: i for i, (n, _) in enumerate(layers)}, notes, None
     # Not a chain (several inputs or outputs, parallel branches): predict per role.
-    by_role: Dict[str, set] = {}
-    for _, m in layers:
-        by_role.setdefault(m.role, set()).add(_layer_exponents(m, family))
-    if any(len(s) > 1 for s in by_role.values()) or "input" not in by_role or "output" not in by_role:
-        return None, {}, ["layers of one role declare different exponents, or a role is missing: no prediction"]
+    by_role: Dict[str, Dict[Tuple[Fraction, Fraction, Fraction], List[str]]] = {}
+    for n, m in layers:
+        by_role.setdefault(m.role, {}).setdefault(_layer_exponents(m, family), []).append(n)
+    mixed = {r: e for r, e in by_role.items() if len(e) > 1}
+    if mixed:
+        role, groups = next(iter(mixed.items()))
+        detail = "; ".join(f"{', '.join(names)}: (a, b, c) = ({a}, {b}, {c})" for (a, b, c), names in groups.items())
+        return None, {}, [], f"the {role} layers declare different exponents ({detail}): no single prediction per role"
     cols = [next(iter(by_role["input"]))] + ([next(iter(by_role["hidden"]))] if "hidden" in by_role else []) + [next(iter(by_role["output"]))]
     v = theory.classify([c[0] for c in cols], [c[1] for c in cols], [c[2] for c in cols], optimizer=family, alignment=alignment)
     index = {"input": 0, "hidden": 1, "output": len(cols) - 1}
     notes.append("the layers are not one chain input -> hidden... -> output: predictions are per role")
-    return v, {n: index[m.role] for n, m in layers}, notes
+    return v, {n: index[m.role] for n, m in layers}, notes, None
 
 
 # ----------------------------------------------------------------------------
@@ -515,10 +583,10 @@ def coord_check(
     seeds = list(seeds)
     if not seeds or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in seeds):
         raise ValueError(f"seeds: a non-empty list of ints, got {seeds!r}")
-    if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not lr > 0:
-        raise ValueError(f"lr: a positive number, got {lr!r}")
-    if not isinstance(tolerance, numbers.Real) or not tolerance > 0:
-        raise ValueError(f"tolerance: a positive number, got {tolerance!r}")
+    if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr: a finite positive number, got {lr!r}")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not (tolerance > 0 and math.isfinite(tolerance)):
+        raise ValueError(f"tolerance: a finite positive number (the largest allowed |measured - predicted| slope), got {tolerance!r}")
     if expect is not None and expect not in theory.REGIMES:
         raise ValueError(f"expect: got {expect!r}; allowed: {', '.join(theory.REGIMES)}")
     if not callable(build):
@@ -526,6 +594,7 @@ def coord_check(
     loss_fn = loss or _default_loss
 
     raw: Dict[Tuple[str, str, int], List[List[float]]] = {}
+    nonfinite: List[Tuple[int, int, int, str]] = []
     order: List[str] = []
     tracked: Dict[str, nn.Module] = {}
     fam: Optional[str] = family
@@ -536,12 +605,16 @@ def coord_check(
                 order, tracked = order_w, tracked_w
             for key, v in values.items():
                 raw.setdefault(key, [[float("nan")] * len(seeds) for _ in widths])[wi][si] = v
+            bad = sorted((k[2], f"{k[0]} {k[1]}") for k, v in values.items() if not math.isfinite(v))
+            if bad:
+                first_step = bad[0][0]
+                nonfinite.append((width, seed, first_step, ", ".join(w for t, w in bad if t == first_step)))
             if progress is not None:
                 progress(f"width {width}, seed {seed}")
 
-    verdict, index, notes = (None, {}, ["optimizer family unknown: no prediction"])
+    verdict, index, notes, no_prediction = None, {}, [], "the optimizer family is unknown: pass family="
     if fam is not None:
-        verdict, index, notes = _predict(order, tracked, fam, alignment)
+        verdict, index, notes, no_prediction = _predict(order, tracked, fam, alignment)
     slopes_by_step = {t: verdict.predicted_slopes(t) for t in range(1, steps + 1)} if verdict is not None else {}
 
     fits: List[Fit] = []
@@ -576,6 +649,8 @@ def coord_check(
         measured_regime=_measured_regime(fits, order, tracked, steps, tolerance),
         expect=expect,
         notes=notes,
+        nonfinite=nonfinite,
+        no_prediction=None if verdict is not None else no_prediction,
     )
     return report
 

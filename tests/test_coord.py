@@ -72,9 +72,51 @@ def test_unstable_presets_are_reported_unstable(name, family):
     report = check(name, family)
     assert report.theory_regime == "unstable" and report.measured_regime == "unstable"
     assert report.growing, "an unstable parametrization must show growth"
-    assert report.passed  # agreement with the theory
+    assert report.agrees  # the measurements agree with the theory...
+    assert not report.passed  # ...that the model is unstable: not a pass
+    assert "PASS" not in report.summary() and "UNSTABLE" in report.summary()
     assert dataclasses.replace(report, expect="unstable").passed
     assert not dataclasses.replace(report, expect="feature_learning").passed
+    testing.assert_matches_theory(lambda n: MLP(16, n, 4, depth=3, param=params(name)(n, 128)), batch=batch(),
+                                  optimizer=OPT[family], lr=LR[family], widths=WIDTHS)
+
+
+def test_a_mix_of_mup_and_sp_layers_fails():
+    def build(n):
+        model = MLP(16, n, 4, depth=3, param=abcparam.mup(n, 128))
+        model.layers[2] = abcparam.Linear(n, n, param=abcparam.sp(n, 128))  # one SP hidden layer
+        return model
+
+    report = abcparam.coord_check(build, WIDTHS, batch(), optimizer=torch.optim.Adam, lr=1e-2)
+    assert report.theory_regime == "unstable" and not report.passed
+    with pytest.raises(AssertionError, match="UNSTABLE"):
+        testing.assert_stable(build, batch=batch(), optimizer=torch.optim.Adam, lr=1e-2, widths=WIDTHS)
+
+
+def test_a_diverged_run_never_passes_and_names_where():
+    build = lambda n: MLP(16, n, 4, depth=3, param=abcparam.sp(n, 128), nonlinearity="relu")  # noqa: E731
+    report = abcparam.coord_check(build, WIDTHS, batch(), optimizer=torch.optim.SGD, lr=1e3, steps=4, expect="unstable")
+    assert report.diverged and not report.passed and not report.agrees
+    w, seed, step, where = report.nonfinite[0]
+    assert w in WIDTHS and 1 <= step <= 4 and where
+    text = report.summary()
+    assert f"first at width {w}, seed {seed}, step {step}" in text and "PASS" not in text
+    assert report.to_dict()["nonfinite"][0]["width"] == w
+    with pytest.raises(AssertionError, match="non-finite"):
+        testing.assert_matches_theory(build, batch=batch(), optimizer=torch.optim.SGD, lr=1e3, steps=4, widths=WIDTHS)
+
+
+def test_no_prediction_says_why():
+    def build(n):
+        return nn.Sequential(nn.Linear(16, n), abcparam.Linear(n, n, param=abcparam.mup(n, 128)), nn.Tanh(), nn.Linear(n, 4))
+
+    report = abcparam.coord_check(build, WIDTHS, batch(), optimizer=torch.optim.Adam, lr=1e-2, seeds=[0])
+    assert report.verdict is None and not report.passed
+    assert "no abcparam layer has the input or output role" in report.summary()
+    assert "no abcparam layers" not in report.summary()
+    plain = abcparam.coord_check(lambda n: nn.Sequential(nn.Linear(16, n), nn.Tanh(), nn.Linear(n, 4)), WIDTHS, batch(),
+                                 optimizer=torch.optim.Adam, lr=1e-2, seeds=[0])
+    assert "has no abcparam layers" in plain.summary()
 
 
 def test_assert_stable_refuses_sp():
@@ -173,7 +215,11 @@ def test_report_renders(tmp_path):
     "kw,err,msg",
     [
         (dict(widths=[128, 256]), ValueError, "at least 3 distinct"),
-        (dict(lr=0), ValueError, "lr: a positive number"),
+        (dict(lr=0), ValueError, "lr: a finite positive number"),
+        (dict(lr=float("inf")), ValueError, "lr: a finite positive number"),
+        (dict(tolerance=float("inf")), ValueError, "tolerance: a finite positive number"),
+        (dict(tolerance=0), ValueError, "tolerance"),
+        (dict(tolerance=float("nan")), ValueError, "tolerance"),
         (dict(expect="lazy"), ValueError, "expect: got 'lazy'"),
         (dict(steps=0), ValueError, "steps"),
         (dict(batch=[1, 2, 3]), TypeError, "batch"),
@@ -200,3 +246,22 @@ def test_cli_coordcheck_json_and_exit_status(capsys):
     rc = main(["coordcheck", "--preset", "mean_field", "--depth", "3"])
     err = capsys.readouterr().err
     assert rc == 2 and "depth" in err and len(err.strip().splitlines()) == 1
+    # measurements that disagree with the theory (a tolerance far below the finite-width noise) exit 1
+    rc = main(["coordcheck", "--preset", "ntk", "--optimizer", "adam", "--widths", "128", "256", "512", "--seeds", "0",
+               "--tolerance", "0.01", "--lr", "0.1"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "FAIL" in out
+
+
+def test_cli_coordcheck_plot_failure_keeps_the_report(capsys, tmp_path, monkeypatch):
+    import abcparam.coord as coord
+
+    def no_matplotlib(self, path=None):
+        raise ImportError("report.plot needs matplotlib: pip install 'abcparam[plot]'")
+
+    monkeypatch.setattr(coord.CoordReport, "plot", no_matplotlib)
+    rc = main(["coordcheck", "--widths", "128", "256", "512", "--seeds", "0", "--plot", str(tmp_path / "c.png")])
+    captured = capsys.readouterr()
+    assert rc == 3  # distinct from 1 (disagrees) and 2 (bad argument)
+    assert "PASS" in captured.out and "layers.1" in captured.out  # the whole report is printed
+    assert "figure was not saved" in captured.err and "matplotlib" in captured.err
