@@ -22,6 +22,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
+from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 

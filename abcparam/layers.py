@@ -24,6 +24,7 @@ import numbers
 from fractions import Fraction
 from typing import Any, Dict, NamedTuple, Optional
 
+from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 import torch.nn.functional as F
 from torch import nn

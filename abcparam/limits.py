@@ -43,6 +43,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 

@@ -32,6 +32,7 @@ import warnings
 import weakref
 from typing import Any, Dict, List, Optional, Tuple
 
+from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 

@@ -52,3 +52,16 @@ def test_bad_arguments_one_line_exit_2(args, needle):
     assert needle in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_first_run_is_clean_without_numpy():
+    # A fresh install has no numpy, and torch then warns "Failed to initialize NumPy" on import.
+    # abcparam's torch-based modules import torch quietly; torch alone does warn (so this can fail).
+    hide_numpy = "import sys; sys.modules['numpy'] = None; "
+    bare = subprocess.run([sys.executable, "-W", "error", "-c", hide_numpy + "import torch"], capture_output=True, text=True)
+    assert bare.returncode != 0 and "Failed to initialize NumPy" in bare.stderr
+    ours = subprocess.run([sys.executable, "-W", "error", "-c", hide_numpy + "import abcparam.layers, abcparam.coord, abcparam.cli; "
+                           "abcparam.cli._builtin_check('mup', 'adam', [64, 128, 256], steps=1, seeds=[0])"],
+                          capture_output=True, text=True)
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stderr == ""

@@ -1,6 +1,7 @@
 """The README's Python examples run, and every `# => value` comment in them is true."""
 
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,9 @@ def _checked(block):
 @pytest.mark.parametrize("index", range(len(_blocks())))
 def test_readme_python_block(index):
     code = _checked(_blocks()[index])
-    exec(compile(code, f"README block {index}", "exec"), {"Fraction": __import__("fractions").Fraction})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a snippet a user copies must run without a warning
+        exec(compile(code, f"README block {index}", "exec"), {"Fraction": __import__("fractions").Fraction})
 
 
 @pytest.mark.parametrize("command", ["abcparam classify --preset mup --depth 3 --optimizer adam",
