@@ -70,3 +70,45 @@ def test_converted_model_trains_with_wrap():
     loss.backward()
     opt.step()
     assert torch.isfinite(loss)
+
+
+def test_to_torch_computes_the_same_function_and_back():
+    p = abcparam.mup(256, 64)  # TP4: hidden multiplier 1, readout m^-1/2, input folded
+    net = abcparam.models.MLP(6, 256, 3, depth=3, param=p)
+    x = torch.randn(5, 6)
+    naive = abcparam.to_torch(net)
+    naive.load_state_dict(net.state_dict())  # plain modules holding the raw stored tensors
+    assert not torch.allclose(naive(x), net(x), atol=1e-3)  # the raw state_dict computes something else (m != 1)
+    plain = abcparam.to_torch(net)
+    assert not abcparam.abc_modules(plain) and type(plain.layers[3]) is nn.Linear
+    torch.testing.assert_close(plain(x), net(x), rtol=1e-6, atol=1e-7)
+    assert abcparam.abc_modules(net)  # the model itself is untouched
+    back = abcparam.models.MLP(6, 256, 3, depth=3, param=p)
+    abcparam.from_torch(back, plain)
+    torch.testing.assert_close(back(x), net(x), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(back.layers[3].weight, net.layers[3].weight)
+    with pytest.raises(ValueError, match="keys differ"):
+        abcparam.from_torch(back, {"layers.0.weight": torch.zeros(256, 6)})
+    before = back.layers[0].weight.detach().clone()
+    bad = dict(plain.state_dict())
+    bad["layers.3.weight"] = torch.zeros(4, 256)
+    with pytest.raises(ValueError, match="layers.3.weight has shape"):
+        abcparam.from_torch(back, bad)
+    assert torch.equal(back.layers[0].weight, before)  # nothing changed
+
+
+def test_to_torch_with_a_tied_readout():
+    p = abcparam.mup(64, 16, form="table8")
+    model = abcparam.models.TinyTransformer(30, 64, param=p, tie=True, context=8)
+    with pytest.raises(ValueError, match="untie=True"):
+        abcparam.to_torch(model)
+    plain = abcparam.to_torch(model, untie=True)
+    idx = torch.randint(0, 30, (2, 8))
+    torch.testing.assert_close(plain(idx), model(idx), rtol=1e-6, atol=1e-6)
+    other = abcparam.models.TinyTransformer(30, 64, param=p, tie=True, context=8)
+    abcparam.from_torch(other, plain)
+    torch.testing.assert_close(other(idx), model(idx), rtol=1e-6, atol=1e-6)
+    sd = plain.state_dict()
+    sd["head.weight"] = sd["head.weight"] + 1.0  # the two plain copies of the tied table disagree
+    with pytest.raises(ValueError, match="one tied tensor"):
+        abcparam.from_torch(other, sd)

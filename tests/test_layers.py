@@ -260,3 +260,83 @@ def test_classify_accepts_a_parametrization_object():
     assert abcparam.classify(abcparam.mean_field(256, 64), optimizer="adam").regime == "feature_learning"
     assert abcparam.classify(abcparam.ntk(256, 64)).regime == "kernel"
     assert abcparam.ntk().classify(depth=4).depth == 4
+
+
+# -- silent traps (issue: no silent traps) -------------------------------------
+
+
+def test_a_width_without_a_base_width_is_refused():
+    for preset in (abcparam.mup, abcparam.sp, abcparam.ntk, abcparam.sp_inv_n, abcparam.mean_field):
+        with pytest.raises(ValueError, match="base_width: required with width=1024"):
+            preset(1024)
+        with pytest.raises(ValueError, match="width: required with base_width=128"):
+            preset(base_width=128)
+    with pytest.raises(ValueError, match="base_width: required"):
+        abcparam.up("1/4", 1024)
+    with pytest.raises(ValueError, match="base_width: required"):
+        abcparam.parametrization(input=(0, 0, 0, 0), output=(0, 0, 0, 0), width=1024)
+    assert abcparam.mup().width_mult == 1  # no width at all: an ordinary network, m = 1
+    assert abcparam.mup(1024, 1024).width_mult == 1
+
+
+@pytest.mark.parametrize(
+    "dims,role",
+    [((20, 256), "input"), ((256, 256), "hidden"), ((256, 10), "output"), ((256, 768), "hidden"), ((1024, 256), "hidden"),
+     ((64, 256), "hidden")],  # 64 = width / 4: a head dimension, which grows with width
+)
+def test_role_is_inferred_from_the_shapes(dims, role):
+    layer = Linear(*dims, param=abcparam.mup(256, 64))
+    assert layer.role == role
+
+
+@pytest.mark.parametrize(
+    "dims,role,msg",
+    [
+        ((20, 256), "hidden", "needs a width-sized in_features.*in_features=20.*fit role='input'"),
+        ((256, 10), "hidden", "needs a width-sized out_features.*out_features=10.*fit role='output'"),
+        ((256, 10), "input", "needs a width-sized out_features"),
+        ((20, 256), "output", "needs a width-sized in_features"),
+    ],
+)
+def test_a_role_the_shapes_rule_out_is_refused(dims, role, msg):
+    with pytest.raises(ValueError, match=msg):
+        Linear(*dims, role=role, param=abcparam.mup(256, 64))
+
+
+def test_shapes_that_cannot_decide_ask_for_the_role():
+    p = abcparam.mup(256, 64)
+    with pytest.raises(ValueError, match="cannot tell the role of Linear\\(784, 256\\).*'input', 'hidden'"):
+        Linear(784, 256, param=p)  # 784 pixels or a d_ff of 784? the shapes cannot say
+    assert Linear(784, 256, role="input", param=p).role == "input"
+    with pytest.raises(ValueError, match="neither dimension"):
+        Linear(20, 10, param=p)
+    with pytest.raises(ValueError, match="carries no width"):
+        Linear(20, 10, param=abcparam.mup())
+    with pytest.raises(ValueError, match="embedding_dim: 20 is not width-sized"):
+        Embedding(100, 20, param=p)
+
+
+def test_from_pretrained_returns_the_given_rows():
+    p = abcparam.mup(256, 64)
+    table = torch.randn(12, 256)
+    for fold in (True, False):
+        e = Embedding.from_pretrained(table, param=p, fold=fold, padding_idx=0)
+        idx = torch.tensor([[1, 5, 11]])
+        torch.testing.assert_close(e(idx), table[idx], rtol=1e-6, atol=0)
+        assert not e.weight.requires_grad and e.padding_idx == 0
+    trainable = Embedding.from_pretrained(table, freeze=False, param=p)
+    assert trainable.weight.requires_grad and torch.equal(trainable.weight, table)  # folded: the same numbers
+    with pytest.raises(ValueError, match="embeddings: expected a 2-D tensor"):
+        Embedding.from_pretrained(torch.randn(3), param=p)
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_max_norm_bounds_the_rows_the_forward_returns(fold):
+    p = abcparam.mup(256, 64)  # TP4: input multiplier m^1/2 = 2
+    e = Embedding(10, 256, max_norm=1.0, param=p, fold=fold)
+    with torch.no_grad():
+        e.weight.mul_(10)  # every row far above the bound
+    out = e(torch.arange(10))
+    torch.testing.assert_close(out.norm(dim=-1), torch.ones(10), rtol=1e-4, atol=0)
+    with pytest.raises(ValueError, match="max_norm"):
+        Embedding(10, 256, max_norm=-1.0, param=p)

@@ -350,3 +350,59 @@ def test_canonical_form_trains_like_the_multiplier_form(name, make):
     a, b = mlp(p, seed=1), mlp(folded, seed=2)
     copy_effective(a, b)
     torch.testing.assert_close(train(a, abcparam.wrap(make(a), a)), train(b, abcparam.wrap(make(b), b)), rtol=1e-9, atol=1e-11)
+
+
+# -- silent traps: optimizer state, LBFGS, groups added after wrapping ---------
+
+
+def _wrapped(width, base, seed=0):
+    torch.manual_seed(seed)
+    net = MLP(6, width, 3, depth=2, param=abcparam.mup(width, base))
+    return net, abcparam.wrap(torch.optim.Adam(net.parameters(), lr=1e-3), net)
+
+
+def _one_step(net, opt):
+    opt.zero_grad()
+    net(torch.randn(4, 6)).pow(2).mean().backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("other,which", [((256, 128), "256/128"), ((512, 64), "512/64")])
+def test_load_state_dict_refuses_another_width(other, which):
+    net, opt = _wrapped(256, 64)
+    _one_step(net, opt)
+    saved = opt.state_dict()
+    net2, opt2 = _wrapped(*other)
+    before = [dict(g) for g in opt2.param_groups]
+    with pytest.raises(ValueError, match=f"width/base width 256/64, but this one is at {which}"):
+        opt2.load_state_dict(saved)
+    assert [g["lr"] for g in opt2.param_groups] == [g["lr"] for g in before] and not opt2.state
+    net3, opt3 = _wrapped(256, 64)  # the same width and base width resumes
+    opt3.load_state_dict(saved)
+    assert len(opt3.state) == len(opt.state)
+    plain = torch.optim.Adam(net.parameters(), lr=1e-3)
+    with pytest.raises(ValueError, match="did not wrap"):
+        opt3.load_state_dict(plain.state_dict())
+
+
+def test_lbfgs_is_refused_at_wrap_time():
+    net = mlp(abcparam.mup(WIDTH, BASE))
+    with pytest.raises(ValueError, match="LBFGS keeps exactly one param group"):
+        abcparam.wrap(torch.optim.LBFGS(net.parameters()), net, family="sgd")
+
+
+def test_a_group_added_after_wrapping_is_scaled_like_wrap():
+    p = abcparam.mup(WIDTH, BASE)
+    net = mlp(p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the other layers are not in the optimizer yet
+        opt = abcparam.wrap(torch.optim.Adam(list(net.layers[0].parameters()), lr=1e-3), net)
+    opt.add_param_group({"params": list(net.layers[1].parameters()) + list(net.layers[3].parameters()), "lr": 2e-3})
+    for prm in net.parameters():
+        prm.grad = torch.zeros_like(prm)
+    opt.step()
+    rates = {id(q): g["lr"] for g in opt.param_groups for q in g["params"]}
+    assert rates[id(net.layers[1].weight)] == pytest.approx(2e-3 / M)  # hidden Adam: m^-1
+    assert rates[id(net.layers[3].weight)] == pytest.approx(2e-3 / M ** 0.5)  # readout Adam: m^-1/2
+    assert rates[id(net.layers[3].bias)] == pytest.approx(2e-3)  # no width dimension
+    assert all("abc_lr_scale" in g for g in opt.param_groups)
