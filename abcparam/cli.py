@@ -37,7 +37,7 @@ def _add_classify(sub: "argparse._SubParsersAction[_Parser]") -> None:
     p = sub.add_parser(
         "classify",
         help="exact verdict for an abc-parametrization",
-        description="Classify an abc-parametrization exactly (THEORY.md sections 3-6): stable, trivial, "
+        description="Classify an abc-parametrization exactly (docs/theory.md sections 3-6): stable, trivial, "
         "feature learning or kernel, layer by layer, with the reason for each verdict.",
     )
     p.add_argument("--preset", help=f"one of {', '.join(theory.PRESET_NAMES)}")
@@ -220,7 +220,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         if i == 0:
             print("  ".join("-" * w for w in widths))
     print("\nslopes after 3 steps (f_0: at init). * unstable: the predicted growth is indicative only (products of")
-    print("  growing terms compound, finite widths saturate; THEORY.md section 8): the check asks that something grows.")
+    print("  growing terms compound, finite widths saturate; docs/theory.md section 8): the check asks that something grows.")
     print(f"{'every row agrees with the theory' if agree_all else 'SOME ROWS DISAGREE'} ({time.time() - t0:.0f} s)")
     return 0 if agree_all else 1
 

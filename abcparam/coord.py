@@ -5,7 +5,7 @@ fixed inputs, records per layer the RMS of the pre-activations ``h^l`` and of
 their change since initialisation, and of the output ``f`` and its change,
 fits the log-log slope against width, and compares every slope with the
 prediction of :func:`abcparam.classify` for the exponents the model's
-abcparam layers declare (THEORY.md section 8).  The result is a
+abcparam layers declare (docs/theory.md section 8).  The result is a
 :class:`CoordReport`: a table of measured against predicted slopes, the regime
 the measurements indicate and the one the theory predicts, and pass/fail with
 the tolerance used.
@@ -690,7 +690,7 @@ def _prediction(
 
 
 def _measured_regime(fits: List[Fit], order: List[str], tracked: Dict[str, nn.Module], steps: int, tol: float) -> str:
-    """The regime the slopes indicate at the last step (THEORY.md section 8)."""
+    """The regime the slopes indicate at the last step (docs/theory.md section 8)."""
     last = {(f.layer, f.quantity): f.slope for f in fits if f.step in (0, steps)}
     changes = [s for (layer, q), s in last.items() if q in ("dh", "df")]
     if any(not f.slope <= tol for f in fits if f.quantity in ("dh", "df") and not math.isnan(f.slope)):

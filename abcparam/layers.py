@@ -5,7 +5,7 @@ Each layer reads its role's exponents and the width multiplier m from a
 plain Python numbers on the module (shown by ``extra_repr``).  The forward pass
 multiplies by ``alpha * m^-a``; ``reset_parameters`` draws the stored tensor
 from ``N(0, (sigma * m^-b)^2)``; the learning-rate factor ``m^-c`` and Adam's
-epsilon factor ``m^-d`` are read by :func:`abcparam.wrap` (THEORY.md sections 1,
+epsilon factor ``m^-d`` are read by :func:`abcparam.wrap` (docs/theory.md sections 1,
 7 and 10).  Parameters keep the names ``weight`` and ``bias``, so a checkpoint
 loads into ``nn.Linear`` / ``nn.Embedding`` and back; existing weights are never
 rescaled.
@@ -321,7 +321,7 @@ class Linear(_AbcLayer, nn.Linear):
             config["_bias_scales"] = _UNIT
         else:
             # The bias is stored as its effective value: its vector-like multiplier m^-a_1 is
-            # folded into its init and learning rate (the a = 0 form of THEORY.md section 2),
+            # folded into its init and learning rate (the a = 0 form of docs/theory.md section 2),
             # which trains identically and costs nothing in the forward pass.
             folded = param.canonical()
             config["bias_bound"] *= folded.init_scale("vector")
@@ -461,7 +461,7 @@ class TiedReadout(Linear):
     forward multiplier ``alpha * m^-a_out``.  That is exact only when the
     parametrization gives the input and output roles the same b and the same
     c for both optimizer families, and then Adam's epsilon exponent d agrees
-    too (THEORY.md section 10: d_in - d_out = a_in + b_out = beta_1 = 0).  Both
+    too (docs/theory.md section 10: d_in - d_out = a_in + b_out = beta_1 = 0).  Both
     forms of muP qualify (Table 8: b = 0, c = -1 / 0; TP4: b = 1/2, c = 0 / 1/2),
     as does NTK; SP (b = 0 vs 1/2) is refused.  The Table 8 form is the usual
     choice: it keeps the table's stored entries at the embedding's own scale.

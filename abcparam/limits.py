@@ -1,4 +1,4 @@
-"""Exact infinite-width limits of a 1-hidden-layer linear network trained by SGD (THEORY.md section 9).
+"""Exact infinite-width limits of a 1-hidden-layer linear network trained by SGD (docs/theory.md section 9).
 
 The network is ``f(x) = V^T U x`` with input weights ``U`` (n x d_in) and
 readout ``V`` (n x d_out), trained by SGD.  In muP (TP5 Table 8 form, built
@@ -138,7 +138,7 @@ def _chi(f: torch.Tensor, y: torch.Tensor, loss: Loss) -> "tuple[torch.Tensor, f
 
 
 class _CoefficientNetwork:
-    """The Omega-coefficient recursion of THEORY.md section 9; gram = Omega^T Omega / n (or I in the limit)."""
+    """The Omega-coefficient recursion of docs/theory.md section 9; gram = Omega^T Omega / n (or I in the limit)."""
 
     def __init__(self, cfg: LinearNetConfig, gram: Optional[torch.Tensor]) -> None:
         if not isinstance(cfg, LinearNetConfig):
@@ -289,9 +289,9 @@ def abcparam_network(cfg: LinearNetConfig, width: int, seed: int = 0, parametriz
 
 
 def check_supported(*, nonlinearity: Any = None, optimizer: Any = "sgd", depth: int = 1) -> None:
-    """Refuse settings outside THEORY.md section 9 with a message saying what is supported."""
+    """Refuse settings outside docs/theory.md section 9 with a message saying what is supported."""
     if nonlinearity not in (None, "linear", "identity"):
-        raise ValueError(f"nonlinearity: the exact limit exists for linear networks only (THEORY.md section 9), got {nonlinearity!r}")
+        raise ValueError(f"nonlinearity: the exact limit exists for linear networks only (docs/theory.md section 9), got {nonlinearity!r}")
     if str(optimizer).lower() not in ("sgd",):
         raise ValueError(f"optimizer: the exact limit is computed for SGD only, got {optimizer!r}; Adam's limit is not a finite recursion")
     if depth != 1:

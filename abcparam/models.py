@@ -30,7 +30,7 @@ NONLINEARITIES: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 class MLP(nn.Module):
     """input -> (depth - 1) hidden -> readout, a nonlinearity after every layer but the last.
 
-    ``depth`` is L, the number of hidden layers of THEORY.md section 1 (the
+    ``depth`` is L, the number of hidden layers of docs/theory.md section 1 (the
     number of nonlinearities); the network has L + 1 abcparam layers.
     """
 
@@ -62,7 +62,7 @@ class TinyTransformer(nn.Module):
     the blocks is hidden; the readout is an output layer or, with ``tie=True``,
     a :class:`~abcparam.TiedReadout` sharing the token table.  Heads are split
     and merged with einops.  Attention logits use muP's ``1/d_head`` scaling
-    (THEORY.md section 7), normalised to equal the usual ``1/sqrt(d_head)`` at
+    (docs/theory.md section 7), normalised to equal the usual ``1/sqrt(d_head)`` at
     base width, when ``mup_attention`` is true (the default for muP
     parametrizations); otherwise ``1/sqrt(d_head)``.  Layer norms carry no
     gains, so every trained tensor belongs to an abcparam layer.

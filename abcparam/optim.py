@@ -2,7 +2,7 @@
 
 :func:`wrap` takes any torch optimizer already built over a model's
 parameters and re-splits its param groups so that each tensor trains at
-``lr * m^-c`` for its layer's role and the optimizer's family (THEORY.md
+``lr * m^-c`` for its layer's role and the optimizer's family (docs/theory.md
 section 1), with Adam's ``eps * m^-d`` (section 10) and a width-invariant
 weight decay.  The width factors are read from the abcparam layers' plain
 attributes, never from tensor attributes, so wrapping works the same under
@@ -83,7 +83,7 @@ def wrap(
             optimizer, required for any other.
         strict: raise instead of warning when a parameter is owned by no
             abcparam layer (such tensors keep the base learning rate).
-        scale_eps: Adam-like optimizers get ``eps * m^-d`` per group (THEORY.md
+        scale_eps: Adam-like optimizers get ``eps * m^-d`` per group (docs/theory.md
             section 10).  microsoft/mup never scales eps; ``False`` does the same.
         weight_decay: ``"coupled"`` (default; microsoft/mup's convention: each
             group's ``lr * weight_decay`` equals the base ``lr * weight_decay``,

@@ -2,9 +2,9 @@
 
 A :class:`Parametrization` holds, for each *role* (``input``, ``hidden``,
 ``output``; ``vector`` for biases and gains, which take the input layer's
-exponents, THEORY.md section 7), the exact exponents (a, b, c) for both
+exponents, docs/theory.md section 7), the exact exponents (a, b, c) for both
 optimizer families, and the width multiplier m = width / base_width of the
-"Practical form" of THEORY.md section 1.  Layers read it once, when they are
+"Practical form" of docs/theory.md section 1.  Layers read it once, when they are
 built; nothing here touches tensors.
 
 >>> p = mup(width=1024, base_width=256)
@@ -103,7 +103,7 @@ class Parametrization:
         return replace(self, width=width, base_width=self.base_width if base_width is None else base_width)
 
     def role(self, role: str) -> RoleExponents:
-        """Exponents of ``role`` (``vector`` means the input layer's, THEORY.md section 7)."""
+        """Exponents of ``role`` (``vector`` means the input layer's, docs/theory.md section 7)."""
         if role not in ROLES:
             raise ValueError(f"role: got {role!r}; allowed: {', '.join(ROLES)}")
         if role == "vector":
@@ -113,7 +113,7 @@ class Parametrization:
             raise ValueError(f"role: the parametrization {self.name!r} has no hidden layers (depth 1); use role 'input' or 'output'")
         return ex
 
-    # Practical-form factors, THEORY.md section 1.
+    # Practical-form factors, docs/theory.md section 1.
     def multiplier(self, role: str) -> float:
         """Forward multiplier m^-a of ``role`` (times the layer's alpha)."""
         return _power(self.width_mult, -self.role(role).a)
@@ -127,14 +127,14 @@ class Parametrization:
         return _power(self.width_mult, -self.role(role).c(optimizer))
 
     def eps_exponent(self, role: str) -> Fraction:
-        """d of THEORY.md section 10: the width exponent of the gradient of ``role``'s tensor."""
+        """d of docs/theory.md section 10: the width exponent of the gradient of ``role``'s tensor."""
         out = self.output
         if role == "output":
             return out.a
         return self.role(role).a + out.a + out.b
 
     def eps_scale(self, role: str) -> float:
-        """Adam epsilon factor m^-d (THEORY.md section 10)."""
+        """Adam epsilon factor m^-d (docs/theory.md section 10)."""
         return _power(self.width_mult, -self.eps_exponent(role))
 
     def theory_preset(self, depth: Optional[int] = None) -> Preset:
@@ -160,7 +160,7 @@ class Parametrization:
         return theory.classify(self.theory_preset(depth), optimizer=optimizer, alignment=alignment)
 
     def canonical(self) -> "Parametrization":
-        """The equivalent a = 0 form (THEORY.md section 2): multipliers folded into init and learning rates.
+        """The equivalent a = 0 form (docs/theory.md section 2): multipliers folded into init and learning rates.
 
         Each role's (a, b, c) becomes (0, a + b, c + 2a) for SGD-like and
         (0, a + b, c + a) for Adam-like optimizers, so layers built from it have
@@ -247,7 +247,7 @@ def ntk(width: Optional[int] = None, base_width: Optional[int] = None) -> Parame
 def mup(width: Optional[int] = None, base_width: Optional[int] = None, *, form: str = "tp4") -> Parametrization:
     """Maximal update parametrization: ``form="tp4"`` (TP4) or ``"table8"`` (TP5 Table 8, microsoft/mup).
 
-    The two forms are equivalent (THEORY.md section 2); ``table8`` is the one
+    The two forms are equivalent (docs/theory.md section 2); ``table8`` is the one
     compatible with tied input/output embeddings.
 
     >>> mup(512, 128, form="table8").multiplier("output")

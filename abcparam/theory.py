@@ -1,6 +1,6 @@
 """The exact theory of abc-parametrizations: fractions in, verdicts out.
 
-This module owns THEORY.md sections 2-6 and 8: the invariants beta and gamma,
+This module owns docs/theory.md sections 2-6 and 8: the invariants beta and gamma,
 the symmetry, the feature-update exponents r_l, the logit exponent q, the
 stability / triviality / regime verdict, the named presets and the largest
 stable learning rates.  It is pure Python (no torch import) and every exponent
@@ -53,7 +53,7 @@ ZERO = Fraction(0)
 ALIGNMENTS = ("tp4", "full")
 REGIMES = ("feature_learning", "kernel", "trivial", "unstable")
 
-# THEORY.md section 1: the optimizers each family covers.  Names are matched
+# docs/theory.md section 1: the optimizers each family covers.  Names are matched
 # case-insensitively, with "_" and "-" ignored, so "AdamW", "adam_w" and
 # "torch.optim.AdamW" all resolve.
 OPTIMIZER_FAMILIES: Dict[str, Tuple[str, ...]] = {
@@ -179,7 +179,7 @@ def optimizer_family(optimizer: Any) -> str:
         if key in names:
             return family
     known = ", ".join(n for names in OPTIMIZER_FAMILIES.values() for n in names)
-    extra = " It is outside the theory (THEORY.md section 1)." if key in _OUT_OF_THEORY else ""
+    extra = " It is outside the theory (docs/theory.md section 1)." if key in _OUT_OF_THEORY else ""
     raise ValueError(
         f"optimizer: unknown optimizer {raw!r}.{extra} Declare its family as 'sgd' (update "
         f"proportional to the gradient) or 'adam' (entrywise normalised); known names: {known}"
@@ -230,7 +230,7 @@ class Exponents:
         return len(self.a) - 1
 
     def beta(self) -> Tuple[Fraction, ...]:
-        """beta_l = a_l + b_l (THEORY.md section 2)."""
+        """beta_l = a_l + b_l (docs/theory.md section 2)."""
         return tuple(x + y for x, y in zip(self.a, self.b))
 
     def gamma(self, optimizer: str = "sgd") -> Tuple[Fraction, ...]:
@@ -287,7 +287,7 @@ def _up(depth: int, s: Fraction) -> Preset:
 
 
 _PRESET_TABLE: Dict[str, Tuple[str, Tuple[Any, Any, Any], Tuple[Any, Any, Any], Tuple[Any, Any, Any], Tuple[Any, Any, Any]]] = {
-    # name: (description, a, b, c_sgd, c_adam) as (input, hidden, output); THEORY.md section 5.
+    # name: (description, a, b, c_sgd, c_adam) as (input, hidden, output); docs/theory.md section 5.
     "sp": ("standard parametrization, constant learning rate", (0, 0, 0), (0, HALF, HALF), (0, 0, 0), (0, 0, 0)),
     "sp_inv_n": ("standard parametrization, learning rate ~ 1/n", (0, 0, 0), (0, HALF, HALF), (1, 1, 1), (1, 1, 1)),
     "ntk": ("neural tangent parametrization (Adam: TP4b)", (0, HALF, HALF), (0, 0, 0), (0, 0, 0), (HALF, 1, HALF)),
@@ -314,7 +314,7 @@ PRESET_NAMES = tuple(_PRESET_TABLE) + ("up",)
 
 
 def preset(name: str, depth: int = 2, *, s: Any = None) -> Preset:
-    """The named parametrization of THEORY.md section 5 with ``depth`` hidden layers.
+    """The named parametrization of docs/theory.md section 5 with ``depth`` hidden layers.
 
     ``name`` is one of ``sp``, ``sp_inv_n``, ``ntk``, ``mup``, ``mup_table8``,
     ``mean_field`` (depth 1 only) or ``up`` (the uniform family UP_s, which needs
@@ -348,7 +348,7 @@ def preset(name: str, depth: int = 2, *, s: Any = None) -> Preset:
 
 
 # --------------------------------------------------------------------------
-# The exponent calculus (THEORY.md sections 3 and 8)
+# The exponent calculus (docs/theory.md sections 3 and 8)
 # --------------------------------------------------------------------------
 
 
@@ -394,7 +394,7 @@ def _analyse(beta: Sequence[Fraction], gamma: Sequence[Fraction], family: str, a
 
 @dataclass(frozen=True)
 class Slopes:
-    """Width exponents a coordinate check should measure (THEORY.md section 8).
+    """Width exponents a coordinate check should measure (docs/theory.md section 8).
 
     Each value is the predicted slope of log RMS against log n: ``delta_h[l-1]``
     for Delta h^l (that is, -r_l), ``delta_f`` for the output change (-q) and
@@ -413,7 +413,7 @@ class Slopes:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The exact verdict on one abc-parametrization (THEORY.md section 4).
+    """The exact verdict on one abc-parametrization (docs/theory.md section 4).
 
     Exponents are decay exponents: Delta h^l = Theta(n^-r_l), Delta f = Theta(n^-q).
     ``f0_exponent`` is the growth exponent of the initial output,
@@ -616,7 +616,7 @@ def classify(
     ``a``, ``b``, ``c`` are sequences over the layers (input, hidden..., output),
     so the depth is L = len - 1; ``c`` may be one number for every layer.  ``a``
     may instead be a :class:`Preset` (then omit ``b`` and ``c``).  ``optimizer``
-    is ``"sgd"``/``"adam"`` or a torch optimizer name (THEORY.md section 1);
+    is ``"sgd"``/``"adam"`` or a torch optimizer name (docs/theory.md section 1);
     ``alignment`` is ``"tp4"`` (the theorems) or ``"full"`` (Everett et al.).
     ``linear=True`` records that the network is linear, for which the dynamical
     dichotomy of TP4 Cor 3.9 does not hold (section 4).

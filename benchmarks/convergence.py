@@ -1,4 +1,4 @@
-"""Finite muP networks approach the exact infinite-width limit (THEORY.md section 9).
+"""Finite muP networks approach the exact infinite-width limit (docs/theory.md section 9).
 
     python benchmarks/convergence.py          # a few seconds
 
@@ -34,7 +34,7 @@ def main() -> None:
                     for s in range(8)]
             errors.append(math.exp(sum(logs) / len(logs)))
         print(f"| {name} | " + " | ".join(f"{e:.4f}" for e in errors) + f" | {fit_slope(WIDTHS, errors):+.3f} |")
-    print("\nRMS output error after 8 SGD steps, geometric mean over 8 seeds; THEORY.md predicts slope -1/2.")
+    print("\nRMS output error after 8 SGD steps, geometric mean over 8 seeds; docs/theory.md predicts slope -1/2.")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python benchmarks/overhead.py            # about 6 minutes on 2 CPU cores
     python benchmarks/overhead.py --quick    # about 1 minute, fewer shapes, no torch.compile
+    python benchmarks/overhead.py --only embedding linear   # some parts only
 
 Every comparison times the torch baseline and the abcparam variant alternately
 (interleaved rounds, each round timing a block of iterations of each), and
@@ -13,9 +14,10 @@ second ``nn.Linear``: their spread is the noise floor of this machine.  Rows:
   only the Python wrapper costs), a hidden layer with a multiplier (NTK:
   ``m^-1/2``, one extra elementwise pass on the smaller side) and the same in the
   a = 0 form (``Parametrization.canonical()``, multiplier folded into init and
-  learning rate), and a muP input layer (TP4 form, multiplier ``m^1/2``);
-- ``abcparam.Embedding`` against ``nn.Embedding`` (TP4 muP, multiplier ``m^1/2``,
-  and its a = 0 form);
+  learning rate), a muP input layer (TP4 form, multiplier ``m^1/2``: folded by
+  default, and with ``fold=False``) and a Table 8 readout (multiplier ``1/m``);
+- ``abcparam.Embedding`` against ``nn.Embedding`` (TP4 muP, multiplier ``m^1/2``
+  folded by default and with ``fold=False``; NTK);
 - the same under ``torch.compile`` for one shape;
 - ``optimizer.step()`` of the wrapped optimizer against the bare one (SGD with
   momentum and Adam, ``foreach=True``) on a 4-layer MLP;
@@ -93,15 +95,19 @@ def linear_rows(quick: bool, compile_: bool) -> List[Tuple[str, ...]]:
             m = n // 256 if n >= 256 else 1
             cases = {
                 "control: nn.Linear vs nn.Linear": (None, "hidden", n, n),
+                "hidden, SP (multiplier 1)": (abcparam.sp(n, 256), "hidden", n, n),
                 "hidden, muP (multiplier 1)": (abcparam.mup(n, 256), "hidden", n, n),
                 "hidden, NTK (multiplier m^-1/2)": (abcparam.ntk(n, 256), "hidden", n, n),
                 "hidden, NTK, a = 0 form": (abcparam.ntk(n, 256).canonical(), "hidden", n, n),
-                "input 64 -> n, muP TP4 (x m^1/2)": (abcparam.mup(n, 256), "input", 64, n),
+                "input 64 -> n, muP TP4 (default: m^1/2 folded)": (abcparam.mup(n, 256), "input", 64, n, True),
+                "input 64 -> n, muP TP4, fold=False (x m^1/2)": (abcparam.mup(n, 256), "input", 64, n, False),
+                "readout n -> 64, muP Table 8 (x 1/m)": (abcparam.mup(n, 256, form="table8"), "output", n, 64),
             }
-            for label, (p, role, din, dout) in cases.items():
+            for label, (p, role, din, dout, *fold) in cases.items():
                 x = torch.randn(batch, din, requires_grad=False)
                 ref = nn.Linear(din, dout)
-                ours = nn.Linear(din, dout) if p is None else abcparam.Linear(din, dout, role=role, param=p)
+                kw = {"fold": fold[0]} if fold else {}
+                ours = nn.Linear(din, dout) if p is None else abcparam.Linear(din, dout, role=role, param=p, **kw)
                 flops = 6 * batch * din * dout
                 t = _timeit({"torch": _fwd_bwd(ref, x), "abcparam": _fwd_bwd(ours, x)}, rounds=9 if quick else 21, block=_block(flops))
                 rows.append(("Linear fwd+bwd", label, f"batch {batch}, n {n} (m {m})", f"{t['torch'] * 1e6:.0f}",
@@ -109,7 +115,7 @@ def linear_rows(quick: bool, compile_: bool) -> List[Tuple[str, ...]]:
     if compile_:
         n, batch = 1024, 256
         for label, p, role, din in (("hidden, NTK (multiplier m^-1/2)", abcparam.ntk(n, 256), "hidden", n),
-                                    ("input 64 -> n, muP TP4 (x m^1/2)", abcparam.mup(n, 256), "input", 64)):
+                                    ("input 64 -> n, muP TP4 (default: folded)", abcparam.mup(n, 256), "input", 64)):
             x = torch.randn(batch, din)
             ref = torch.compile(nn.Linear(din, n))
             ours = torch.compile(abcparam.Linear(din, n, role=role, param=p), fullgraph=True)
@@ -125,8 +131,10 @@ def embedding_rows(quick: bool, compile_: bool) -> List[Tuple[str, ...]]:
     dims = [1024] if quick else [256, 1024, 4096]
     for d in dims:
         idx = torch.randint(0, vocab, (tokens,))
-        for label, p in (("muP TP4 (x m^1/2)", abcparam.mup(d, 256)), ("muP TP4, a = 0 form", abcparam.mup(d, 256).canonical())):
-            ref, ours = nn.Embedding(vocab, d), abcparam.Embedding(vocab, d, param=p)
+        for label, kw in (("muP TP4 (default: m^1/2 folded)", {}), ("muP TP4, fold=False (x m^1/2)", {"fold": False}),
+                          ("NTK (default: folded)", {"param": abcparam.ntk(d, 256)})):
+            kw = {"param": abcparam.mup(d, 256), **kw}
+            ref, ours = nn.Embedding(vocab, d), abcparam.Embedding(vocab, d, **kw)
             t = _timeit({"torch": _fwd_bwd(ref, idx), "abcparam": _fwd_bwd(ours, idx)}, rounds=9 if quick else 21, block=10)
             rows.append(("Embedding fwd+bwd", label, f"{tokens} tokens, dim {d}", f"{t['torch'] * 1e6:.0f}", f"{t['abcparam'] * 1e6:.0f}",
                          f"{t['abcparam'] / t['torch']:.3f}"))
@@ -136,7 +144,7 @@ def embedding_rows(quick: bool, compile_: bool) -> List[Tuple[str, ...]]:
         ref = torch.compile(nn.Embedding(vocab, d))
         ours = torch.compile(abcparam.Embedding(vocab, d, param=abcparam.mup(d, 256)), fullgraph=True)
         t = _timeit({"torch": _fwd_bwd(ref, idx), "abcparam": _fwd_bwd(ours, idx)}, rounds=15, block=5)
-        rows.append(("Embedding fwd+bwd, compiled", "muP TP4 (x m^1/2)", f"{tokens} tokens, dim {d}", f"{t['torch'] * 1e6:.0f}",
+        rows.append(("Embedding fwd+bwd, compiled", "muP TP4 (default: folded)", f"{tokens} tokens, dim {d}", f"{t['torch'] * 1e6:.0f}",
                      f"{t['abcparam'] * 1e6:.0f}", f"{t['abcparam'] / t['torch']:.3f}"))
     return rows
 
@@ -253,14 +261,20 @@ def main(argv: List[str]) -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", nargs="+", choices=["linear", "embedding", "optimizer", "step", "memory", "mup"],
+                    help="run these parts only")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     compile_ = not (args.quick or args.no_compile)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of interleaved rounds; ratio = abcparam / torch\n")
     rows = [("what", "variant", "shape", "torch (us)", "abcparam (us)", "ratio")]
-    for part in (lambda: linear_rows(args.quick, compile_), lambda: embedding_rows(args.quick, compile_),
-                 lambda: optimizer_rows(args.quick), lambda: training_step_rows(args.quick), memory_rows, mup_rows):
+    parts = {"linear": lambda: linear_rows(args.quick, compile_), "embedding": lambda: embedding_rows(args.quick, compile_),
+             "optimizer": lambda: optimizer_rows(args.quick), "step": lambda: training_step_rows(args.quick),
+             "memory": memory_rows, "mup": mup_rows}
+    for name, part in parts.items():
+        if args.only and name not in args.only:
+            continue
         rows += part()
         print(".", end="", file=sys.stderr, flush=True)
     print("\r", end="", file=sys.stderr)

@@ -1,8 +1,8 @@
-"""Word2Vec at CPU scale: the exact muP limit vs the NTK limit vs finite widths (TP4 section 6 / THEORY.md section 9).
+"""Word2Vec at CPU scale: the exact muP limit vs the NTK limit vs finite widths (TP4 section 6 / docs/theory.md section 9).
 
 Skip-gram with negative sampling is the linear network f(x) = V^T U x with a
 one-hot input (the centre word) and one logit per vocabulary word (the
-context): the muP limit of THEORY.md section 9 is exact for it. This script
+context): the muP limit of docs/theory.md section 9 is exact for it. This script
 trains, on the same pairs in the same order:
 
 - finite networks of widths 2^4 to 2^10 built from abcparam.Embedding (input)
@@ -175,7 +175,7 @@ class Limit:
         s = torch.einsum("nd,nkd->nk", a, b)
         chi_pos, chi_neg = _chi(s[:, 0], s[:, 1:], w.numel())
         chi = torch.cat([chi_pos[:, None], chi_neg], dim=1)  # (N, 1 + k)
-        # A <- A - k_u B chi^T X ; B <- B - k_v A X^T chi  (THEORY.md section 9), simultaneously
+        # A <- A - k_u B chi^T X ; B <- B - k_v A X^T chi  (docs/theory.md section 9), simultaneously
         self.A.index_add_(0, w, torch.einsum("nk,nkd->nd", chi, b), alpha=-self.ku)
         self.B.index_add_(0, rows.flatten(), (chi[:, :, None] * a[:, None, :]).flatten(0, 1), alpha=-self.kv)
 

@@ -1,4 +1,4 @@
-"""Exact infinite-width limits (THEORY.md section 9): convergence of abcparam's own finite networks.
+"""Exact infinite-width limits (docs/theory.md section 9): convergence of abcparam's own finite networks.
 
 About 5 s: widths 2^6 to 2^12, 8 seeds, 8 SGD steps, for dense and one-hot inputs.
 """

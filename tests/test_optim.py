@@ -149,7 +149,7 @@ def test_tp4_and_table8_forms_train_identically_sgd():
 
 
 def test_tp4_and_table8_forms_train_identically_adam():
-    # With eps scaled by m^-d (THEORY.md section 10) the two forms see the same effective eps,
+    # With eps scaled by m^-d (docs/theory.md section 10) the two forms see the same effective eps,
     # so Adam is as exact as SGD; eps = 1e-6 is large enough to matter if it were not scaled.
     tp4, o1, t8, o2 = _pair("adam", 1e-2)
     torch.testing.assert_close(train(tp4, o1), train(t8, o2), rtol=1e-9, atol=1e-11)
@@ -340,7 +340,7 @@ def test_tied_embedding_model_trains_with_one_group_per_scale():
     lambda n: torch.optim.AdamW(n.parameters(), lr=1e-2, eps=1e-6, weight_decay=0.1),
 ], ids=["SGD+wd", "Adam", "AdamW"])
 def test_canonical_form_trains_like_the_multiplier_form(name, make):
-    """Folding the multipliers into init and learning rates (the symmetry of THEORY.md section 2)
+    """Folding the multipliers into init and learning rates (the symmetry of docs/theory.md section 2)
     is exact for SGD and, with eps scaled by m^-d, for Adam; weight decay is unchanged."""
     p = abcparam.up("1/4", WIDTH, BASE) if name == "up_1/4" else getattr(abcparam, name)(WIDTH, BASE)
     folded = p.canonical()

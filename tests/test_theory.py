@@ -1,4 +1,4 @@
-"""Tests of abcparam.theory: THEORY.md sections 2-6 and 8, exactly."""
+"""Tests of abcparam.theory: docs/theory.md sections 2-6 and 8, exactly."""
 
 import json
 import subprocess
@@ -27,7 +27,7 @@ H = F(1, 2)
 # ---------------------------------------------------------------- section 5
 
 # (name, optimizer, depth) -> (regime, r, q); the table's rows are for L >= 2,
-# the L = 1 column follows from the same formulas and is stated in THEORY.md.
+# the L = 1 column follows from the same formulas and is stated in docs/theory.md.
 SECTION5 = {
     ("sp", "sgd"): ("unstable", None, None),
     ("sp", "adam"): ("unstable", None, None),
@@ -47,7 +47,7 @@ SECTION5 = {
 def test_section5_rows(name, opt, depth):
     regime, r, q = SECTION5[(name, opt)]
     if (name, opt) == ("sp_inv_n", "adam") and depth == 1:
-        # THEORY.md section 5: with no hidden layer SP with LR ~ 1/n under Adam is kernel.
+        # docs/theory.md section 5: with no hidden layer SP with LR ~ 1/n under Adam is kernel.
         regime, r, q = "kernel", 1, 0
     if (name, opt) == ("sp_inv_n", "sgd") and depth == 1:
         r = F(3, 2)  # r = s_1 = gamma_1 + g = 1 + 1/2
@@ -81,7 +81,7 @@ def test_sp_reasons_name_each_violation():
 
 
 def test_section8_slopes():
-    # Stable rows of THEORY.md section 8, as slopes (growth exponents).
+    # Stable rows of docs/theory.md section 8, as slopes (growth exponents).
     sgd_sp_1n = classify(preset("sp_inv_n", 3)).predicted_slopes(2)
     assert sgd_sp_1n.delta_h == (-F(3, 2), -H, -H) and sgd_sp_1n.delta_f == 0 and sgd_sp_1n.f0 == 0
     ntk = classify(preset("ntk", 3)).predicted_slopes(2)
