@@ -269,7 +269,14 @@ def _scale(lr: Any, factor: float) -> Any:
 def per_group(optimizer: torch.optim.Optimizer, value: float) -> List[float]:
     """``value`` scaled by each group's width factor, for schedulers that take absolute rates.
 
-    >>> # torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=abcparam.per_group(opt, 1e-2), total_steps=100)
+    >>> import torch, abcparam
+    >>> p = abcparam.mup(512, 128)
+    >>> net = torch.nn.Sequential(abcparam.Linear(8, 512, param=p), abcparam.Linear(512, 512, param=p),
+    ...                           abcparam.Linear(512, 1, param=p))
+    >>> opt = abcparam.wrap(torch.optim.Adam(net.parameters(), lr=1e-2), net)
+    >>> sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=abcparam.per_group(opt, 1e-2), total_steps=100)
+    >>> sorted({round(max_lr, 6) for max_lr in abcparam.per_group(opt, 1e-2)})
+    [0.0025, 0.005, 0.01]
     """
     if not any("abc_lr_scale" in g for g in optimizer.param_groups):
         raise ValueError("optimizer: not wrapped by abcparam.wrap; per_group needs the wrapped optimizer")

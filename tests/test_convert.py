@@ -112,3 +112,26 @@ def test_to_torch_with_a_tied_readout():
     sd["head.weight"] = sd["head.weight"] + 1.0  # the two plain copies of the tied table disagree
     with pytest.raises(ValueError, match="one tied tensor"):
         abcparam.from_torch(other, sd)
+
+
+def test_convert_keeps_dtype_device_padding_and_layer_options():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(40, 64, padding_idx=3, max_norm=2.0, norm_type=1.5, scale_grad_by_freq=True)
+            self.up = nn.Linear(64, 128, bias=False)
+            self.head = nn.Linear(64, 10)
+
+    model = M().to(torch.float64)
+    abcparam.convert(model, abcparam.mup(64, 16), widths=[64, 128])
+    e, up, head = model.emb, model.up, model.head
+    assert isinstance(e, abcparam.Embedding) and isinstance(up, abcparam.Linear) and isinstance(head, abcparam.Linear)
+    assert (e.padding_idx, e.max_norm, e.norm_type, e.scale_grad_by_freq) == (3, 2.0, 1.5, True)
+    assert torch.all(e.weight[3] == 0)
+    assert up.bias is None and head.bias is not None
+    for mod in (e, up, head):
+        assert mod.weight.dtype == torch.float64 and mod.weight.device.type == "cpu"
+    assert head.bias.dtype == torch.float64
+    meta = M().to("meta")
+    abcparam.convert(meta, abcparam.mup(64, 16), widths=[64, 128])
+    assert meta.up.weight.device.type == "meta"

@@ -6,6 +6,7 @@ The whole file runs in about 20 s on 2 cores: each check trains widths 128 to
 
 import dataclasses
 import json
+from fractions import Fraction as F
 
 import pytest
 import torch
@@ -265,3 +266,87 @@ def test_cli_coordcheck_plot_failure_keeps_the_report(capsys, tmp_path, monkeypa
     assert rc == 3  # distinct from 1 (disagrees) and 2 (bad argument)
     assert "PASS" in captured.out and "layers.1" in captured.out  # the whole report is printed
     assert "figure was not saved" in captured.err and "matplotlib" in captured.err
+
+
+# -- the fit and the decision, on synthetic and on controlled models ------------
+
+
+def test_fit_recovers_a_known_slope_and_spread():
+    from abcparam.coord import _fit
+
+    widths = [128, 256, 512, 1024]
+    # seed k follows C_k * n^(s_k): the fit of the seed mean and the spread of the per-seed slopes are known
+    slopes = [-0.5, -0.3]
+    per_width = [[(1.0 + k) * w ** s for k, s in enumerate(slopes)] for w in widths]
+    slope, spread = _fit(widths, per_width)
+    assert spread == pytest.approx(abs(slopes[0] - slopes[1]) / 2 ** 0.5, rel=1e-9)
+    exact = [[3.0 * w ** -0.25] * 2 for w in widths]
+    assert _fit(widths, exact) == (pytest.approx(-0.25, abs=1e-12), pytest.approx(0.0, abs=1e-12))
+    assert _fit(widths, [[w ** 0.5, float("inf")] for w in widths])[0] == float("inf")
+
+
+@pytest.mark.parametrize("delta,passes", [(0.1, True), (-0.1, True), (0.3, False), (-0.3, False)])
+def test_a_readout_off_by_a_controlled_exponent(delta, passes):
+    """Under Adam the readout multiplier scales f_0 and Delta f by exactly its factor: multiplying it by
+    (n / 128)^delta moves both output slopes by delta, so the check must pass inside the tolerance (0.2)
+    and fail just past it."""
+    def build(n):
+        model = MLP(16, n, 4, depth=2, param=abcparam.mup(n, 128))
+        model.layers[-1].weight_multiplier *= (n / 128) ** delta
+        return model
+
+    report = abcparam.coord_check(build, WIDTHS, batch(), optimizer=torch.optim.Adam, lr=1e-2)
+    f0 = next(f for f in report.fits if (f.layer, f.quantity) == ("output", "f"))
+    assert f0.slope == pytest.approx(-0.5 + delta, abs=0.06)
+    assert report.passed is passes, str(report)
+    if not passes:
+        assert any(f.layer in ("output", "layers.2") for f in report.mismatches)
+
+
+def test_default_loss_is_cross_entropy_for_integer_targets():
+    from abcparam.coord import _default_loss
+
+    out, y = torch.randn(6, 5), torch.randint(0, 5, (6,))
+    torch.testing.assert_close(_default_loss(out, y), nn.functional.cross_entropy(out, y))
+    seq, ys = torch.randn(2, 3, 5), torch.randint(0, 5, (2, 3))
+    torch.testing.assert_close(_default_loss(seq, ys), nn.functional.cross_entropy(seq.reshape(6, 5), ys.reshape(6)))
+    target = torch.randn(6, 5)
+    torch.testing.assert_close(_default_loss(out, target), nn.functional.mse_loss(out, target))
+
+
+class TwoHeads(nn.Module):
+    """Not a chain: two readouts on one hidden layer, so the prediction is per role."""
+
+    def __init__(self, n, param=None):
+        super().__init__()
+        p = param or abcparam.mup(n, 128)
+        self.inp = abcparam.Linear(16, n, role="input", param=p)
+        self.mid = abcparam.Linear(n, n, param=p)
+        self.a = abcparam.Linear(n, 2, role="output", param=p)
+        self.b = abcparam.Linear(n, 2, role="output", param=p)
+
+    def forward(self, x):
+        h = torch.tanh(self.mid(torch.tanh(self.inp(x))))
+        return torch.cat([self.a(h), self.b(h)], dim=-1)
+
+
+def test_per_role_prediction_for_a_model_that_is_not_a_chain():
+    report = abcparam.coord_check(TwoHeads, WIDTHS, batch(), optimizer=torch.optim.Adam, lr=1e-2)
+    assert any("per role" in n for n in report.notes)
+    assert report.theory_regime == "feature_learning" and report.passed, str(report)
+    predicted = {f.layer: f.predicted for f in report.fits if f.quantity == "f" or (f.quantity == "h" and f.step == 0)}
+    assert predicted["a"] == predicted["b"] == F(-1, 2)  # both readouts: f_0 ~ n^(1/2 - beta_out)
+
+    def broken(n):
+        model = TwoHeads(n)
+        model.b.weight_multiplier *= (n / 128) ** 0.5  # one readout like SP's
+        return model
+
+    assert not abcparam.coord_check(broken, WIDTHS, batch(), optimizer=torch.optim.Adam, lr=1e-2).passed
+
+
+def test_cli_demo_runs_and_agrees(capsys):
+    assert main(["demo", "--widths", "128", "256", "512", "1024", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "every row agrees with the theory" in out
+    assert out.count("\nmup ") == 2 and "feature_learning  feature_learning" in out

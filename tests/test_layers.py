@@ -193,6 +193,13 @@ def test_tied_readout_shares_the_table():
     torch.testing.assert_close(tf(h), tu(h), rtol=1e-6, atol=0)
     with pytest.raises(ValueError, match="form='table8'"):
         TiedReadout(Embedding(30, 256, param=abcparam.sp(256, 64)), param=abcparam.sp(256, 64))
+    # the same b but another learning-rate exponent (c_adam) for the readout: one tensor cannot follow both
+    same_b = abcparam.parametrization(input=(0, 0, -1, 0), hidden=(0, "1/2", 0, 1), output=(1, 0, -1, "1/2"), width=256, base_width=64)
+    with pytest.raises(ValueError, match="different init or learning-rate exponents"):
+        TiedReadout(Embedding(30, 256, param=same_b), param=same_b)
+    same_b_sgd = abcparam.parametrization(input=(0, 0, -1, 0), hidden=(0, "1/2", 0, 1), output=(1, 0, 0, 0), width=256, base_width=64)
+    with pytest.raises(ValueError, match="different init or learning-rate exponents"):
+        TiedReadout(Embedding(30, 256, param=same_b_sgd), param=same_b_sgd)
     with pytest.raises(ValueError, match="same param"):
         TiedReadout(Embedding(30, 256, param=abcparam.mup(256, 64)), param=abcparam.mup(512, 64).at_width(256, 32))
 

@@ -1,5 +1,6 @@
 """The README's Python examples run, and every `# => value` comment in them is true."""
 
+import inspect
 import re
 import warnings
 from pathlib import Path
@@ -28,12 +29,26 @@ def _checked(block):
     return "\n".join(out)
 
 
+def _coord_check_fixture():
+    from abcparam.pytest_plugin import abc_coord_check
+
+    return abc_coord_check.__wrapped__()
+
+
+_FIXTURES = {"abc_coord_check": _coord_check_fixture}
+
+
 @pytest.mark.parametrize("index", range(len(_blocks())))
 def test_readme_python_block(index):
     code = _checked(_blocks()[index])
+    namespace = {"Fraction": __import__("fractions").Fraction}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a snippet a user copies must run without a warning
-        exec(compile(code, f"README block {index}", "exec"), {"Fraction": __import__("fractions").Fraction})
+        exec(compile(code, f"README block {index}", "exec"), namespace)
+        # a test function a block shows is run too, with abcparam's fixture where it asks for one
+        for name, fn in list(namespace.items()):
+            if name.startswith("test_") and callable(fn):
+                fn(*[_FIXTURES[arg]() for arg in inspect.signature(fn).parameters])
 
 
 @pytest.mark.parametrize("command", ["abcparam classify --preset mup --depth 3 --optimizer adam",

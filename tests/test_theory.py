@@ -193,18 +193,88 @@ def test_verdict_invariant_under_symmetry(abc, data, opt, align):
     assert equivalent((a, b, c), _symmetry(a, b, c, theta, opt), opt)
 
 
-@settings(max_examples=300, deadline=None)
+def _reference(a, b, c, opt, align):
+    """docs/theory.md sections 2-4 written out again, independently of abcparam.theory, for L >= 1.
+
+    Returns (stable_at_init, r_l list, s_l list, q, f0 exponent, regime, updated_maximally, readout init max).
+    """
+    L = len(a) - 1
+    k = 2 if opt == "sgd" else 1
+    beta = [x + y for x, y in zip(a, b)]
+    gamma = [k * x + z for x, z in zip(a, c)]
+    A = [None] + [F(1)] * L  # A_l = U_l = 1 for l >= 2 (index l-1)
+    U = A
+    O = [None] + [H] * (L - 1) + [F(1) if align == "tp4" else H]
+    g = min(beta[L], gamma[L]) if opt == "sgd" else F(0)
+    s = [gamma[0] + g] + [gamma[i] + g - A[i] for i in range(1, L)]
+    r = [s[0]]
+    for i in range(1, L):
+        r.append(min(s[i], gamma[i] + g + r[i - 1] - U[i], r[i - 1] + H - O[i]))
+    q = min(beta[L] + r[-1] - O[L], gamma[L] - A[L], gamma[L] + r[-1] - U[L])
+    init = beta[0] == 0 and all(x == H for x in beta[1:L]) and beta[L] >= H
+    stable = init and min(r) >= 0 and q >= 0
+    if not stable:
+        regime = "unstable"
+    elif q > 0:
+        regime = "trivial"
+    else:
+        regime = "feature_learning" if r[-1] == 0 else "kernel"
+    updated = [x == 0 for x in s] + [gamma[L] == A[L]]
+    return init, r, s, q, H - beta[L], regime, updated, beta[L] + r[-1] == O[L]
+
+
+@settings(max_examples=400, deadline=None)
 @given(parametrizations(), optimizers, alignments)
-def test_dichotomy_and_regime_consistency(abc, opt, align):
-    v = classify(*abc, optimizer=opt, alignment=align)
-    assert v.regime in theory.REGIMES
-    if v.stable and v.nontrivial:
-        assert (v.regime == "feature_learning") != (v.regime == "kernel")
-        assert (v.r == 0) == v.feature_learning
-    assert v.stable == (v.regime != "unstable")
-    assert v.nontrivial == (v.regime in ("feature_learning", "kernel"))
+def test_classify_agrees_with_an_independent_derivation(abc, opt, align):
+    a, b, c = abc
+    v = classify(a, b, c, optimizer=opt, alignment=align)
+    init, r, s, q, f0, regime, updated, init_max = _reference(a, b, c, opt, align)
+    assert v.stable_at_init == init
+    assert list(v.r_layers) == r and list(v.s_layers) == s and v.r == r[-1]
+    assert v.q == q and v.f0_exponent == f0
+    assert v.regime == regime
+    assert v.stable == (regime != "unstable") and v.nontrivial == (regime in ("feature_learning", "kernel"))
+    assert list(v.updated_maximally) == updated
+    assert list(v.features_evolve) == [x == 0 for x in r]
+    assert v.readout_initialised_maximally == init_max
     if not v.stable:
-        assert any(("< 0" in x or "!= " in x or "< 1" in x) for x in v.reasons)
+        assert v.reasons  # every unstable verdict says why
+
+
+def test_hand_derived_verdicts_for_non_preset_parametrizations():
+    # 1. muP's a, b (TP4 form, L = 3) with the first hidden SGD rate too small by n^1/2 (c = 0, 1/2, 0, 0):
+    #    layer 2 is not updated maximally, but its input's change carries through W_0, so its features still evolve
+    v = classify(["-1/2", 0, 0, "1/2"], ["1/2"] * 4, [0, "1/2", 0, 0], optimizer="sgd")
+    # g = min(beta_4, gamma_4) = min(1, 1) = 1; s_1 = gamma_1 + g = (-1 + 0) + 1 = 0
+    # s_2 = gamma_2 + g - 1 = 1/2 + 1 - 1 = 1/2; r_2 = min(1/2, 1/2 + 1 + 0 - 1, 0 + 1/2 - 1/2) = 0
+    assert list(v.s_layers) == [0, H, 0] and list(v.r_layers) == [0, 0, 0]
+    assert v.updated_maximally == (True, False, True, True) and v.regime == "feature_learning"
+    # 2. NTK (a = 0, 1/2, 1/2, 1/2; b = 0) under Adam with one constant rate (c = 0): gamma_2 = a + c = 1/2,
+    #    s_2 = gamma_2 + g - A_2 = 1/2 + 0 - 1 = -1/2; r_2 = min(-1/2, 1/2 + 0 + 0 - 1, 0 + 1/2 - 1/2) = -1/2: unstable
+    v = classify([0, "1/2", "1/2", "1/2"], [0, 0, 0, 0], 0, optimizer="adam")
+    assert v.s_layers[1] == -H and v.r_layers[1] == -H and v.regime == "unstable"
+    assert any("r_2 = -1/2 < 0" in x for x in v.reasons)
+    # 3. vanishing hidden features at init (beta_2 = 1 > 1/2) is not stable at init, even though training is
+    v = classify([0, 0, 0], [0, 1, "1/2"], [0, 0, 0], optimizer="adam")
+    assert not v.stable_at_init and v.regime == "unstable"
+    assert any("layer 2 init" in x and "vanishes" in x for x in v.reasons)
+    # 4. a readout initialised below maximal (beta_3 = 3/2 with r = 0 and O = 1: 3/2 + 0 != 1) but updated maximally
+    v = classify(["-1/2", 0, 1], ["1/2", "1/2", "1/2"], ["1/2", 1, 0], optimizer="adam")
+    assert v.r == 0 and v.q == 0 and v.regime == "feature_learning"
+    assert not v.readout_initialised_maximally and v.updated_maximally[-1]
+    # 5. the readout is "initialised maximally" only through r: NTK has beta_3 = 1/2, r = 1/2: 1/2 + 1/2 = 1 = O
+    v = classify(abcparam_preset("ntk"), optimizer="sgd")
+    assert v.r == H and v.readout_initialised_maximally
+    # ... and SP with LR ~ 1/n under SGD: beta_3 = 1/2, r = 1/2 again, q = 0: kernel
+    v = classify(abcparam_preset("sp_inv_n"), optimizer="sgd")
+    assert (v.r, v.q, v.regime) == (H, 0, "kernel")
+    # 6. trivial: muP's a, b with every SGD rate one power of n smaller: q = 1
+    v = classify(["-1/2", 0, "1/2"], ["1/2"] * 3, [1, 1, 1], optimizer="sgd")
+    assert v.regime == "trivial" and v.q > 0
+
+
+def abcparam_preset(name):
+    return preset(name, 2)
 
 
 @settings(max_examples=100, deadline=None)
@@ -251,6 +321,11 @@ def test_verdict_has_no_float_and_round_trips(abc, opt, align, linear):
     assert all(isinstance(x, F) for x in v.r_layers + v.s_layers + v.beta + v.gamma + (v.r, v.q, v.g))
     back = Verdict.from_json(v.to_json())
     assert back == v
+    # the JSON itself carries the verdict (not only enough to re-derive it): read it without abcparam
+    d = json.loads(v.to_json())
+    assert d["regime"] == v.regime and (F(d["r"]), F(d["q"]), F(d["g"])) == (v.r, v.q, v.g)
+    assert [F(x) for x in d["r_layers"]] == list(v.r_layers) and [F(x) for x in d["beta"]] == list(v.beta)
+    assert d["updated_maximally"] == list(v.updated_maximally) and d["reasons"] == list(v.reasons)
 
 
 def test_from_dict_refuses_altered_data():
