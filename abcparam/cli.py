@@ -129,7 +129,8 @@ def _add_coordcheck(sub: Any) -> None:
         description="Train the built-in MLP (tanh, synthetic data) at several widths for a few steps, fit how "
         "each layer scales with width and compare with the theory's prediction (docs/theory.md section 8). "
         "Exit status 0 when they agree, 1 when they do not (or a value diverged), 2 for a bad argument, "
-        "3 when they agree but --plot could not save the figure.",
+        "3 when they agree but --plot could not save the figure, 4 when the measurements cannot decide "
+        "(inconclusive: the report says what would settle it).",
     )
     p.add_argument("--preset", default="mup", help=f"one of {', '.join(_PRESET_PARAMS)} (default mup)")
     p.add_argument("--optimizer", default="adam", help="sgd or adam (default adam)")
@@ -147,7 +148,7 @@ def _add_coordcheck(sub: Any) -> None:
     p.set_defaults(run=_run_coordcheck)
 
 
-EXIT_DISAGREES, EXIT_USAGE, EXIT_PLOT = 1, 2, 3
+EXIT_DISAGREES, EXIT_USAGE, EXIT_PLOT, EXIT_INCONCLUSIVE = 1, 2, 3, 4
 
 
 def _run_coordcheck(args: argparse.Namespace) -> int:
@@ -156,7 +157,12 @@ def _run_coordcheck(args: argparse.Namespace) -> int:
                             tolerance=args.tolerance)
     # The report first: a figure that cannot be drawn must not cost the measurements.
     print(report.to_json(indent=2) if args.json else (report.to_markdown() if args.markdown else str(report)), flush=True)
-    status = 0 if report.agrees else EXIT_DISAGREES
+    if report.agrees:
+        status = 0
+    elif report.comparison == "inconclusive":
+        status = EXIT_INCONCLUSIVE
+    else:
+        status = EXIT_DISAGREES
     if args.plot:
         try:
             report.plot(args.plot)
@@ -181,10 +187,13 @@ def _add_demo(sub: Any) -> None:
     p.set_defaults(run=_run_demo)
 
 
-def _cell(report: Any, layer_index: int, quantity: str, step: int) -> str:
+def _cell(report: Any, layer_index: Optional[int], quantity: str, step: int) -> str:
     names = list(dict.fromkeys(f.layer for f in report.fits if f.layer != "output"))
     layer = "output" if layer_index is None else names[layer_index]
     fit = next(f for f in report.fits if (f.layer, f.quantity, f.step) == (layer, quantity, step))
+    if layer == "output" and fit.predicted is None:
+        # the readout has a bias: the prediction is for its weight term, the readout layer's own output
+        fit = next(f for f in report.fits if (f.layer, f.quantity, f.step) == (names[-1], {"f": "h", "df": "dh"}[quantity], step))
     from .coord import _num
 
     pred = "?" if fit.predicted is None else str(fit.predicted)
@@ -219,8 +228,9 @@ def _run_demo(args: argparse.Namespace) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
-    print("\nslopes after 3 steps (f_0: at init). * unstable: the predicted growth is indicative only (products of")
-    print("  growing terms compound, finite widths saturate; docs/theory.md section 8): the check asks that something grows.")
+    print("\nslopes after 3 steps (f_0: at init; df and f_0 of the readout's weight term, its bias left out). * unstable: the")
+    print("  predicted growth is indicative only (products of growing terms compound, finite widths saturate; docs/theory.md")
+    print("  section 8): the check asks that something grows.")
     print(f"{'every row agrees with the theory' if agree_all else 'SOME ROWS DISAGREE'} ({time.time() - t0:.0f} s)")
     return 0 if agree_all else 1
 

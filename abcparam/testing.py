@@ -1,8 +1,13 @@
 """Assertions for users' own test suites: guard a model's regime in CI.
 
 Each helper runs :func:`abcparam.coord_check` with defaults sized for CPU CI
-(widths 128 to 1024, 3 steps, 2 seeds: seconds for an MLP) and raises an
-``AssertionError`` whose message is the report's table.
+(widths 128 to 1024, 3 steps, 2 seeds: about a second for an MLP) and raises an
+``AssertionError`` whose message is the report's table when the check fails,
+and :class:`Inconclusive` (also an ``AssertionError``, so it never passes
+silently) when the measurements cannot decide; its message says what would
+settle it (more seeds, wider widths, a smaller learning rate).  Pass
+``inconclusive="skip"`` to turn that into ``pytest.skip`` instead (the test
+shows as skipped, with the reason).
 
     def test_my_model_learns_features():
         abcparam.testing.assert_regime(build, "feature_learning", batch=(x, y),
@@ -18,46 +23,78 @@ from torch import nn
 from .coord import CoordReport, coord_check
 from .theory import REGIMES
 
-__all__ = ["CI_WIDTHS", "assert_regime", "assert_stable", "assert_feature_learning", "assert_matches_theory"]
+__all__ = ["CI_WIDTHS", "CI_SEEDS", "CI_STEPS", "Inconclusive", "assert_regime", "assert_stable", "assert_feature_learning",
+           "assert_matches_theory"]
+
+_INCONCLUSIVE_MODES = ("raise", "skip")
+
+
+class Inconclusive(AssertionError):
+    """The coordinate check could not decide (see ``report.outcome()`` for what would settle it)."""
+
+    def __init__(self, message: str, report: CoordReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 CI_WIDTHS = (128, 256, 512, 1024)
+CI_SEEDS = (0, 1)
+CI_STEPS = 3
 
 
-def _run(build: Callable[[int], nn.Module], batch: Any, optimizer: Any, lr: float, widths: Sequence[int], expect: Optional[str], **kw: Any) -> CoordReport:
-    kw.setdefault("seeds", (0, 1))
-    kw.setdefault("steps", 3)
+def _run(build: Callable[[int], nn.Module], batch: Any, optimizer: Any, lr: float, widths: Sequence[int], expect: Optional[str],
+         inconclusive: str, **kw: Any) -> CoordReport:
+    if inconclusive not in _INCONCLUSIVE_MODES:
+        raise ValueError(f"inconclusive: got {inconclusive!r}; allowed: {', '.join(map(repr, _INCONCLUSIVE_MODES))}")
+    kw.setdefault("seeds", CI_SEEDS)
+    kw.setdefault("steps", CI_STEPS)
     return coord_check(build, widths, batch, optimizer=optimizer, lr=lr, expect=expect, **kw)
 
 
+def _undecided(report: CoordReport, headline: str, inconclusive: str) -> None:
+    """Raise Inconclusive (or skip the calling pytest test) for an inconclusive report."""
+    message = f"{headline}: inconclusive\n" + str(report)
+    if inconclusive == "skip":
+        import pytest
+
+        pytest.skip(message)
+    raise Inconclusive(message, report)
+
+
 def assert_matches_theory(build: Callable[[int], nn.Module], *, batch: Any, optimizer: Any, lr: float,
-                          widths: Sequence[int] = CI_WIDTHS, **kw: Any) -> CoordReport:
+                          widths: Sequence[int] = CI_WIDTHS, inconclusive: str = "raise", **kw: Any) -> CoordReport:
     """Every measured slope agrees with the theory's prediction for the model's declared exponents.
 
     An unstable model whose measurements grow as the theory says agrees; use
     :func:`assert_stable` or :func:`assert_regime` to require a good model.
     A run with non-finite values, or a model without a prediction, fails.
     """
-    report = _run(build, batch, optimizer, lr, widths, None, **kw)
-    if not report.agrees:
-        raise AssertionError("coordinate check disagrees with the theory\n" + str(report))
-    return report
+    report = _run(build, batch, optimizer, lr, widths, None, inconclusive, **kw)
+    if report.agrees:
+        return report
+    if report.comparison == "inconclusive":
+        _undecided(report, "coordinate check against the theory", inconclusive)
+    raise AssertionError("coordinate check disagrees with the theory\n" + str(report))
 
 
 def assert_regime(build: Callable[[int], nn.Module], regime: str, *, batch: Any, optimizer: Any, lr: float,
-                  widths: Sequence[int] = CI_WIDTHS, **kw: Any) -> CoordReport:
+                  widths: Sequence[int] = CI_WIDTHS, inconclusive: str = "raise", **kw: Any) -> CoordReport:
     """The theory predicts ``regime`` for the model, and the measurements agree."""
     if regime not in REGIMES:
         raise ValueError(f"regime: got {regime!r}; allowed: {', '.join(REGIMES)}")
-    report = _run(build, batch, optimizer, lr, widths, regime, **kw)
+    report = _run(build, batch, optimizer, lr, widths, regime, inconclusive, **kw)
+    if report.status == "inconclusive":
+        _undecided(report, f"expected regime {regime!r}", inconclusive)
     if not report.passed:
         raise AssertionError(f"expected regime {regime!r}\n" + str(report))
     return report
 
 
 def assert_stable(build: Callable[[int], nn.Module], *, batch: Any, optimizer: Any, lr: float,
-                  widths: Sequence[int] = CI_WIDTHS, **kw: Any) -> CoordReport:
+                  widths: Sequence[int] = CI_WIDTHS, inconclusive: str = "raise", **kw: Any) -> CoordReport:
     """The theory calls the model stable, nothing grows with width, and the measurements agree with the theory."""
-    report = _run(build, batch, optimizer, lr, widths, None, **kw)
+    report = _run(build, batch, optimizer, lr, widths, None, inconclusive, **kw)
+    if report.status == "inconclusive":
+        _undecided(report, "expected a stable parametrization", inconclusive)
     if not report.passed:
         raise AssertionError("expected a stable parametrization whose measurements agree with the theory\n" + str(report))
     return report

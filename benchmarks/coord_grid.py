@@ -1,0 +1,209 @@
+"""Is the coordinate check right both ways? Correct models and mutants over an ordinary grid.
+
+    python benchmarks/coord_grid.py            # the whole grid (about 4 minutes on 2 cores)
+    python benchmarks/coord_grid.py --quick    # depth 2, one learning rate per optimizer
+
+Every cell runs ``abcparam.testing``'s decision at its CI defaults (widths 128 to
+1024, 3 steps, 2 seeds) on ``abcparam.models.MLP`` (16 inputs, 4 outputs, base
+width 128, a fixed batch of 32), the way a user's CI would:
+
+- correct models: muP in both forms, NTK and SP with learning rate ~ 1/n, each
+  expected to be in the regime the theory gives it (SP ~ 1/n under Adam is
+  unstable, and is expected to be); tanh, ReLU and GELU; depths 2 and 4; SGD
+  (0.01, 0.1, 1.0) and Adam (1e-3, 1e-2, 1e-1); with and without biases.
+  Acceptance: no FAIL (INCONCLUSIVE is allowed and counted).
+- mutants of the muP cells, expected to FAIL wherever the correct model PASSes:
+  a plain ``nn.Linear`` readout; under Adam a plain ``nn.Linear`` hidden layer
+  (its learning rate is then not scaled; under SGD it is muP's hidden layer
+  apart from its bias, so the theory says it is no mutant); the input
+  multiplier inverted (TP4 form; the Table 8 form has none); a readout
+  initialised like SP's (effective std 1/sqrt(n)).
+
+It prints the counts, every unexpected cell, and the smallest margins: how
+close the nearest agreeing quantity came to the tolerance, and how far past
+the decision boundary the nearest disagreeing mutant was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+import abcparam
+from abcparam.models import MLP
+
+WIDTHS = (128, 256, 512, 1024)
+LRS = {"sgd": (0.01, 0.1, 1.0), "adam": (1e-3, 1e-2, 1e-1)}
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+MODELS = ("mup", "mup_table8", "ntk", "sp_inv_n")
+NONLINEARITIES = ("tanh", "relu", "gelu")
+DEPTHS = (2, 4)
+
+
+def param(name: str, n: int) -> abcparam.Parametrization:
+    if name == "mup_table8":
+        return abcparam.mup(n, 128, form="table8")
+    return getattr(abcparam, name)(n, 128)
+
+
+def batch() -> Tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(32, 16, generator=g), torch.randn(32, 4, generator=g)
+
+
+# -- mutants: each takes the built model and its width -----------------------------------------------
+
+
+def plain_readout(model: MLP, n: int) -> None:
+    old = model.layers[-1]
+    model.layers[-1] = nn.Linear(n, old.out_features, bias=old.bias is not None)
+
+
+def plain_hidden(model: MLP, n: int) -> None:
+    old = model.layers[1]
+    model.layers[1] = nn.Linear(n, n, bias=old.bias is not None)
+
+
+def input_multiplier_inverted(model: MLP, n: int) -> None:
+    layer = model.layers[0]
+    m_pow_minus_a = layer.weight_multiplier * layer.folded_multiplier / layer.alpha
+    layer.weight_multiplier /= m_pow_minus_a ** 2
+
+
+def readout_sp_init(model: MLP, n: int) -> None:
+    layer = model.layers[-1]
+    with torch.no_grad():
+        layer.weight.normal_(0.0, 1.0 / math.sqrt(n)).div_(layer.weight_multiplier)
+
+
+MUTANTS: Dict[str, Callable[[MLP, int], None]] = {
+    "plain nn.Linear readout": plain_readout,
+    "plain nn.Linear hidden (Adam)": plain_hidden,
+    "input multiplier inverted": input_multiplier_inverted,
+    "readout initialised like SP": readout_sp_init,
+}
+
+
+def mutant_applies(mutant: str, model: str, family: str) -> bool:
+    if mutant == "plain nn.Linear hidden (Adam)":
+        return family == "adam"
+    if mutant == "input multiplier inverted":
+        return model == "mup"  # the Table 8 form has no input multiplier to invert
+    return True
+
+
+# -- cells -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: str
+    nonlinearity: str
+    depth: int
+    family: str
+    lr: float
+    bias: bool
+    mutant: Optional[str] = None
+
+    def label(self) -> str:
+        m = f" [{self.mutant}]" if self.mutant else ""
+        return f"{self.model} {self.nonlinearity} L={self.depth} {self.family} lr={self.lr:g} {'bias' if self.bias else 'no bias'}{m}"
+
+    def base(self) -> "Cell":
+        return Cell(self.model, self.nonlinearity, self.depth, self.family, self.lr, self.bias)
+
+
+def cells(quick: bool = False) -> Iterator[Cell]:
+    depths = (2,) if quick else DEPTHS
+    for model, nl, depth, family, bias in itertools.product(MODELS, NONLINEARITIES, depths, ("sgd", "adam"), (True, False)):
+        for lr in (LRS[family][1:2] if quick else LRS[family]):
+            yield Cell(model, nl, depth, family, lr, bias)
+
+
+def mutant_cells(quick: bool = False) -> Iterator[Cell]:
+    for c in cells(quick):
+        if c.model.startswith("mup"):
+            for mutant in MUTANTS:
+                if mutant_applies(mutant, c.model, c.family):
+                    yield Cell(c.model, c.nonlinearity, c.depth, c.family, c.lr, c.bias, mutant)
+
+
+def expected_regime(cell: Cell) -> str:
+    depth_preset = abcparam.preset(cell.model, cell.depth)
+    return abcparam.classify(depth_preset, optimizer=cell.family).regime
+
+
+def run(cell: Cell, x_y: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, seeds: Tuple[int, ...] = tuple(abcparam.testing.CI_SEEDS)) -> abcparam.CoordReport:
+    """The check a user's CI would run on this cell: ``expect`` = the correct model's regime."""
+
+    def build(n: int) -> nn.Module:
+        model = MLP(16, n, 4, depth=cell.depth, param=param(cell.model, n), nonlinearity=cell.nonlinearity, bias=cell.bias)
+        if cell.mutant:
+            MUTANTS[cell.mutant](model, n)
+        return model
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return abcparam.coord_check(build, list(WIDTHS), x_y or batch(), optimizer=OPTIMIZERS[cell.family], lr=cell.lr,
+                                    steps=3, seeds=seeds, expect=expected_regime(cell))
+
+
+def main(argv: List[str]) -> int:
+    ap = argparse.ArgumentParser(description="the coordinate check on correct models and mutants")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--seeds", type=int, default=len(abcparam.testing.CI_SEEDS), help="seeds per check (default: the CI default)")
+    args = ap.parse_args(argv)
+    seeds = tuple(range(args.seeds))
+    torch.set_num_threads(2)
+    t0 = time.time()
+    outcome: Dict[Cell, abcparam.CoordReport] = {}
+    for cell in cells(args.quick):
+        outcome[cell] = run(cell, seeds=seeds)
+    correct = {k: v.status for k, v in outcome.items()}
+    mutants = {}
+    for cell in mutant_cells(args.quick):
+        mutants[cell] = run(cell, seeds=seeds)
+    counts = {s: sum(1 for v in correct.values() if v == s) for s in ("pass", "inconclusive", "fail")}
+    print(f"{len(seeds)} seeds, widths {list(WIDTHS)}, 3 steps")
+    print(f"correct models: {len(correct)} cells: {counts['pass']} pass, {counts['inconclusive']} inconclusive, {counts['fail']} fail")
+    for cell, report in outcome.items():
+        if report.status == "fail":
+            print(f"  FALSE ALARM {cell.label()}: {report.outcome()}")
+    misses = [c for c, r in mutants.items() if correct[c.base()] == "pass" and r.status != "fail"]
+    print(f"mutants: {len(mutants)} cells, {sum(r.status == 'fail' for r in mutants.values())} fail, "
+          f"{sum(r.status == 'inconclusive' for r in mutants.values())} inconclusive, {sum(r.status == 'pass' for r in mutants.values())} pass; "
+          f"where the correct model passes: {len(misses)} not failed")
+    for cell in misses:
+        print(f"  MISS {cell.label()}: {mutants[cell].outcome()}")
+    by_mutant: Dict[str, List[str]] = {}
+    for cell, report in mutants.items():
+        by_mutant.setdefault(cell.mutant or "", []).append(report.status)
+    for name, statuses in by_mutant.items():
+        print(f"  {name}: {statuses.count('fail')}/{len(statuses)} fail")
+    margins = [r.smallest_margin for c, r in outcome.items() if r.status == "pass" and r.smallest_margin is not None]
+    if margins:
+        print(f"smallest margin of a passing correct model: {min(margins):.3f} (slope units inside the tolerance)")
+    fail_margins = [max((f.margin for f in r.mismatches if math.isfinite(f.margin)), default=float("inf"))
+                    for c, r in mutants.items() if r.status == "fail" and r.mismatches]
+    if fail_margins:
+        print(f"smallest margin of a failing mutant: {min(fail_margins):.3f} (its largest disagreement past the fail band; "
+              f"{sum(1 for c, r in mutants.items() if r.status == 'fail' and not r.mismatches)} mutants fail for want of a "
+              "prediction: no abcparam readout)")
+    lr_cells = sum(1 for r in outcome.values() if r.lr_too_large is not None and r.status == "inconclusive")
+    print(f"inconclusive correct cells because the loss rises at width 128 (learning rate too large): {lr_cells}")
+    print(f"({time.time() - t0:.0f} s)")
+    return 0 if counts["fail"] == 0 and not misses else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
