@@ -213,20 +213,22 @@ def _check_fold(fold: Any, role: str) -> bool:
 def _scaled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], wm: float) -> torch.Tensor:
     """y = wm * x W^T + b: plain ``F.linear`` when wm == 1, else one elementwise pass on the smallest operand.
 
-    The factor goes on the input or the weight, whichever has fewer numbers, so
-    the bias stays fused into the matrix product; without a bias the output is a
-    third candidate.  The extra work is one pass over min(batch x in, in x out,
-    batch x out) numbers; the choice depends only on shapes, so it is static
-    under ``torch.compile``.
+    The factor goes on the input, the weight or the output, whichever has the
+    fewest numbers; on the output it is fused with the bias into one pass
+    (``torch.add(b, y, alpha=wm)``), as a readout to a few classes wants.  The
+    extra work is one pass over min(batch x in, in x out, batch x out)
+    numbers; the choice depends only on shapes, so it is static under
+    ``torch.compile``.
     """
     if wm == 1.0:
         return F.linear(x, weight, bias)
     n_in, n_w = x.numel(), weight.numel()
-    if bias is None:
-        n_out = n_in // weight.shape[1] * weight.shape[0]
-        if n_out < min(n_in, n_w):
-            return F.linear(x, weight) * wm
-    if n_w < n_in:
+    n_out = n_in // weight.shape[1] * weight.shape[0]
+    smallest = min(n_in, n_w, n_out)
+    if n_out == smallest and n_out < n_in:
+        y = F.linear(x, weight)
+        return y * wm if bias is None else torch.add(bias, y, alpha=wm)
+    if n_w == smallest:
         return F.linear(x, weight * wm, bias)
     return F.linear(x * wm, weight, bias)
 

@@ -165,6 +165,13 @@ def main(argv: List[str]) -> int:
     args = ap.parse_args(argv)
     seeds = tuple(range(args.seeds))
     torch.set_num_threads(2)
+    # cost: one assert_regime on a depth-4 MLP at the CI defaults (the second call: no first-call warm-up)
+    for _ in range(2):
+        t = time.perf_counter()
+        abcparam.testing.assert_regime(lambda n: MLP(16, n, 4, depth=4, param=param("mup", n)), "feature_learning",
+                                       batch=batch(), optimizer=torch.optim.Adam, lr=1e-2)
+        cost = time.perf_counter() - t
+    print(f"assert_regime on a depth-4 MLP at the CI defaults: {cost:.2f} s")
     t0 = time.time()
     outcome: Dict[Cell, abcparam.CoordReport] = {}
     for cell in cells(args.quick):

@@ -131,10 +131,10 @@ def embedding_rows(quick: bool, compile_: bool) -> List[Tuple[str, ...]]:
     dims = [1024] if quick else [256, 1024, 4096]
     for d in dims:
         idx = torch.randint(0, vocab, (tokens,))
-        for label, kw in (("muP TP4 (default: m^1/2 folded)", {}), ("muP TP4, fold=False (x m^1/2)", {"fold": False}),
-                          ("NTK (default: folded)", {"param": abcparam.ntk(d, 256)})):
-            kw = {"param": abcparam.mup(d, 256), **kw}
-            ref, ours = nn.Embedding(vocab, d), abcparam.Embedding(vocab, d, **kw)
+        for label, kw in (("control: nn.Embedding vs nn.Embedding", None), ("muP TP4 (default: m^1/2 folded)", {}),
+                          ("muP TP4, fold=False (x m^1/2)", {"fold": False}), ("NTK (default: folded)", {"param": abcparam.ntk(d, 256)})):
+            ref = nn.Embedding(vocab, d)
+            ours = nn.Embedding(vocab, d) if kw is None else abcparam.Embedding(vocab, d, **{"param": abcparam.mup(d, 256), **kw})
             t = _timeit({"torch": _fwd_bwd(ref, idx), "abcparam": _fwd_bwd(ours, idx)}, rounds=9 if quick else 21, block=10)
             rows.append(("Embedding fwd+bwd", label, f"{tokens} tokens, dim {d}", f"{t['torch'] * 1e6:.0f}", f"{t['abcparam'] * 1e6:.0f}",
                          f"{t['abcparam'] / t['torch']:.3f}"))
