@@ -71,7 +71,8 @@ def test_linear_init_and_multiplier_follow_the_exponents(inp, hid, out, wb, role
     x = torch.randn(3, dims[0], dtype=torch.float64)
     layer = layer.double()
     expect = x @ (layer.weight * layer.weight_multiplier).T + layer.bias
-    torch.testing.assert_close(layer(x), expect, rtol=1e-12, atol=1e-12)
+    # float64 rounding, relative to the output's scale (random exponents give entries up to ~1e4)
+    torch.testing.assert_close(layer(x), expect, rtol=1e-10, atol=1e-12 * float(expect.detach().abs().max()))
 
 
 @settings(max_examples=10, deadline=None)
