@@ -619,11 +619,6 @@ def _predict(
 # ----------------------------------------------------------------------------
 
 
-def _fit(widths: Sequence[int], per_seed: List[List[float]]) -> Tuple[float, float]:
-    """Slope of log(mean over seeds) vs log width, and the std of the per-seed slopes (see coord_stats.fit_slope)."""
-    return coord_stats.fit_slope(widths, per_seed)
-
-
 def coord_check(
     build: Callable[[int], nn.Module],
     widths: Sequence[int],

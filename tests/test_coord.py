@@ -278,7 +278,7 @@ def test_cli_coordcheck_plot_failure_keeps_the_report(capsys, tmp_path, monkeypa
 
 
 def test_fit_recovers_a_known_slope_and_spread():
-    from abcparam.coord import _fit
+    from abcparam.coord_stats import fit_slope as _fit
 
     widths = [128, 256, 512, 1024]
     # seed k follows C_k * n^(s_k): the fit of the seed mean and the spread of the per-seed slopes are known

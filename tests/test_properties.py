@@ -4,7 +4,6 @@ Every expectation here is computed from the exponents with plain float
 arithmetic (docs/theory.md sections 1, 2 and 10), not by the code under test.
 """
 
-import math
 from fractions import Fraction as F
 
 import pytest
