@@ -397,7 +397,7 @@ class Embedding(_AbcLayer, nn.Embedding):
         self.__dict__.update(config)  # plain numbers, set before nn.Embedding calls reset_parameters
         super().__init__(
             num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
-            _weight=None if _weight is None or self.weight_multiplier == 1.0 else _weight / self.weight_multiplier,
+            _weight=_weight if _weight is None or self.weight_multiplier == 1.0 else _weight / self.weight_multiplier,
             _freeze=_freeze, device=device, dtype=dtype,
         )
 
