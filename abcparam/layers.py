@@ -112,24 +112,29 @@ def _role_config(param: Parametrization, role: str, alpha: float, sigma: float, 
 def _size_kind(d: int, width: int) -> str:
     """Whether a dimension of size ``d`` grows with a network of this ``width``.
 
-    ``"width"``: d is a simple multiple of the width (d / width = p / q with
-    q <= 8: 3 * width for fused q, k, v; 4 * width for an MLP; width / 4 for a
-    head); ``"fixed"``: smaller than the width and no simple multiple of it (a
-    data dimension such as 20 inputs or 10 classes at width 256); ``"unknown"``:
-    larger than the width but no simple multiple (784 pixels at width 256, or
-    a d_ff rounded to a multiple of 64): the shapes cannot tell.  Without
-    width information (``width == 1``) every dimension is ``"unknown"``.
+    ``"width"``: d is a whole multiple of the width (the width itself, 3 x width
+    for fused q, k, v, 4 x width for an MLP); ``"fixed"``: smaller than the width
+    and not a divisor of it, or a divisor no larger than width / 16 (a data size
+    such as 20 inputs, 10 classes or 1 output at width 256); ``"unknown"``: a
+    larger divisor of the width (32 inputs at width 96, or a head of width / 4?)
+    or larger than the width but no multiple of it (784 pixels, or a d_ff
+    rounded to 64?): the shapes cannot tell.  Without width information
+    (``width == 1``) every dimension is ``"unknown"``.
     """
     if width <= 1:
         return "unknown"
-    ratio = Fraction(d, width)
-    if ratio.denominator <= 8:
+    if d % width == 0:
         return "width"
-    return "fixed" if d < width else "unknown"
+    if d < width and (width % d != 0 or _SMALL_DIVISOR * d <= width):
+        return "fixed"
+    return "unknown"
+
+
+_SMALL_DIVISOR = 16  # a divisor of the width at most width / 16 (1 output, 16 inputs at width 256) is a data size
 
 
 _KIND_WORDS = {
-    "width": "is a simple multiple of the width",
+    "width": "is a multiple of the width",
     "fixed": "is a fixed size",
     "unknown": "may or may not grow with the width",
 }
@@ -173,7 +178,7 @@ def _linear_role(in_features: int, out_features: int, role: Optional[str], param
             hint = f"; the shapes fit role={likely[0]!r}" if len(likely) == 1 else ""
             raise ValueError(
                 f"role: {role!r} needs a width-sized {which}, but {shape} has {which}={size}, a fixed size "
-                f"(not a simple multiple of the width){hint}. Pass the role the layer has, or build the "
+                f"(a data size: smaller than the width){hint}. Pass the role the layer has, or build the "
                 f"parametrization at this layer's width"
             )
         return role
@@ -263,8 +268,11 @@ class Linear(_AbcLayer, nn.Linear):
         role: ``"input"`` (fixed fan-in -> width), ``"hidden"`` (width -> width)
             or ``"output"`` (the readout, width -> fixed fan-out).  Default:
             inferred from which dimensions are width-sized at ``param``'s width
-            (simple multiples of it); when the shapes cannot decide, or rule
-            out a role given explicitly, the layer is refused with the reason.
+            (whole multiples of it) and which are fixed (smaller and not
+            divisors of it, or at most width / 16); when the shapes cannot
+            decide (32 inputs at width 96 could be a data size or a quarter of
+            the width), or rule out a role given explicitly, the layer is
+            refused with the reason.
         param: the :class:`~abcparam.Parametrization` (exponents and m).
         alpha: forward-multiplier constant at base width (default 1).
         sigma: init std at base width; default the usual fan-in scale
@@ -386,7 +394,7 @@ class Embedding(_AbcLayer, nn.Embedding):
         param = _check_param(param)
         if _size_kind(embedding_dim, param.width) == "fixed":
             raise ValueError(
-                f"embedding_dim: {embedding_dim} is not width-sized at width {param.width} (not a simple multiple of it), "
+                f"embedding_dim: {embedding_dim} is not width-sized at width {param.width} (a data size, smaller than the width), "
                 "so this embedding does not grow with the network; use nn.Embedding, or build the parametrization at "
                 "the embedding's own width"
             )

@@ -289,10 +289,11 @@ def test_a_width_without_a_base_width_is_refused():
 @pytest.mark.parametrize(
     "dims,role",
     [((20, 256), "input"), ((256, 256), "hidden"), ((256, 10), "output"), ((256, 768), "hidden"), ((1024, 256), "hidden"),
-     ((64, 256), "hidden")],  # 64 = width / 4: a head dimension, which grows with width
+     ((30, 96), "input"), ((96, 10), "output"), ((96, 288), "hidden")],
 )
 def test_role_is_inferred_from_the_shapes(dims, role):
-    layer = Linear(*dims, param=abcparam.mup(256, 64))
+    width = 96 if 96 in dims else 256
+    layer = Linear(*dims, param=abcparam.mup(width, width // 4))
     assert layer.role == role
 
 
@@ -317,6 +318,14 @@ def test_shapes_that_cannot_decide_ask_for_the_role():
     assert Linear(784, 256, role="input", param=p).role == "input"
     with pytest.raises(ValueError, match="neither dimension"):
         Linear(20, 10, param=p)
+    # a large divisor of the width may be a data size or grow with it (a head of width / 4): ask
+    with pytest.raises(ValueError, match="cannot tell the role of Linear\\(64, 256\\).*'input', 'hidden'"):
+        Linear(64, 256, param=p)
+    with pytest.raises(ValueError, match="cannot tell the role of Linear\\(32, 96\\)"):
+        Linear(32, 96, param=abcparam.mup(96, 48))
+    assert Linear(64, 256, role="input", param=p).role == "input"
+    # small divisors are data sizes: 16 inputs, 1 output
+    assert Linear(16, 256, param=p).role == "input" and Linear(256, 1, param=p).role == "output"
     with pytest.raises(ValueError, match="carries no width"):
         Linear(20, 10, param=abcparam.mup())
     with pytest.raises(ValueError, match="embedding_dim: 20 is not width-sized"):
