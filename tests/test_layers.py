@@ -356,3 +356,20 @@ def test_max_norm_bounds_the_rows_the_forward_returns(fold):
     torch.testing.assert_close(out.norm(dim=-1), torch.ones(10), rtol=1e-4, atol=0)
     with pytest.raises(ValueError, match="max_norm"):
         Embedding(10, 256, max_norm=-1.0, param=p)
+
+
+def test_parametrization_classify_passes_optimizer_and_alignment_on():
+    p = abcparam.sp_inv_n(256, 64)
+    assert p.classify(optimizer="sgd").regime == "kernel" and p.classify(optimizer="adam").regime == "unstable"
+    # SP init with the largest SGD rates under full alignment: feature learning there, unstable under tp4
+    full = abcparam.parametrization(input=(0, 0, "-1/2", 0), hidden=(0, "1/2", "1/2", 1), output=(0, "1/2", 1, 1),
+                                    width=256, base_width=64)
+    assert full.classify(depth=2, alignment="full").regime == "feature_learning"
+    assert full.classify(depth=2, alignment="tp4").regime == "unstable"
+
+
+def test_describe_names_every_role_and_the_widths():
+    text = abcparam.sp_inv_n(256, 64).describe()
+    assert text == ("sp_inv_n (m = 256/64): input: a=0 b=0 c_sgd=1 c_adam=1; hidden: a=0 b=1/2 c_sgd=1 c_adam=1; "
+                    "output: a=0 b=1/2 c_sgd=1 c_adam=1")
+    assert "hidden" not in abcparam.mean_field(128, 64).describe()
