@@ -122,13 +122,13 @@ def wrap(
     if weight_decay not in WEIGHT_DECAY_MODES:
         raise ValueError(f"weight_decay: got {weight_decay!r}; allowed: {', '.join(WEIGHT_DECAY_MODES)}")
     if family is None:
-        try:
-            fam = optimizer_family(type(optimizer).__name__)
-        except ValueError:
+        fam_found = _detect_family(type(optimizer))
+        if fam_found is None:
             raise ValueError(
                 f"optimizer: cannot tell whether {type(optimizer).__name__} is SGD-like or Adam-like; "
                 "pass family='sgd' (update proportional to the gradient) or family='adam' (entrywise normalised)"
-            ) from None
+            )
+        fam = fam_found
     else:
         if family not in ("sgd", "adam"):
             raise ValueError(f"family: got {family!r}; allowed: 'sgd' or 'adam'")
@@ -157,6 +157,18 @@ def wrap(
             stacklevel=2,
         )
     return optimizer
+
+
+def _detect_family(cls: type) -> Optional[str]:
+    """The family of an optimizer class: its own name, else the torch.optim class it derives from (a subclass of
+    Adam is Adam-like)."""
+    for klass in cls.__mro__:
+        if klass is cls or klass.__module__.startswith("torch.optim"):
+            try:
+                return optimizer_family(klass.__name__)
+            except ValueError:
+                continue
+    return None
 
 
 def _model_widths(model: nn.Module) -> str:

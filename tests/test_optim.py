@@ -282,10 +282,21 @@ def test_wrapping_twice_is_an_error():
     assert [g["lr"] for g in opt.param_groups] == lrs
 
 
-def test_unknown_optimizer_needs_a_family():
-    class Mystery(torch.optim.SGD):
-        pass
+class Mystery(torch.optim.Optimizer):
+    """An optimizer abcparam knows nothing about (plain SGD inside)."""
 
+    def __init__(self, params, lr):
+        super().__init__(params, {"lr": lr, "weight_decay": 0.0})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for q in group["params"]:
+                if q.grad is not None:
+                    q.add_(q.grad, alpha=-group["lr"])
+
+
+def test_unknown_optimizer_needs_a_family():
     net = mlp(abcparam.mup(WIDTH, BASE))
     opt = Mystery(net.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="family='sgd'"):
@@ -399,3 +410,24 @@ def test_a_group_added_after_wrapping_is_scaled_like_wrap():
     assert rates[id(net.layers[3].weight)] == pytest.approx(2e-3 / M ** 0.5)  # readout Adam: m^-1/2
     assert rates[id(net.layers[3].bias)] == pytest.approx(2e-3)  # no width dimension
     assert all("abc_lr_scale" in g for g in opt.param_groups)
+
+
+def test_a_subclass_of_a_torch_optimizer_is_wrapped_by_its_family():
+    class ClippedAdam(torch.optim.Adam):
+        pass
+
+    class MySGD(torch.optim.SGD):
+        pass
+
+    for cls, family in ((ClippedAdam, "adam"), (MySGD, "sgd")):
+        net = mlp(abcparam.mup(WIDTH, BASE))
+        opt = abcparam.wrap(cls(net.parameters(), lr=1e-3), net)
+        assert {g["abc_family"] for g in opt.param_groups} == {family}
+
+    class Custom(torch.optim.Optimizer):
+        def __init__(self, params):
+            super().__init__(params, {"lr": 1e-3})
+
+    net = mlp(abcparam.mup(WIDTH, BASE))
+    with pytest.raises(ValueError, match="cannot tell whether Custom is SGD-like or Adam-like"):
+        abcparam.wrap(Custom(net.parameters()), net)
