@@ -204,9 +204,7 @@ class CoordReport:
         overflow is no measurement.  Without a prediction there is nothing to
         agree with (False).  An inconclusive comparison does not agree.
         """
-        if self.diverged or self.verdict is None:
-            return False
-        return self.comparison == "agree"
+        return self.comparison == "agree"  # "none" without a verdict, "disagree" when diverged
 
     @property
     def passed(self) -> bool:
@@ -444,8 +442,9 @@ class _Recorder:
             t = _output_tensor(out)
             if t is None:
                 return
-            if _readout_bias(mod) is not None:
-                t = t - mod.bias.detach()  # the weight term: a readout bias is order one at every width
+            bias = _readout_bias(mod)
+            if bias is not None:
+                t = t - bias.detach()  # the weight term: a readout bias is order one at every width
             if name not in self.outputs:
                 self.outputs[name] = []
                 self.order.append(name)
@@ -683,7 +682,7 @@ def coord_check(
     raw: Dict[Tuple[str, str, int], List[List[float]]] = {}
     nonfinite: List[Tuple[int, int, int, str]] = []
     unowned: List[str] = []
-    losses: Dict[int, List[List[float]]] = {}
+    first_losses: List[List[float]] = []  # per seed, the training loss at each step at the smallest width
     order: List[str] = []
     tracked: Dict[str, nn.Module] = {}
     fam: Optional[str] = family
@@ -692,7 +691,9 @@ def coord_check(
             values, order_w, tracked_w, fam, unowned_w = _measure(build, width, seed, batch, optimizer, lr, steps, loss_fn, modules, family)
             if wi == 0 and si == 0:
                 order, tracked, unowned = order_w, tracked_w, unowned_w
-            losses.setdefault(width, []).append([values.pop(("loss", "loss", t), float("nan")) for t in range(steps)])
+            step_losses = [values.pop(("loss", "loss", t), float("nan")) for t in range(steps)]
+            if wi == 0:
+                first_losses.append(step_losses)
             for key, v in values.items():
                 raw.setdefault(key, [[float("nan")] * len(seeds) for _ in widths])[wi][si] = v
             bad = sorted((k[2], f"{k[0]} {k[1]}") for k, v in values.items() if not math.isfinite(v))
@@ -734,9 +735,8 @@ def coord_check(
                 pred = None
             if pred is None:
                 if name in unowned_modules and q == "dh" and verdict is not None and not unstable:
-                    # not predicted, but a stable verdict means nothing may grow: judged like a quantity of order <= 1
-                    # growth past the fail band (FAIL_FACTOR * tolerance + 2 noise) counts
-                    j = coord_stats.judge_growth(widths, raw[key], 2 * coord_stats.FAIL_FACTOR * tolerance)
+                    # not predicted, but a stable verdict means nothing may grow: growth past the fail band counts
+                    j = coord_stats.judge_growth(widths, raw[key], tolerance, least=coord_stats.FAIL_FACTOR * tolerance)
                     if j.status == "agree":
                         fits.append(Fit(name, role, q, step, j.slope, j.spread, None, False, "disagree", j.noise, j.margin,
                                         "grows with width (owned by no abcparam layer, so not predicted; the model is unstable)"))
@@ -754,7 +754,7 @@ def coord_check(
 
     # The learning rate is too large for the asymptotics when the loss at the smallest width rises
     # during the check's steps (the steps are not small there): such a check can neither pass nor fail.
-    first = [sum(v[t] for v in losses.get(widths[0], [])) / max(1, len(losses.get(widths[0], []))) for t in range(steps)]
+    first = [sum(v[t] for v in first_losses) / len(first_losses) for t in range(steps)]
     lr_too_large = None
     if len(first) >= 2 and all(math.isfinite(v) for v in first) and first[0] > 0 and max(first[1:]) > LOSS_RISE * first[0]:
         lr_too_large = (widths[0], max(first[1:]) / first[0])

@@ -231,22 +231,25 @@ def curvature(widths: Sequence[int], log_values_or_values: Sequence[float], log_
     return c, sigma * math.sqrt(sum(w * w for w in weights))
 
 
-def judge_growth(widths: Sequence[int], per_width: List[List[float]], tolerance: float) -> Judgement:
+def judge_growth(widths: Sequence[int], per_width: List[List[float]], tolerance: float, *,
+                 least: Optional[float] = None) -> Judgement:
     """For an unstable prediction (a lower bound only): does the quantity measurably grow with width?
 
-    ``agree`` when its slope exceeds half the tolerance plus twice the noise,
-    ``inconclusive`` when it exceeds half the tolerance only, ``"-"`` otherwise.
+    ``agree`` when its slope exceeds ``least`` (default half the tolerance)
+    plus twice the noise, ``inconclusive`` when it exceeds ``least`` only,
+    ``"-"`` otherwise.
     """
+    least = tolerance / 2 if least is None else least
     slope, spread = fit_slope(widths, per_width)
     if math.isinf(slope):
         return Judgement(AGREE, slope, spread, float("inf"), float("inf"), "grew without bound")
     if math.isnan(slope):
         return Judgement(INCONCLUSIVE, slope, spread, float("nan"), 0.0, "zero values")
     noise = _noise(widths, per_width, spread)
-    threshold = tolerance / 2 + NOISE_FACTOR * noise  # a lower bound: any clear growth will do
+    threshold = least + NOISE_FACTOR * noise  # a lower bound: any clear growth will do
     if slope > threshold:
         return Judgement(AGREE, slope, spread, noise, slope - threshold, "grows")
-    if slope > tolerance / 2:
+    if slope > least:
         return Judgement(INCONCLUSIVE, slope, spread, noise, 0.0, "grows within the noise", _settle_noise(noise, tolerance))
     return Judgement(NO_GROWTH, slope, spread, noise, 0.0, "does not grow")  # no disagreement by itself: a bound needs one grower
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from fractions import Fraction
 from typing import Any, Dict, NamedTuple, Optional
 
 from . import _torch  # noqa: F401  (torch without the numpy warning)
@@ -159,8 +158,8 @@ def _linear_role(in_features: int, out_features: int, role: Optional[str], param
     shape = f"Linear({in_features}, {out_features}) at width {param.width} (base width {param.base_width})"
 
     def possible(r: str) -> bool:
-        # ruled out only by a fixed size where the role needs a width (a fixed data size
-        # may coincide with a simple multiple of the width, so the converse proves nothing)
+        # ruled out only by a fixed size where the role needs a width (a data size may
+        # coincide with a multiple of the width, so the converse proves nothing)
         need_in, need_out = _ROLE_SHAPES[r]
         return not (need_in and kin == "fixed") and not (need_out and kout == "fixed")
 
@@ -314,8 +313,6 @@ class Linear(_AbcLayer, nn.Linear):
     ) -> None:
         in_features = _positive_int(in_features, "in_features")
         out_features = _positive_int(out_features, "out_features")
-        if role is not None and role not in _LINEAR_ROLES:
-            raise ValueError(f"role: got {role!r}; allowed: {', '.join(_LINEAR_ROLES)}")
         param = _check_param(param)
         role = _linear_role(in_features, out_features, role, param)
         alpha_ = _check_number(alpha, "alpha", zero_ok=False)
