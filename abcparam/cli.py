@@ -46,27 +46,38 @@ def _add_classify(sub: "argparse._SubParsersAction[_Parser]") -> None:
     p.add_argument("--a", nargs="+", help="a_l for the layers input, hidden..., output (e.g. -1/2 0 1/2)")
     p.add_argument("--b", nargs="+", help="b_l per layer")
     p.add_argument("--c", nargs="+", help="c_l per layer, or one value for all layers")
-    p.add_argument("--optimizer", default="sgd", help="sgd or adam, or a torch optimizer name (default sgd)")
+    p.add_argument("--optimizer", default="sgd",
+                   help="a family (sgd, adam, spectral, relative) or a torch optimizer name (muon, adafactor, ...), "
+                   "or one per layer separated by commas for a hybrid set-up, e.g. adam,muon,muon,adam (default sgd)")
     p.add_argument("--alignment", default="tp4", choices=theory.ALIGNMENTS, help="default tp4")
     p.add_argument("--linear", action="store_true", help="the network is linear (the dichotomy does not apply)")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.set_defaults(run=_run_classify)
 
 
+def _optimizer_arg(text: str) -> Any:
+    """``adam`` -> "adam"; ``adam,muon,adam`` -> ["adam", "muon", "adam"] (one family per layer)."""
+    parts = [x.strip() for x in text.split(",")]
+    if any(not x for x in parts):
+        raise ValueError(f"--optimizer: got {text!r}; give one name or one per layer separated by commas (adam,muon,muon,adam)")
+    return parts if len(parts) > 1 else parts[0]
+
+
 def _run_classify(args: argparse.Namespace) -> int:
+    optimizer = _optimizer_arg(args.optimizer)
     explicit = [x is not None for x in (args.a, args.b, args.c)]
     if args.preset is not None and any(explicit):
         raise ValueError("give either --preset or --a/--b/--c, not both")
     if args.preset is not None:
         target = theory.preset(args.preset, 2 if args.depth is None else args.depth, s=args.s)
-        v = theory.classify(target, optimizer=args.optimizer, alignment=args.alignment, linear=args.linear)
+        v = theory.classify(target, optimizer=optimizer, alignment=args.alignment, linear=args.linear)
     else:
         if not all(explicit):
             raise ValueError("give --preset NAME, or all of --a, --b and --c")
         if args.depth is not None or args.s is not None:
             raise ValueError("--depth and --s go with --preset; with --a/--b/--c the depth is len(a) - 1")
         c = args.c[0] if len(args.c) == 1 else args.c
-        v = theory.classify(args.a, args.b, c, optimizer=args.optimizer, alignment=args.alignment, linear=args.linear)
+        v = theory.classify(args.a, args.b, c, optimizer=optimizer, alignment=args.alignment, linear=args.linear)
     print(v.to_json(indent=2) if args.json else str(v))
     return 0
 
@@ -85,7 +96,10 @@ def _parser() -> _Parser:
 # coordcheck and demo: the built-in MLP on synthetic data
 # ---------------------------------------------------------------------------
 
-DEFAULT_LR = {"sgd": 0.2, "adam": 1e-2}  # Theta(1) rates at base width 128 for the built-in MLP
+# Theta(1) rates at base width 128 for the built-in MLP, per family
+DEFAULT_LR = {"sgd": 0.2, "adam": 1e-2, "spectral": 0.02, "relative": 1e-2}
+# --optimizer of coordcheck and demo: the torch optimizer each name builds
+_CHECK_OPTIMIZERS = ("sgd", "adam", "muon", "adafactor")
 _PRESET_PARAMS = ("sp", "sp_inv_n", "ntk", "mup", "mup_table8", "mean_field")
 
 
@@ -100,6 +114,8 @@ def _builtin_check(preset: str, optimizer: str, widths: Sequence[int], *, lr: Op
     from .coord import coord_check
     from .models import MLP
 
+    if optimizer not in _CHECK_OPTIMIZERS:
+        raise ValueError(f"--optimizer: got {optimizer!r}; allowed: {', '.join(_CHECK_OPTIMIZERS)}")
     family = theory.optimizer_family(optimizer)
     if preset not in _PRESET_PARAMS:
         raise ValueError(f"--preset: got {preset!r}; allowed: {', '.join(_PRESET_PARAMS)}")
@@ -114,7 +130,14 @@ def _builtin_check(preset: str, optimizer: str, widths: Sequence[int], *, lr: Op
     make(base_width)  # validates base_width before any work
     g = torch.Generator().manual_seed(1234)
     batch = (torch.randn(32, 16, generator=g), torch.randn(32, 4, generator=g))
-    opt_cls = torch.optim.SGD if family == "sgd" else torch.optim.Adam
+    if optimizer == "muon":
+        # the usual hybrid: Muon for the weight matrices, AdamW (base rate 1e-2) for the biases
+        def opt_cls(params: Any, rate: float) -> Any:
+            params = list(params)
+            return [torch.optim.Muon([q for q in params if q.dim() == 2], lr=rate, weight_decay=0.0),
+                    torch.optim.AdamW([q for q in params if q.dim() != 2], lr=DEFAULT_LR["adam"], weight_decay=0.0)]
+    else:
+        opt_cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adafactor": torch.optim.Adafactor}[optimizer]
     return coord_check(
         lambda n: MLP(16, n, 4, depth=depth, param=make(n), nonlinearity=nonlinearity),
         widths, batch, optimizer=opt_cls, lr=DEFAULT_LR[family] if lr is None else lr,
@@ -133,11 +156,14 @@ def _add_coordcheck(sub: Any) -> None:
         "(inconclusive: the report says what would settle it).",
     )
     p.add_argument("--preset", default="mup", help=f"one of {', '.join(_PRESET_PARAMS)} (default mup)")
-    p.add_argument("--optimizer", default="adam", help="sgd or adam (default adam)")
+    p.add_argument("--optimizer", default="adam",
+                   help="sgd, adam, adafactor, or muon (Muon for the weight matrices, AdamW at 1e-2 for the biases) "
+                   "(default adam)")
     p.add_argument("--widths", nargs="+", type=int, default=[128, 256, 512, 1024, 2048])
     p.add_argument("--base-width", type=int, default=128)
     p.add_argument("--depth", type=int, default=3, help="hidden layers L (default 3)")
-    p.add_argument("--lr", type=float, default=None, help="base learning rate (default 0.2 SGD, 1e-2 Adam)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="base learning rate (default 0.2 SGD, 1e-2 Adam and Adafactor, 0.02 Muon)")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--nonlinearity", default="tanh", choices=["tanh", "gelu", "relu", "linear"])

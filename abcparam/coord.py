@@ -104,7 +104,7 @@ class CoordReport:
     @property
     def growing(self) -> List[Fit]:
         """Slopes that grow with width (beyond the tolerance)."""
-        return [f for f in self.fits if f.quantity in ("dh", "df", "h", "f") and not f.slope <= self.tolerance]
+        return [f for f in self.fits if f.quantity in ("dh", "df", "h", "f") and (math.isinf(f.slope) or f.slope > self.tolerance)]
 
     @property
     def mismatches(self) -> List[Fit]:
@@ -462,22 +462,30 @@ class _Recorder:
             h.remove()
 
 
-def _make_optimizer(optimizer: Any, model: nn.Module, lr: float, family: Optional[str]) -> torch.optim.Optimizer:
+def _make_optimizer(optimizer: Any, model: nn.Module, lr: float, family: Optional[str]) -> List[torch.optim.Optimizer]:
+    """The optimizers that train ``model``, wrapped: a class, or a factory returning one optimizer or several (a
+    hybrid set-up such as Muon for the hidden matrices and AdamW for the rest)."""
     if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
-        opt = optimizer(model.parameters(), lr=lr)
+        made: Any = optimizer(model.parameters(), lr=lr)
     elif callable(optimizer):
-        opt = optimizer(model.parameters(), lr) if _takes_lr(optimizer) else optimizer(model.parameters())
+        made = optimizer(model.parameters(), lr) if _takes_lr(optimizer) else optimizer(model.parameters())
     else:
         raise TypeError(f"optimizer: expected a torch optimizer class or a factory params -> optimizer, got {optimizer!r}")
-    if not isinstance(opt, torch.optim.Optimizer):
-        raise TypeError(f"optimizer: the factory returned {type(opt).__name__}, not a torch optimizer")
-    if not any("abc_lr_scale" in g for g in opt.param_groups):
-        import warnings
+    opts = list(made) if isinstance(made, (list, tuple)) else [made]
+    for o in opts:
+        if not isinstance(o, torch.optim.Optimizer):
+            raise TypeError(f"optimizer: the factory returned {type(o).__name__}, not a torch optimizer (or a list of them)")
+    wrapped = [any("abc_lr_scale" in g for g in o.param_groups) for o in opts]
+    if all(wrapped):
+        return opts
+    if any(wrapped):
+        raise ValueError("optimizer: the factory returned optimizers of which some are wrapped and some not; wrap all or none")
+    import warnings
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # unowned tensors are reported by the check itself
-            opt = wrap(opt, model, family=family)
-    return opt
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unowned tensors are reported by the check itself
+        wrap(opts if len(opts) > 1 else opts[0], model, family=family)
+    return opts
 
 
 def _takes_lr(fn: Callable[..., Any]) -> bool:
@@ -501,7 +509,7 @@ def _measure(
     loss_fn: Callable[[Any, Any], torch.Tensor],
     extra: Sequence[str],
     family: Optional[str],
-) -> Tuple[Dict[Tuple[str, str, int], float], List[str], Dict[str, nn.Module], Optional[str], List[str]]:
+) -> Tuple[Dict[Tuple[str, str, int], float], List[str], Dict[str, nn.Module], Optional[Dict[str, str]], List[str]]:
     torch.manual_seed(seed)
     model = build(width)
     if not isinstance(model, nn.Module):
@@ -513,13 +521,16 @@ def _measure(
             raise ValueError(f"modules: the model has no module named {name!r}")
         tracked.setdefault(name, named[name])
     owned_ids = {id(p) for m in abc_modules(model).values() for n in m.abc_scales() for p in [getattr(m, n, None)] if p is not None}
+    fam: Optional[Dict[str, str]] = None
     if steps == 0:  # initialisation only: no optimizer needed
-        opt, fam = None, family
+        opts: List[torch.optim.Optimizer] = []
         trained = {id(p) for p in model.parameters() if p.requires_grad}
     else:
-        opt = _make_optimizer(optimizer, model, lr, family)
-        fam = opt.param_groups[0].get("abc_family")
-        trained = {id(p) for g in opt.param_groups for p in g["params"]}
+        opts = _make_optimizer(optimizer, model, lr, family)
+        trained = {id(p) for o in opts for g in o.param_groups for p in g["params"]}
+        # the family that trains each abcparam layer's weight (a hybrid set-up has several)
+        by_tensor = {id(p): g.get("abc_family") for o in opts for g in o.param_groups for p in g["params"]}
+        fam = {n: by_tensor.get(id(getattr(m, "weight", None))) for n, m in abc_modules(model).items()}
     unowned_names = [n for n, p in model.named_parameters() if id(p) in trained and id(p) not in owned_ids]
     # Modules that train tensors no abcparam layer owns are measured too (not predicted): a plain
     # nn.Linear whose learning rate is not scaled shows itself by growing with width.
@@ -549,13 +560,15 @@ def _measure(
             return values, order, tracked, fam, unowned_names
         for step in range(1, steps + 1):
             model.train()
-            opt.zero_grad(set_to_none=True)
+            for o in opts:
+                o.zero_grad(set_to_none=True)
             out = model(*args, **kwargs)
             rec.take()
             loss = loss_fn(out, y)
             values[("loss", "loss", step - 1)] = float(loss.detach())
             loss.backward()
-            opt.step()
+            for o in opts:
+                o.step()
             ht, ft = observe()
             for name, t in ht.items():
                 values[(name, "dh", step)] = _rms(t - h0[name]) if t.shape == h0[name].shape else float("nan")
@@ -571,14 +584,25 @@ def _measure(
 # ----------------------------------------------------------------------------
 
 
-def _layer_exponents(mod: nn.Module, family: str) -> Tuple[Fraction, Fraction, Fraction]:
-    return mod.a, mod.b, (mod.c_sgd if family == "sgd" else mod.c_adam)
+def _layer_exponents(mod: nn.Module, family: str) -> Tuple[Fraction, Fraction, Fraction, str]:
+    return mod.a, mod.b, getattr(mod, "c_" + family), family
+
+
+def _family_text(families: Dict[str, str]) -> Optional[str]:
+    """The report's family: one name, or "hybrid (...)" listing which layers each family trains."""
+    fams = sorted(set(families.values()), key=str)
+    if not fams or None in fams:
+        return None
+    if len(fams) == 1:
+        return fams[0]
+    return "hybrid (" + "; ".join(f"{f}: {', '.join(n for n, x in families.items() if x == f)}" for f in fams) + ")"
 
 
 def _predict(
-    order: List[str], tracked: Dict[str, nn.Module], family: str, alignment: str
+    order: List[str], tracked: Dict[str, nn.Module], families: Dict[str, str], alignment: str
 ) -> Tuple[Optional[theory.Verdict], Dict[str, int], List[str], Optional[str]]:
-    """Classify the model's abcparam layers; map each layer to its index in the classified chain.
+    """Classify the model's abcparam layers, each with the family of the optimizer that trains it; map each layer
+    to its index in the classified chain.
 
     Returns the verdict, the index map, notes, and (when there is no verdict) the reason.
     """
@@ -586,6 +610,9 @@ def _predict(
     layers = [(n, tracked[n]) for n in order if hasattr(tracked[n], "abc_scales") and hasattr(tracked[n], "role")]
     if not layers:
         return None, {}, [], "the model has no abcparam layers (or none ran in the forward pass)"
+    untrained = [n for n, _ in layers if families.get(n) is None]
+    if untrained:
+        return None, {}, [], f"no optimizer trains the weight of {', '.join(untrained)}, so its learning-rate exponent is unknown"
     roles = [m.role for _, m in layers]
     missing = [r for r in ("input", "output") if r not in roles]
     if missing:
@@ -594,20 +621,22 @@ def _predict(
             f"{', '.join(f'{n} ({m.role})' for n, m in layers)}); the theory needs the whole chain input -> output"
         )
     if roles[0] == "input" and roles[-1] == "output" and roles.count("input") == 1 and roles.count("output") == 1:
-        exps = [_layer_exponents(m, family) for _, m in layers]
-        v = theory.classify([e[0] for e in exps], [e[1] for e in exps], [e[2] for e in exps], optimizer=family, alignment=alignment)
+        exps = [_layer_exponents(m, families[n]) for n, m in layers]
+        v = theory.classify([e[0] for e in exps], [e[1] for e in exps], [e[2] for e in exps], optimizer=[e[3] for e in exps],
+                            alignment=alignment)
         return v, {n: i for i, (n, _) in enumerate(layers)}, notes, None
     # Not a chain (several inputs or outputs, parallel branches): predict per role.
-    by_role: Dict[str, Dict[Tuple[Fraction, Fraction, Fraction], List[str]]] = {}
+    by_role: Dict[str, Dict[Tuple[Fraction, Fraction, Fraction, str], List[str]]] = {}
     for n, m in layers:
-        by_role.setdefault(m.role, {}).setdefault(_layer_exponents(m, family), []).append(n)
+        by_role.setdefault(m.role, {}).setdefault(_layer_exponents(m, families[n]), []).append(n)
     mixed = {r: e for r, e in by_role.items() if len(e) > 1}
     if mixed:
         role, groups = next(iter(mixed.items()))
-        detail = "; ".join(f"{', '.join(names)}: (a, b, c) = ({a}, {b}, {c})" for (a, b, c), names in groups.items())
+        detail = "; ".join(f"{', '.join(names)}: (a, b, c) = ({a}, {b}, {c}) under {f}" for (a, b, c, f), names in groups.items())
         return None, {}, [], f"the {role} layers declare different exponents ({detail}): no single prediction per role"
     cols = [next(iter(by_role["input"]))] + ([next(iter(by_role["hidden"]))] if "hidden" in by_role else []) + [next(iter(by_role["output"]))]
-    v = theory.classify([c[0] for c in cols], [c[1] for c in cols], [c[2] for c in cols], optimizer=family, alignment=alignment)
+    v = theory.classify([c[0] for c in cols], [c[1] for c in cols], [c[2] for c in cols], optimizer=[c[3] for c in cols],
+                        alignment=alignment)
     index = {"input": 0, "hidden": 1, "output": len(cols) - 1}
     notes.append("the layers are not one chain input -> hidden... -> output: predictions are per role")
     return v, {n: index[m.role] for n, m in layers}, notes, None
@@ -685,12 +714,12 @@ def coord_check(
     first_losses: List[List[float]] = []  # per seed, the training loss at each step at the smallest width
     order: List[str] = []
     tracked: Dict[str, nn.Module] = {}
-    fam: Optional[str] = family
+    fams: Dict[str, str] = {}
     for wi, width in enumerate(widths):
         for si, seed in enumerate(seeds):
-            values, order_w, tracked_w, fam, unowned_w = _measure(build, width, seed, batch, optimizer, lr, steps, loss_fn, modules, family)
+            values, order_w, tracked_w, fams_w, unowned_w = _measure(build, width, seed, batch, optimizer, lr, steps, loss_fn, modules, family)
             if wi == 0 and si == 0:
-                order, tracked, unowned = order_w, tracked_w, unowned_w
+                order, tracked, unowned, fams = order_w, tracked_w, unowned_w, fams_w or {}
             step_losses = [values.pop(("loss", "loss", t), float("nan")) for t in range(steps)]
             if wi == 0:
                 first_losses.append(step_losses)
@@ -710,9 +739,8 @@ def coord_check(
                 if key in raw:
                     raw[key][wi].append(v)
 
-    verdict, index, notes, no_prediction = None, {}, [], "the optimizer family is unknown: pass family="
-    if fam is not None:
-        verdict, index, notes, no_prediction = _predict(order, tracked, fam, alignment)
+    verdict, index, notes, no_prediction = _predict(order, tracked, fams, alignment)
+    fam = _family_text(fams)
     slopes_by_step = {t: verdict.predicted_slopes(t) for t in range(1, steps + 1)} if verdict is not None else {}
 
     unowned_modules = {n for n in order if not hasattr(tracked.get(n), "abc_scales") and n not in modules}
@@ -733,6 +761,11 @@ def coord_check(
             pred = _prediction(verdict, slopes_by_step, index, name, q, step)
             if name == "output" and readout_bias:
                 pred = None
+            if _structural_zero(raw, name, q, step, steps):
+                fits.append(Fit(name, role, q, step, float("nan"), 0.0, pred, None, "-", 0.0, 0.0,
+                                "exactly zero at every width and seed before a later step moves it (a zero-initialised "
+                                "layer): no slope, not compared"))
+                continue
             if pred is None:
                 if name in unowned_modules and q == "dh" and verdict is not None and not unstable:
                     # not predicted, but a stable verdict means nothing may grow: growth past the fail band counts
@@ -778,6 +811,22 @@ def coord_check(
         lr_too_large=lr_too_large,
     )
     return report
+
+
+def _all_zero(table: List[List[float]]) -> bool:
+    return all(v == 0.0 for row in table for v in row)
+
+
+def _structural_zero(raw: Dict[Tuple[str, str, int], List[List[float]]], name: str, q: str, step: int, steps: int) -> bool:
+    """A quantity that is exactly zero at every width and seed because of a zero initialisation: the output of a
+    zero-initialised readout at step 0, or the change of the layers below it after the first step (its backward
+    signal is exactly zero).  Such a zero says nothing about width; a change that stays zero at every step, a layer
+    that never trains, is not excused."""
+    if not _all_zero(raw[(name, q, step)]):
+        return False
+    if step == 0:
+        return True
+    return any(not _all_zero(raw[(name, q, t)]) for t in range(step + 1, steps + 1) if (name, q, t) in raw)
 
 
 def _check_widths(widths: Sequence[int]) -> List[int]:
@@ -831,7 +880,7 @@ def _measured_regime(fits: List[Fit], order: List[str], tracked: Dict[str, nn.Mo
         return "unstable"  # a quantity measurably grows (coord_stats.judge_growth)
 
     def grows(f: Fit) -> bool:
-        return not f.slope <= tol + coord_stats.NOISE_FACTOR * f.noise
+        return math.isinf(f.slope) or f.slope > tol + coord_stats.NOISE_FACTOR * f.noise
 
     out = readout or "output"
     out_q = {"f": "h", "df": "dh"} if readout else {"f": "f", "df": "df"}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
 from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
@@ -39,23 +39,52 @@ class ParamScales(NamedTuple):
     """Width factors of one trained tensor, read by the optimizer wrapper.
 
     ``role`` is the role whose exponents apply (``vector`` for biases, ``none``
-    for tensors with no width dimension such as the readout bias).
+    for tensors with no width dimension such as the readout bias).  ``lr_*``
+    are the learning-rate factors m^-c per optimizer family, ``eps`` Adam's
+    epsilon factor m^-d (docs/theory.md section 10), ``rms`` the stored
+    tensor's init scale m^-b (Adafactor's eps2 follows it, section 11),
+    ``width_dims`` the dimensions of the stored tensor that grow with the
+    width and ``width_mult`` m (torch Muon's own width factor is computed
+    from the shape at base width, which they give).
     """
 
     role: str
     lr_sgd: float
     lr_adam: float
     eps: float
+    lr_spectral: float = 1.0
+    lr_relative: float = 1.0
+    rms: float = 1.0
+    width_dims: Tuple[int, ...] = ()
+    width_mult: float = 1.0
 
     def lr(self, family: str) -> float:
-        return self.lr_sgd if family == "sgd" else self.lr_adam
+        return getattr(self, "lr_" + family)
+
+    def base_shape(self, shape: Sequence[int]) -> Tuple[float, ...]:
+        """The tensor's shape at base width: its width-sized dimensions divided by m."""
+        return tuple(d / self.width_mult if i in self.width_dims else float(d) for i, d in enumerate(shape))
 
 
 _UNIT = ParamScales("none", 1.0, 1.0, 1.0)
 
 
-def _scales(param: Parametrization, role: str) -> ParamScales:
-    return ParamScales(role, param.lr_scale(role, "sgd"), param.lr_scale(role, "adam"), param.eps_scale(role))
+def _scales(param: Parametrization, role: str, width_dims: Tuple[int, ...] = ()) -> ParamScales:
+    return ParamScales(
+        role,
+        param.lr_scale(role, "sgd"),
+        param.lr_scale(role, "adam"),
+        param.eps_scale(role),
+        param.lr_scale(role, "spectral"),
+        param.lr_scale(role, "relative"),
+        param.init_scale(role),
+        width_dims,
+        float(param.width_mult),
+    )
+
+
+# The width-sized dimensions of a weight of shape (out_features, in_features) for each role.
+_LINEAR_WIDTH_DIMS = {"input": (0,), "hidden": (0, 1), "output": (1,)}
 
 
 def _check_param(param: Any) -> Parametrization:
@@ -75,7 +104,8 @@ def _check_number(value: Any, name: str, *, zero_ok: bool) -> float:
     return float(value)
 
 
-def _role_config(param: Parametrization, role: str, alpha: float, sigma: float, fold: bool) -> Dict[str, Any]:
+def _role_config(param: Parametrization, role: str, alpha: float, sigma: float, fold: bool,
+                 width_dims: Tuple[int, ...]) -> Dict[str, Any]:
     """The plain numbers a layer of ``role`` keeps on itself: exponents, m, multiplier, init std, width factors.
 
     With ``fold`` the width multiplier m^-a is folded into the stored tensor (the
@@ -98,13 +128,15 @@ def _role_config(param: Parametrization, role: str, alpha: float, sigma: float, 
         "b": ex.b,
         "c_sgd": ex.c_sgd,
         "c_adam": ex.c_adam,
+        "c_spectral": ex.c_spectral,
+        "c_relative": ex.c_relative,
         "alpha": alpha,
         "sigma": sigma,
         "folded": bool(fold),
         "folded_multiplier": folded,
         "weight_multiplier": alpha * stored.multiplier(role),
         "init_std": sigma * stored.init_scale(role),
-        "_weight_scales": _scales(stored, role),
+        "_weight_scales": _scales(stored, role, width_dims),
     }
 
 
@@ -321,7 +353,7 @@ class Linear(_AbcLayer, nn.Linear):
         fold_ = _check_fold(fold, role)
         fan_in_base = in_features if role == "input" else in_features / float(param.width_mult)
         sigma_ = 1.0 / math.sqrt(fan_in_base) if sigma is None else _check_number(sigma, "sigma", zero_ok=True)
-        config = _role_config(param, role, alpha_, sigma_, fold_)
+        config = _role_config(param, role, alpha_, sigma_, fold_, _LINEAR_WIDTH_DIMS[role])
         config["zero_init"] = bool(zero_init)
         config["bias_bound"] = 1.0 / math.sqrt(fan_in_base)
         if role == "output":
@@ -332,7 +364,7 @@ class Linear(_AbcLayer, nn.Linear):
             # which trains identically and costs nothing in the forward pass.
             folded = param.canonical()
             config["bias_bound"] *= folded.init_scale("vector")
-            config["_bias_scales"] = _scales(folded, "vector")
+            config["_bias_scales"] = _scales(folded, "vector", (0,))
         self.__dict__.update(config)  # plain numbers, set before nn.Linear calls reset_parameters
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
 
@@ -398,7 +430,7 @@ class Embedding(_AbcLayer, nn.Embedding):
         if max_norm is not None:
             max_norm = _check_number(max_norm, "max_norm", zero_ok=False)
         config = _role_config(param, "input", _check_number(alpha, "alpha", zero_ok=False), _check_number(sigma, "sigma", zero_ok=True),
-                              _check_fold(fold, "input"))
+                              _check_fold(fold, "input"), (1,))
         self.__dict__.update(config)  # plain numbers, set before nn.Embedding calls reset_parameters
         super().__init__(
             num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
@@ -486,10 +518,14 @@ class TiedReadout(Linear):
             raise TypeError(f"embedding: expected an abcparam.Embedding, got {type(embedding).__name__}")
         param = _check_param(param)
         inp, out = param.role("input"), param.role("output")
-        if (inp.b, inp.c_sgd, inp.c_adam) != (out.b, out.c_sgd, out.c_adam):
+        def rates(ex: Any) -> Tuple[Any, ...]:
+            return (ex.b, ex.c_sgd, ex.c_adam, ex.c_spectral, ex.c_relative)
+
+        if rates(inp) != rates(out):
             raise ValueError(
                 f"param: {param.name!r} gives the input and output roles different init or learning-rate "
-                f"exponents (input b={inp.b}, c={inp.c_sgd}/{inp.c_adam}; output b={out.b}, c={out.c_sgd}/{out.c_adam}), "
+                f"exponents (input b={inp.b}, c={inp.c_sgd}/{inp.c_adam}/{inp.c_spectral}/{inp.c_relative}; output "
+                f"b={out.b}, c={out.c_sgd}/{out.c_adam}/{out.c_spectral}/{out.c_relative}; c for SGD/Adam/spectral/relative), "
                 "so one shared tensor cannot follow both; use abcparam.mup(..., form='table8') or untie the readout"
             )
         if (embedding.b, embedding.c_sgd, embedding.c_adam, embedding.width_mult) != (inp.b, inp.c_sgd, inp.c_adam, float(param.width_mult)):

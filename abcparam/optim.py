@@ -28,16 +28,17 @@ every group to the same value; pass them per group with :func:`per_group`.
 
 from __future__ import annotations
 
+import math
 import warnings
 import weakref
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 
 from .layers import _UNIT, ParamScales, abc_modules
-from .theory import optimizer_family
+from .theory import FAMILIES, optimizer_family
 
 __all__ = ["wrap", "per_group", "WEIGHT_DECAY_MODES"]
 
@@ -65,91 +66,105 @@ def _param_names(model: nn.Module) -> Dict[int, str]:
 
 
 def wrap(
-    optimizer: torch.optim.Optimizer,
+    optimizer: Any,
     model: nn.Module,
     *,
-    family: Optional[str] = None,
+    family: Any = None,
     strict: bool = False,
     scale_eps: bool = True,
     weight_decay: str = "coupled",
-) -> torch.optim.Optimizer:
+) -> Any:
     """Re-split ``optimizer``'s param groups so each tensor trains at its layer's rate.
 
     Args:
         optimizer: a torch optimizer built over ``model``'s parameters, with any
-            groups and options; it is changed in place and returned.
+            groups and options; it is changed in place and returned.  Or a list
+            (or tuple) of optimizers that together train the model (a *hybrid*
+            set-up such as Muon for the hidden matrices and AdamW for the rest,
+            docs/theory.md section 11): each is wrapped for its own family, and
+            every trained tensor of the model must be in exactly one of them
+            (a tensor in none or in two is named in the error).  The list is
+            returned.
         model: the model (may be wrapped in DDP, FSDP2 or ``torch.compile``).
-        family: ``"sgd"`` or ``"adam"``; detected for every ``torch.optim``
-            optimizer, required for any other.
+        family: ``"sgd"``, ``"adam"``, ``"spectral"`` or ``"relative"``;
+            detected for every torch optimizer and its subclasses, required for
+            any other (one value for all optimizers of a list, or one each).
         strict: raise instead of warning when a parameter is owned by no
-            abcparam layer (such tensors keep the base learning rate).
+            abcparam layer (such tensors keep the base learning rate); for a
+            list, over the union of its optimizers.
         scale_eps: Adam-like optimizers get ``eps * m^-d`` per group (docs/theory.md
-            section 10).  microsoft/mup never scales eps; ``False`` does the same.
+            section 10); Adafactor gets ``eps1 * m^-d`` and ``eps2`` (its floor
+            under RMS(w)) times the stored tensor's init scale ``m^-b`` (section 11).
+            microsoft/mup never scales eps; ``False`` does the same.
         weight_decay: ``"coupled"`` (default; microsoft/mup's convention: each
             group's ``lr * weight_decay`` equals the base ``lr * weight_decay``,
             so at m = 1 nothing changes) or ``"independent"`` (the group's
             ``weight_decay`` is read as the per-step decay itself, the same for
             every group and for every base learning rate; torch's decoupled
             decay ``lr * wd`` is set to it at the initial learning rate and then
-            follows the schedule).
+            follows the schedule).  Muon and Adafactor decay by ``lr * wd`` like
+            AdamW, with the group's learning rate before Muon's own shape factor.
+
+    Per family (section 11): SGD-like tensors train at ``lr * m^-c_sgd``,
+    Adam-like at ``lr * m^-c_adam``, relative (Adafactor: its ``lr`` caps the
+    relative step, ``rho_t = min(lr, 1/sqrt(t))``, so a group rate above
+    ``1/sqrt(t)`` is clipped) at ``lr * m^-c_relative``; spectral (Muon) at
+    ``lr * m^-c_spectral`` *including* ``torch.optim.Muon``'s own shape factor
+    (``adjust_lr_fn``): each group's rate carries only the difference between
+    that factor at this width and at base width, never both.  Rprop's
+    ``step_sizes`` bounds are scaled with the rate.
 
     Raises ``ValueError``/``TypeError`` before changing anything: for an unknown
-    optimizer family, a second wrap, strict mode with unowned parameters, an
-    optimizer that cannot hold per-layer rates (LBFGS), or a bad option.
+    optimizer family or one outside the theory (L-BFGS, Adadelta), a second
+    wrap, strict mode with unowned parameters, a Muon ``adjust_lr_fn`` it does
+    not know, or a bad option.
 
     After wrapping, a group added with ``optimizer.add_param_group`` is split
     and scaled like the others before the next step, and ``load_state_dict``
     refuses a state saved at another width or base width (or by an unwrapped
     optimizer), naming both, before anything is loaded.
     """
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    many = isinstance(optimizer, (list, tuple))
+    opts = list(optimizer) if many else [optimizer]
+    if many and not opts:
+        raise ValueError("optimizer: got an empty list; give one optimizer or a list of the optimizers that train the model")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
-    if isinstance(optimizer, torch.optim.LBFGS):
-        raise ValueError(
-            "optimizer: LBFGS keeps exactly one param group, so it cannot give each layer its own learning rate; "
-            "abcparam cannot wrap it (use a first-order optimizer, or build the model in the a = 0 form "
-            "(param.canonical()) and give up per-layer rates knowingly)"
-        )
-    if getattr(optimizer, _MARK, False) or any("abc_lr_scale" in g for g in optimizer.param_groups):
-        raise ValueError("optimizer: already wrapped by abcparam.wrap; wrapping twice would scale twice")
-    if any("initial_lr" in g for g in optimizer.param_groups):
-        raise ValueError(
-            "optimizer: a learning-rate scheduler is already attached (its groups carry 'initial_lr'); "
-            "call abcparam.wrap before creating the scheduler, which must see the re-split groups"
-        )
     if weight_decay not in WEIGHT_DECAY_MODES:
         raise ValueError(f"weight_decay: got {weight_decay!r}; allowed: {', '.join(WEIGHT_DECAY_MODES)}")
-    if family is None:
-        fam_found = _detect_family(type(optimizer))
-        if fam_found is None:
-            raise ValueError(
-                f"optimizer: cannot tell whether {type(optimizer).__name__} is SGD-like or Adam-like; "
-                "pass family='sgd' (update proportional to the gradient) or family='adam' (entrywise normalised)"
-            )
-        fam = fam_found
+    if isinstance(family, (list, tuple)):
+        if len(family) != len(opts):
+            raise ValueError(f"family: got {len(family)} families for {len(opts)} optimizers; give one, or one per optimizer")
+        fams_given = list(family)
     else:
-        if family not in ("sgd", "adam"):
-            raise ValueError(f"family: got {family!r}; allowed: 'sgd' or 'adam'")
-        fam = family
+        fams_given = [family] * len(opts)
+    if len({id(o) for o in opts}) != len(opts):
+        raise ValueError("optimizer: the same optimizer appears twice in the list")
+    fams = [_check_optimizer(o, f, k if many else None) for k, (o, f) in enumerate(zip(opts, fams_given))]
 
     owned = _owned_scales(model)
     names = _param_names(model)
-    unowned = [names.get(id(p), f"<unnamed {tuple(p.shape)}>") for g in optimizer.param_groups for p in g["params"] if id(p) not in owned]
+    if many:
+        _check_union(opts, model, names)
+    unowned = [names.get(id(p), f"<unnamed {tuple(p.shape)}>") for o in opts for g in o.param_groups for p in g["params"]
+               if id(p) not in owned]
     if unowned and strict:
         raise ValueError(f"model: parameters owned by no abcparam layer (strict=True): {', '.join(unowned)}")
 
-    options = {"family": fam, "scale_eps": scale_eps, "weight_decay": weight_decay}
     widths = _model_widths(model)
-    new_groups: List[Dict[str, Any]] = []
-    for group in optimizer.param_groups:
-        new_groups.extend(_split_group(group, owned, options, widths))
+    plans = []
+    for opt, fam in zip(opts, fams):
+        options = {"family": fam, "scale_eps": scale_eps, "weight_decay": weight_decay}
+        new_groups: List[Dict[str, Any]] = []
+        for group in opt.param_groups:
+            new_groups.extend(_split_group(group, owned, options, widths, opt))
+        plans.append((opt, new_groups, options))
 
-    # Everything validated and computed: now change the optimizer.
-    optimizer.param_groups = new_groups
-    setattr(optimizer, _MARK, True)
-    _install_hooks(optimizer, model, options)
+    # Everything validated and computed: now change the optimizers.
+    for opt, new_groups, options in plans:
+        opt.param_groups = new_groups
+        setattr(opt, _MARK, True)
+        _install_hooks(opt, model, options)
     if unowned:
         warnings.warn(
             f"abcparam.wrap: {len(unowned)} parameter(s) are owned by no abcparam layer and keep the base "
@@ -159,16 +174,78 @@ def wrap(
     return optimizer
 
 
-def _detect_family(cls: type) -> Optional[str]:
-    """The family of an optimizer class: its own name, else the torch.optim class it derives from (a subclass of
-    Adam is Adam-like)."""
-    for klass in cls.__mro__:
-        if klass is cls or klass.__module__.startswith("torch.optim"):
-            try:
-                return optimizer_family(klass.__name__)
-            except ValueError:
-                continue
-    return None
+def _check_optimizer(optimizer: Any, family: Any, index: Optional[int]) -> str:
+    """Validate one optimizer for wrapping and return its family (nothing is changed)."""
+    where = "optimizer" if index is None else f"optimizer[{index}]"
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"{where}: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if isinstance(optimizer, torch.optim.LBFGS):
+        raise ValueError(
+            f"{where}: LBFGS keeps exactly one param group, so it cannot give each layer its own learning rate; "
+            "abcparam cannot wrap it (use a first-order optimizer, or build the model in the a = 0 form "
+            "(param.canonical()) and give up per-layer rates knowingly)"
+        )
+    if getattr(optimizer, _MARK, False) or any("abc_lr_scale" in g for g in optimizer.param_groups):
+        raise ValueError(f"{where}: already wrapped by abcparam.wrap; wrapping twice would scale twice")
+    if any("initial_lr" in g for g in optimizer.param_groups):
+        raise ValueError(
+            f"{where}: a learning-rate scheduler is already attached (its groups carry 'initial_lr'); "
+            "call abcparam.wrap before creating the scheduler, which must see the re-split groups"
+        )
+    if family is not None:
+        if family not in FAMILIES:
+            raise ValueError(f"family: got {family!r}; allowed: {', '.join(repr(f) for f in FAMILIES)}")
+        fam = family
+    else:
+        try:
+            fam = optimizer_family(optimizer)
+        except ValueError as err:
+            if "outside the theory" in str(err):
+                raise ValueError(f"{where}: {str(err).split(': ', 1)[1]}") from None
+            raise ValueError(
+                f"{where}: cannot tell the family of {type(optimizer).__name__}; pass family='sgd' (update proportional "
+                "to the gradient), 'adam' (entrywise normalised), 'spectral' (orthogonalised matrix update, like Muon) "
+                "or 'relative' (update proportional to the weight's RMS, like Adafactor)"
+            ) from None
+    if isinstance(optimizer, _MUON):
+        for g in optimizer.param_groups:
+            if g.get("adjust_lr_fn") not in _MUON_ADJUST:
+                raise ValueError(
+                    f"{where}: Muon's adjust_lr_fn {g.get('adjust_lr_fn')!r} is not one abcparam knows "
+                    f"({', '.join(map(repr, _MUON_ADJUST))}); its width factor would be applied on top of abcparam's"
+                )
+    return fam
+
+
+def _check_union(opts: List[torch.optim.Optimizer], model: nn.Module, names: Dict[int, str]) -> None:
+    """Several optimizers over one model: every trained tensor in exactly one of them."""
+    where: Dict[int, List[int]] = {}
+    for k, o in enumerate(opts):
+        for g in o.param_groups:
+            for p in g["params"]:
+                if k not in where.setdefault(id(p), []):
+                    where[id(p)].append(k)
+    twice = [f"{names.get(i, '<not in the model>')} (optimizers {', '.join(map(str, ks))})" for i, ks in where.items() if len(ks) > 1]
+    if twice:
+        raise ValueError(f"optimizer: tensors trained by more than one optimizer: {', '.join(twice)}")
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in where]
+    if missing:
+        raise ValueError(
+            f"optimizer: trained tensors in none of the {len(opts)} optimizers: {', '.join(missing)} "
+            "(add them to one, e.g. AdamW for biases and gains, or set requires_grad=False to freeze them)"
+        )
+
+
+_MUON = getattr(torch.optim, "Muon", ())  # torch >= 2.9
+_MUON_ADJUST = (None, "original", "match_rms_adamw")
+
+
+def _muon_factor(adjust: Optional[str], shape: Sequence[float]) -> float:
+    """torch.optim.Muon's own learning-rate factor for a matrix of ``shape`` (its ``adjust_lr_fn``)."""
+    n_out, n_in = float(shape[0]), float(shape[1])
+    if adjust in (None, "original"):
+        return math.sqrt(max(1.0, n_out / n_in))
+    return 0.2 * math.sqrt(max(n_out, n_in))  # "match_rms_adamw"
 
 
 def _model_widths(model: nn.Module) -> str:
@@ -177,28 +254,44 @@ def _model_widths(model: nn.Module) -> str:
     return ", ".join(f"{w}/{b}" for w, b in pairs)
 
 
+def _lr_factor(scales: ParamScales, fam: str, p: torch.Tensor, group: Dict[str, Any], opt: Any) -> float:
+    """The factor on a tensor's learning rate: m^-c of its family, and for torch's Muon the ratio of Muon's own
+    shape factor at base width to the one it applies at this width (so the total is m^-c times the base-width rate)."""
+    f = scales.lr(fam)
+    if isinstance(opt, _MUON) and p.dim() == 2 and scales.width_dims:
+        adjust = group.get("adjust_lr_fn")
+        f *= _muon_factor(adjust, scales.base_shape(p.shape)) / _muon_factor(adjust, p.shape)
+    return f
+
+
 def _split_group(
-    group: Dict[str, Any], owned: Dict[int, Tuple[str, ParamScales]], options: Dict[str, Any], widths: str
+    group: Dict[str, Any], owned: Dict[int, Tuple[str, ParamScales]], options: Dict[str, Any], widths: str, opt: Any = None
 ) -> List[Dict[str, Any]]:
-    """One param group re-split into one group per distinct (lr factor, eps factor), with its options kept."""
+    """One param group re-split into one group per distinct (lr factor, eps factors), with its options kept."""
     fam = options["family"]
-    eps_on = fam == "adam" and options["scale_eps"]
+    scale_eps = options["scale_eps"]
     # Tensors of different roles that train alike share a group, since every group costs a pass of the optimizer's loop.
-    buckets: Dict[Tuple[float, float], Tuple[ParamScales, List[torch.Tensor]]] = {}
+    buckets: Dict[Tuple[float, ...], Tuple[ParamScales, float, List[torch.Tensor]]] = {}
     for p in group["params"]:
         scales = owned[id(p)][1] if id(p) in owned else _UNIT
-        key = (scales.lr(fam), scales.eps if fam == "adam" else 1.0)
+        lr_f = _lr_factor(scales, fam, p, group, opt)
+        key = (lr_f,) + _eps_factors(scales, fam, scale_eps)
         if key in buckets and buckets[key][0].role != scales.role:
-            buckets[key] = (buckets[key][0]._replace(role="mixed"), buckets[key][1])
-        buckets.setdefault(key, (scales, []))[1].append(p)
+            buckets[key] = (buckets[key][0]._replace(role="mixed"), lr_f, buckets[key][2])
+        buckets.setdefault(key, (scales, lr_f, []))[2].append(p)
     out = []
-    for scales, params in buckets.values():
+    for key, (scales, lr_scale, params) in buckets.items():
+        eps_f = key[1:]
         new = {k: v for k, v in group.items() if k != "params"}
         new["params"] = params
-        lr_scale = scales.lr(fam)
         new["lr"] = _scale(group["lr"], lr_scale)
-        if eps_on and "eps" in group and isinstance(group["eps"], (int, float)):
-            new["eps"] = group["eps"] * scales.eps
+        eps = group.get("eps")
+        if fam == "adam" and isinstance(eps, (int, float)) and not isinstance(eps, bool):
+            new["eps"] = eps * eps_f[0]
+        elif fam == "relative" and isinstance(eps, (tuple, list)) and len(eps) == 2:  # Adafactor: (eps1 or None, eps2)
+            new["eps"] = (None if eps[0] is None else eps[0] * eps_f[0], eps[1] * eps_f[1])
+        if isinstance(group.get("step_sizes"), (tuple, list)):  # Rprop: the bounds on its steps scale with the rate
+            new["step_sizes"] = tuple(x * lr_scale for x in group["step_sizes"])
         wd = group.get("weight_decay", 0.0)
         if wd:
             if options["weight_decay"] == "coupled":
@@ -208,12 +301,19 @@ def _split_group(
             else:
                 new["weight_decay"] = wd / float(new["lr"])
         new["abc_lr_scale"] = lr_scale
-        new["abc_eps_scale"] = scales.eps if eps_on else 1.0
+        new["abc_eps_scale"] = eps_f[0]
         new["abc_role"] = scales.role
         new["abc_family"] = fam
         new["abc_widths"] = widths
         out.append(new)
     return out
+
+
+def _eps_factors(scales: ParamScales, fam: str, scale_eps: bool) -> Tuple[float, float]:
+    """(factor on Adam's eps or Adafactor's eps1, factor on Adafactor's eps2) for one tensor (sections 10, 11)."""
+    if not scale_eps or fam not in ("adam", "relative"):
+        return (1.0, 1.0)
+    return (scales.eps, scales.rms if fam == "relative" else 1.0)
 
 
 def _install_hooks(optimizer: torch.optim.Optimizer, model: nn.Module, options: Dict[str, Any]) -> None:
@@ -238,7 +338,7 @@ def _install_hooks(optimizer: torch.optim.Optimizer, model: nn.Module, options: 
         owned, widths = _owned_scales(m), _model_widths(m)
         groups: List[Dict[str, Any]] = []
         for i, g in enumerate(opt.param_groups):
-            groups.extend(_split_group(g, owned, options, widths) if i in fresh else [g])
+            groups.extend(_split_group(g, owned, options, widths, opt) if i in fresh else [g])
         opt.param_groups = groups
 
     def check_loaded_state(opt: torch.optim.Optimizer, state_dict: Dict[str, Any]) -> None:

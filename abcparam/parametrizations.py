@@ -2,8 +2,8 @@
 
 A :class:`Parametrization` holds, for each *role* (``input``, ``hidden``,
 ``output``; ``vector`` for biases and gains, which take the input layer's
-exponents, docs/theory.md section 7), the exact exponents (a, b, c) for both
-optimizer families, and the width multiplier m = width / base_width of the
+exponents, docs/theory.md section 7), the exact exponents (a, b, c) for every
+optimizer family (SGD-like, Adam-like, spectral, relative: section 11), and the width multiplier m = width / base_width of the
 "Practical form" of docs/theory.md section 1.  Layers read it once, when they are
 built; nothing here touches tensors.
 
@@ -38,21 +38,43 @@ __all__ = [
 ROLES = ("input", "hidden", "output", "vector")
 
 
+# kappa of docs/theory.md section 11 per role: half the number of width-sized dimensions of the tensor.
+_KAPPA = {"input": Fraction(1, 2), "hidden": Fraction(1), "output": Fraction(1, 2), "vector": Fraction(1, 2)}
+
+
 @dataclass(frozen=True)
 class RoleExponents:
-    """Exact exponents of one role: a, b and c for SGD-like and Adam-like optimizers."""
+    """Exact exponents of one role: a, b and c for each optimizer family.
+
+    ``c_spectral`` (Muon) and ``c_relative`` (Adafactor, LAMB) default, in
+    :meth:`of`, to the rates that give the role the same gamma as ``c_adam``
+    (docs/theory.md section 11): ``c_adam - kappa`` and ``c_adam - b``.
+    """
 
     a: Fraction
     b: Fraction
     c_sgd: Fraction
     c_adam: Fraction
+    c_spectral: Fraction
+    c_relative: Fraction
 
     @classmethod
-    def of(cls, a: Any, b: Any, c_sgd: Any, c_adam: Any, role: str = "role") -> "RoleExponents":
-        return cls(exponent(a, f"{role}.a"), exponent(b, f"{role}.b"), exponent(c_sgd, f"{role}.c_sgd"), exponent(c_adam, f"{role}.c_adam"))
+    def of(cls, a: Any, b: Any, c_sgd: Any, c_adam: Any, c_spectral: Any = None, c_relative: Any = None,
+           role: str = "role") -> "RoleExponents":
+        a_, b_ = exponent(a, f"{role}.a"), exponent(b, f"{role}.b")
+        ca = exponent(c_adam, f"{role}.c_adam")
+        if c_spectral is None:
+            if role not in _KAPPA:
+                raise ValueError(f"{role}.c_spectral: required for a role other than {', '.join(_KAPPA)}")
+            cs = ca - _KAPPA[role]
+        else:
+            cs = exponent(c_spectral, f"{role}.c_spectral")
+        cr = ca - b_ if c_relative is None else exponent(c_relative, f"{role}.c_relative")
+        return cls(a_, b_, exponent(c_sgd, f"{role}.c_sgd"), ca, cs, cr)
 
     def c(self, family: str) -> Fraction:
-        return self.c_sgd if optimizer_family(family) == "sgd" else self.c_adam
+        """c for ``family`` (or an optimizer name)."""
+        return getattr(self, "c_" + optimizer_family(family))
 
 
 def _power(m: Fraction, e: Fraction) -> float:
@@ -153,17 +175,21 @@ class Parametrization:
             tuple(x.b for x in cols),
             tuple(x.c_sgd for x in cols),
             tuple(x.c_adam for x in cols),
+            "",
+            tuple(x.c_spectral for x in cols),
+            tuple(x.c_relative for x in cols),
         )
 
-    def classify(self, depth: Optional[int] = None, optimizer: str = "sgd", alignment: str = "tp4") -> theory.Verdict:
+    def classify(self, depth: Optional[int] = None, optimizer: Any = "sgd", alignment: str = "tp4") -> theory.Verdict:
         """Shortcut for ``abcparam.classify(self.theory_preset(depth), ...)``."""
         return theory.classify(self.theory_preset(depth), optimizer=optimizer, alignment=alignment)
 
     def canonical(self) -> "Parametrization":
         """The equivalent a = 0 form (docs/theory.md section 2): multipliers folded into init and learning rates.
 
-        Each role's (a, b, c) becomes (0, a + b, c + 2a) for SGD-like and
-        (0, a + b, c + a) for Adam-like optimizers, so layers built from it have
+        Each role's (a, b, c) becomes (0, a + b, c + 2a) for SGD-like,
+        (0, a + b, c + a) for Adam-like and spectral, and (0, a + b, c) for
+        relative optimizers (section 11), so layers built from it have
         no width-dependent forward multiplier (zero forward cost) and store the
         effective weights themselves.  Training is unchanged: exactly for SGD,
         and for Adam because the wrapper's epsilon exponent d shifts with a
@@ -181,7 +207,8 @@ class Parametrization:
         def fold(ex: Optional[RoleExponents]) -> Optional[RoleExponents]:
             if ex is None:
                 return None
-            return RoleExponents(Fraction(0), ex.a + ex.b, ex.c_sgd + 2 * ex.a, ex.c_adam + ex.a)
+            return RoleExponents(Fraction(0), ex.a + ex.b, ex.c_sgd + 2 * ex.a, ex.c_adam + ex.a, ex.c_spectral + ex.a,
+                                 ex.c_relative)
 
         name = self.name if self.name.endswith("(a=0)") else f"{self.name}(a=0)"
         return replace(self, name=name, input=fold(self.input), hidden=fold(self.hidden), output=fold(self.output))  # type: ignore[arg-type]
@@ -191,13 +218,14 @@ class Parametrization:
         for role in ("input", "hidden", "output"):
             ex = getattr(self, role)
             if ex is not None:
-                rows.append(f"{role}: a={ex.a} b={ex.b} c_sgd={ex.c_sgd} c_adam={ex.c_adam}")
+                rows.append(f"{role}: a={ex.a} b={ex.b} c_sgd={ex.c_sgd} c_adam={ex.c_adam} "
+                            f"c_spectral={ex.c_spectral} c_relative={ex.c_relative}")
         return f"{self.name} (m = {self.width}/{self.base_width}): " + "; ".join(rows)
 
 
 def _from_preset(p: Preset, width: int, base_width: int, name: Optional[str] = None) -> Parametrization:
     def col(i: int) -> RoleExponents:
-        return RoleExponents(p.a[i], p.b[i], p.c_sgd[i], p.c_adam[i])
+        return RoleExponents(p.a[i], p.b[i], p.c_sgd[i], p.c_adam[i], p.c("spectral")[i], p.c("relative")[i])
 
     hidden = col(1) if p.depth >= 2 else None
     return Parametrization(name or p.name, col(0), hidden, col(p.depth), width, base_width)
@@ -280,6 +308,10 @@ def parametrization(
 ) -> Parametrization:
     """A parametrization from explicit exponents ``(a, b, c_sgd, c_adam)`` per role.
 
+    A role may also give ``(a, b, c_sgd, c_adam, c_spectral, c_relative)``;
+    with four values the spectral and relative rates keep Adam's gamma
+    (docs/theory.md section 11).
+
     >>> p = parametrization(input=(0, 0, -1, 0), hidden=(0, "1/2", 0, 1), output=(1, 0, -1, 0))
     >>> p.classify(depth=3).regime
     'feature_learning'
@@ -292,8 +324,8 @@ def parametrization(
         if isinstance(value, RoleExponents):
             cols[role] = value
             continue
-        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 4:
-            raise ValueError(f"{role}: expected (a, b, c_sgd, c_adam), got {value!r}")
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) not in (4, 6):
+            raise ValueError(f"{role}: expected (a, b, c_sgd, c_adam) or (a, b, c_sgd, c_adam, c_spectral, c_relative), got {value!r}")
         cols[role] = RoleExponents.of(*value, role=role)
     if cols["input"] is None or cols["output"] is None:
         raise ValueError("input, output: both roles are required")

@@ -43,7 +43,9 @@ __all__ = [
     "preset",
     "PRESET_NAMES",
     "OPTIMIZER_FAMILIES",
+    "FAMILIES",
     "ALIGNMENTS",
+    "kappa",
 ]
 
 HALF = Fraction(1, 2)
@@ -53,9 +55,10 @@ ZERO = Fraction(0)
 ALIGNMENTS = ("tp4", "full")
 REGIMES = ("feature_learning", "kernel", "trivial", "unstable")
 
-# docs/theory.md section 1: the optimizers each family covers.  Names are matched
-# case-insensitively, with "_" and "-" ignored, so "AdamW", "adam_w" and
-# "torch.optim.AdamW" all resolve.
+# docs/theory.md sections 1 and 11: the optimizers each family covers.  Names
+# are matched case-insensitively, with "_" and "-" ignored, so "AdamW", "adam_w"
+# and "torch.optim.AdamW" all resolve.
+FAMILIES = ("sgd", "adam", "spectral", "relative")
 OPTIMIZER_FAMILIES: Dict[str, Tuple[str, ...]] = {
     "sgd": ("sgd", "momentum", "nesterov", "asgd"),
     "adam": (
@@ -70,9 +73,21 @@ OPTIMIZER_FAMILIES: Dict[str, Tuple[str, ...]] = {
         "sign",
         "lion",
         "sparseadam",
+        "rprop",
     ),
+    "spectral": ("spectral", "muon"),
+    "relative": ("relative", "adafactor", "lamb", "lars"),
 }
-_OUT_OF_THEORY = ("adafactor", "shampoo", "muon", "lbfgs", "adadelta", "rprop", "sophia", "soap")
+# Optimizers the theory does not cover, with the reason (docs/theory.md section 11).
+_OUT_OF_THEORY: Dict[str, str] = {
+    "lbfgs": "L-BFGS builds its step from curvature pairs over all tensors at once and keeps one param group, "
+    "so no per-layer learning rate exists",
+    "adadelta": "Adadelta's step is set by one eps that is both the step size (through the accumulated updates) "
+    "and the floor of the gradient normaliser, so no learning-rate exponent makes it width-correct",
+    "shampoo": "Shampoo preconditions with Kronecker factors whose width scaling is not derived here",
+    "soap": "SOAP runs Adam in Shampoo's eigenbasis; its width scaling is not derived here",
+    "sophia": "Sophia clips a Hessian-scaled step; its width scaling is not derived here",
+}
 
 # Largest denominator accepted for a float exponent: 0.5, 0.25, -1.5 are exact
 # binary fractions; 0.1 or 1/3 as floats are not what the user meant.
@@ -161,29 +176,83 @@ def _exponents(values: Any, name: str, length: Optional[int] = None) -> Tuple[Fr
 
 
 def optimizer_family(optimizer: Any) -> str:
-    """Return ``"sgd"`` or ``"adam"`` for an optimizer name, class or instance.
+    """Return ``"sgd"``, ``"adam"``, ``"spectral"`` or ``"relative"`` for an optimizer name, class or instance.
 
-    >>> optimizer_family("AdamW"), optimizer_family("sgd")
-    ('adam', 'sgd')
+    A class or instance that derives from a torch optimizer takes that
+    optimizer's family (a subclass of ``torch.optim.Adam`` is Adam-like).
+    Optimizers outside the theory (L-BFGS, Adadelta, Shampoo, ...) are refused
+    with the reason (docs/theory.md section 11).
+
+    >>> optimizer_family("AdamW"), optimizer_family("sgd"), optimizer_family("Muon"), optimizer_family("adafactor")
+    ('adam', 'sgd', 'spectral', 'relative')
     """
     if isinstance(optimizer, str):
-        raw = optimizer
-    elif isinstance(optimizer, type):
-        raw = optimizer.__name__
+        names = [optimizer]
     elif optimizer is not None and not isinstance(optimizer, (bool, numbers.Number)):
-        raw = type(optimizer).__name__
+        cls = optimizer if isinstance(optimizer, type) else type(optimizer)
+        # the class itself first, then the torch optimizers it derives from (never torch's base Optimizer)
+        names = [cls.__name__] + [
+            k.__name__ for k in cls.__mro__[1:] if k.__module__.startswith("torch.optim") and k.__name__ != "Optimizer"
+        ]
     else:
         raise TypeError(f"optimizer: expected a name such as 'sgd' or 'adam', got {optimizer!r}")
-    key = raw.rsplit(".", 1)[-1].lower().replace("_", "").replace("-", "")
-    for family, names in OPTIMIZER_FAMILIES.items():
-        if key in names:
-            return family
-    known = ", ".join(n for names in OPTIMIZER_FAMILIES.values() for n in names)
-    extra = " It is outside the theory (docs/theory.md section 1)." if key in _OUT_OF_THEORY else ""
+    raw = names[0]
+    for name in names:
+        key = _family_key(name)
+        for family, members in OPTIMIZER_FAMILIES.items():
+            if key in members:
+                return family
+        if key in _OUT_OF_THEORY:
+            raise ValueError(f"optimizer: {raw!r} is outside the theory (docs/theory.md section 11): {_OUT_OF_THEORY[key]}")
+    known = ", ".join(n for members in OPTIMIZER_FAMILIES.values() for n in members)
     raise ValueError(
-        f"optimizer: unknown optimizer {raw!r}.{extra} Declare its family as 'sgd' (update "
-        f"proportional to the gradient) or 'adam' (entrywise normalised); known names: {known}"
+        f"optimizer: unknown optimizer {raw!r}. Declare its family: 'sgd' (update proportional to the "
+        "gradient), 'adam' (entrywise normalised), 'spectral' (orthogonalised matrix update, like Muon) or "
+        f"'relative' (update proportional to the weight's RMS, like Adafactor or LAMB); known names: {known}"
     )
+
+
+def _family_key(name: str) -> str:
+    return name.rsplit(".", 1)[-1].lower().replace("_", "").replace("-", "")
+
+
+def _families(optimizer: Any, n_layers: int) -> Tuple[str, ...]:
+    """One family per layer: a single optimizer (name, class, instance) for every layer, or a sequence of them
+    (one per layer, input first), for a model trained by several optimizers (docs/theory.md section 11)."""
+    if isinstance(optimizer, (list, tuple)):
+        if len(optimizer) != n_layers:
+            raise ValueError(
+                f"optimizer: got {len(optimizer)} families for {n_layers} layers; give one per layer "
+                "(input, hidden..., output) or a single optimizer for all"
+            )
+        return tuple(optimizer_family(o) for o in optimizer)
+    return (optimizer_family(optimizer),) * n_layers
+
+
+def kappa(depth: int) -> Tuple[Fraction, ...]:
+    """Spectral exponents kappa_l (docs/theory.md section 11): half the number of width-sized dimensions of
+    w^l, so 1/2 for the input layer and the readout, 1 for hidden n x n matrices.
+
+    >>> [str(k) for k in kappa(2)]
+    ['1/2', '1', '1/2']
+    """
+    return (HALF,) + (ONE,) * (depth - 1) + (HALF,)
+
+
+def _gamma_offset(family: str, a: Fraction, b: Fraction, k: Fraction) -> Fraction:
+    """gamma_l - c_l for one layer of ``family`` (docs/theory.md sections 2 and 11)."""
+    if family == "sgd":
+        return 2 * a
+    if family == "adam":
+        return a
+    if family == "spectral":
+        return a + k
+    return a + b  # relative
+
+
+def _family_label(families: Tuple[str, ...]) -> str:
+    """The family of a verdict: the family itself when every layer shares it, else ``"hybrid"``."""
+    return families[0] if len(set(families)) == 1 else "hybrid"
 
 
 def _alignment_name(alignment: Any) -> str:
@@ -233,10 +302,12 @@ class Exponents:
         """beta_l = a_l + b_l (docs/theory.md section 2)."""
         return tuple(x + y for x, y in zip(self.a, self.b))
 
-    def gamma(self, optimizer: str = "sgd") -> Tuple[Fraction, ...]:
-        """gamma_l = 2a_l + c_l (SGD-like) or a_l + c_l (Adam-like) (section 2)."""
-        k = 2 if optimizer_family(optimizer) == "sgd" else 1
-        return tuple(k * x + z for x, z in zip(self.a, self.c))
+    def gamma(self, optimizer: Any = "sgd") -> Tuple[Fraction, ...]:
+        """gamma_l: 2a_l + c_l (SGD-like), a_l + c_l (Adam-like), a_l + c_l + kappa_l (spectral) or
+        a_l + b_l + c_l (relative) (sections 2 and 11); ``optimizer`` is one family or one per layer."""
+        fams = _families(optimizer, len(self.a))
+        ks = kappa(self.depth)
+        return tuple(_gamma_offset(f, x, y, k) + z for f, x, y, z, k in zip(fams, self.a, self.b, self.c, ks))
 
     def to_dict(self) -> Dict[str, Any]:
         return {k: [str(x) for x in getattr(self, k)] for k in ("a", "b", "c")}
@@ -244,11 +315,17 @@ class Exponents:
 
 @dataclass(frozen=True)
 class Preset:
-    """A named parametrization at a fixed depth, with c for both optimizer families.
+    """A named parametrization at a fixed depth, with c for every optimizer family.
+
+    ``c_spectral`` and ``c_relative`` default to the learning rates that give
+    the same gamma_l as ``c_adam`` (docs/theory.md section 11: c_adam - kappa_l
+    and c_adam - b_l), so the same training dynamics under Muon or Adafactor.
 
     >>> p = preset("mup", depth=2)
-    >>> [str(x) for x in p.exponents("adam").c]
-    ['1/2', '1', '1/2']
+    >>> [str(x) for x in p.exponents("adam").c], [str(x) for x in p.exponents("muon").c]
+    (['1/2', '1', '1/2'], ['0', '0', '0'])
+    >>> [str(x) for x in p.exponents(["adam", "muon", "adam"]).c]
+    ['1/2', '0', '1/2']
     """
 
     name: str
@@ -257,14 +334,31 @@ class Preset:
     c_sgd: Tuple[Fraction, ...]
     c_adam: Tuple[Fraction, ...]
     description: str = ""
+    c_spectral: Optional[Tuple[Fraction, ...]] = None
+    c_relative: Optional[Tuple[Fraction, ...]] = None
 
     @property
     def depth(self) -> int:
         return len(self.a) - 1
 
-    def exponents(self, optimizer: str = "sgd") -> Exponents:
-        c = self.c_sgd if optimizer_family(optimizer) == "sgd" else self.c_adam
-        return Exponents(self.a, self.b, c)
+    def c(self, family: str) -> Tuple[Fraction, ...]:
+        """c per layer for one family (``"sgd"``, ``"adam"``, ``"spectral"``, ``"relative"`` or an optimizer name)."""
+        fam = optimizer_family(family)
+        if fam == "sgd":
+            return self.c_sgd
+        if fam == "adam":
+            return self.c_adam
+        given = self.c_spectral if fam == "spectral" else self.c_relative
+        if given is not None:
+            return given
+        ks = kappa(self.depth)
+        return tuple(c - _gamma_offset(fam, a, b, k) + a for c, a, b, k in zip(self.c_adam, self.a, self.b, ks))
+
+    def exponents(self, optimizer: Any = "sgd") -> Exponents:
+        """The (a, b, c) this preset trains with under ``optimizer`` (one family, or one per layer)."""
+        fams = _families(optimizer, len(self.a))
+        cols = {f: self.c(f) for f in set(fams)}
+        return Exponents(self.a, self.b, tuple(cols[f][i] for i, f in enumerate(fams)))
 
 
 def _layers(depth: int, inp: Any, hidden: Any, out: Any) -> Tuple[Fraction, ...]:
@@ -311,6 +405,9 @@ _PRESET_ALIASES = {
     "meanfield": "mean_field",
 }
 PRESET_NAMES = tuple(_PRESET_TABLE) + ("up",)
+# Presets defined by their learning-rate rule (constant, ~1/n) rather than by their dynamics: the same c for
+# every family, where the others keep Adam's gamma_l (docs/theory.md section 11).
+_CONSTANT_LR = ("sp", "sp_inv_n")
 
 
 def preset(name: str, depth: int = 2, *, s: Any = None) -> Preset:
@@ -344,6 +441,9 @@ def preset(name: str, depth: int = 2, *, s: Any = None) -> Preset:
         raise ValueError(f"depth: the mean-field preset exists for depth 1 only, got {depth}; use 'mup' for deeper nets")
     desc, *cols = _PRESET_TABLE[key]
     a, b, c_sgd, c_adam = (_layers(depth, *col) for col in cols)
+    if key in _CONSTANT_LR:
+        # a constant learning-rate rule is the same rule whatever the optimizer
+        return Preset(key, a, b, c_sgd, c_adam, desc, c_sgd, c_sgd)
     return Preset(key, a, b, c_sgd, c_adam, desc)
 
 
@@ -373,20 +473,25 @@ class _Analysis:
         return min(self.q_terms)
 
 
-def _analyse(beta: Sequence[Fraction], gamma: Sequence[Fraction], family: str, alignment: str, step: Optional[int]) -> _Analysis:
+def _analyse(
+    beta: Sequence[Fraction], gamma: Sequence[Fraction], families: Sequence[str], alignment: str, step: Optional[int]
+) -> _Analysis:
+    """Sections 3 and 11.  ``g`` is the backward signal an SGD-like layer sees; a layer of a normalised
+    family (Adam-like, spectral, relative) sees 0 whatever the gradient's scale."""
     L = len(beta) - 1
     A, O, U = _alignment_exponents(alignment, L)
-    if family == "adam":
+    if "sgd" not in families:
         g = ZERO
     elif step == 1:
         g = beta[L]
     else:
         g = min(beta[L], gamma[L])
-    s = [gamma[0] + g]
+    gl = [g if f == "sgd" else ZERO for f in families]
+    s = [gamma[0] + gl[0]]
     r = [s[0]]
     for i in range(1, L):  # hidden layers l = i + 1
-        s.append(gamma[i] + g - A[i])
-        r.append(min(s[i], gamma[i] + g + r[i - 1] - U[i], r[i - 1] + HALF - O[i]))
+        s.append(gamma[i] + gl[i] - A[i])
+        r.append(min(s[i], gamma[i] + gl[i] + r[i - 1] - U[i], r[i - 1] + HALF - O[i]))
     rr = r[-1]
     q_terms = (beta[L] + rr - O[L], gamma[L] - A[L], gamma[L] + rr - U[L])
     return _Analysis(g, tuple(s), tuple(r), q_terms)
@@ -419,7 +524,9 @@ class Verdict:
     ``f0_exponent`` is the growth exponent of the initial output,
     f_0 = Theta(n^f0_exponent).  ``updated_maximally`` has one flag per layer
     (the readout last), ``features_evolve`` one per layer l <= L.  ``faithful``
-    is ``None`` for SGD-like optimizers.  Every number is a Fraction; use
+    is ``None`` unless the readout is trained by an Adam-like optimizer.
+    ``families`` has the optimizer family of each layer; ``optimizer`` is that
+    family when all layers share it, else ``"hybrid"``.  Every number is a Fraction; use
     :meth:`to_dict` / :meth:`to_json` for a serialisable form.
     """
 
@@ -446,6 +553,7 @@ class Verdict:
     alignment: str
     linear: bool = False
     name: Optional[str] = field(default=None, compare=False)
+    families: Tuple[str, ...] = ()
 
     @property
     def depth(self) -> int:
@@ -476,7 +584,7 @@ class Verdict:
         """
         if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 1:
             raise ValueError(f"step: the number of updates taken, an integer >= 1; got {step!r}")
-        an = _analyse(self.beta, self.gamma, self.optimizer, self.alignment, 1 if step == 1 else None)
+        an = _analyse(self.beta, self.gamma, self.families, self.alignment, 1 if step == 1 else None)
         return Slopes(int(step), tuple(-x for x in an.r), -an.q, self.f0_exponent)
 
     # -- rendering ---------------------------------------------------------
@@ -484,7 +592,8 @@ class Verdict:
     def table(self) -> str:
         """A per-layer table: exponents, invariants, s_l, r_l and flags."""
         L = self.depth
-        rows = [("layer", "role", "a", "b", "c", "beta", "gamma", "s_l", "r_l", "flags")]
+        hybrid = len(set(self.families)) > 1
+        rows = [("layer", "role") + (("family",) if hybrid else ()) + ("a", "b", "c", "beta", "gamma", "s_l", "r_l", "flags")]
         e = self.exponents
         for i in range(L + 1):
             role = "input" if i == 0 else ("output" if i == L else "hidden")
@@ -500,7 +609,7 @@ class Verdict:
                     flags.append("initialised maximally")
                 s_l, r_l = "-", "-"
             rows.append(
-                (str(i + 1), role, str(e.a[i]), str(e.b[i]), str(e.c[i]), str(self.beta[i]), str(self.gamma[i]), s_l, r_l, ", ".join(flags))
+                (str(i + 1), role) + ((self.families[i],) if hybrid else ()) + (str(e.a[i]), str(e.b[i]), str(e.c[i]), str(self.beta[i]), str(self.gamma[i]), s_l, r_l, ", ".join(flags))
             )
         widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
@@ -510,7 +619,7 @@ class Verdict:
     def __str__(self) -> str:
         head = f"{self.name + ': ' if self.name else ''}{self.regime}"
         lines = [
-            f"verdict: {head}  (optimizer {self.optimizer}, alignment {self.alignment}, depth L = {self.depth})",
+            f"verdict: {head}  (optimizer {self._optimizer_text()}, alignment {self.alignment}, depth L = {self.depth})",
             f"r = {self.r}, q = {self.q}, f_0 ~ {_power(self.f0_exponent)}, stable at init: {_yes(self.stable_at_init)}, "
             f"stable: {_yes(self.stable)}, nontrivial: {_yes(self.nontrivial)}"
             + ("" if self.faithful is None else f", faithful: {_yes(self.faithful)}"),
@@ -523,6 +632,11 @@ class Verdict:
         lines.append("reasons:")
         lines.extend(f"  - {x}" for x in self.reasons)
         return "\n".join(lines)
+
+    def _optimizer_text(self) -> str:
+        if self.optimizer != "hybrid":
+            return self.optimizer
+        return "hybrid: " + ", ".join(self.families)
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-ready dict: Fractions become strings such as ``"-1/2"``."""
@@ -549,6 +663,7 @@ class Verdict:
             "equivalent_to": self.equivalent_to,
             "exponents": self.exponents.to_dict(),
             "optimizer": self.optimizer,
+            "families": list(self.families),
             "alignment": self.alignment,
             "linear": self.linear,
             "predicted_slopes": {str(t): self.predicted_slopes(t).to_dict() for t in (1, 2)},
@@ -562,7 +677,8 @@ class Verdict:
         """Rebuild a verdict from :meth:`to_dict` output, re-deriving and checking every field."""
         try:
             e = data["exponents"]
-            v = classify(e["a"], e["b"], e["c"], optimizer=data["optimizer"], alignment=data["alignment"], linear=data.get("linear", False))
+            fams = data.get("families") or data["optimizer"]
+            v = classify(e["a"], e["b"], e["c"], optimizer=fams, alignment=data["alignment"], linear=data.get("linear", False))
         except KeyError as err:
             raise ValueError(f"data: missing key {err}; expected the output of Verdict.to_dict()") from None
         v = replace(v, name=data.get("name"))
@@ -585,7 +701,7 @@ def _yes(x: bool) -> str:
 # --------------------------------------------------------------------------
 
 
-def _coerce(a: Any, b: Any, c: Any, family: str) -> Tuple[Exponents, Optional[str]]:
+def _coerce(a: Any, b: Any, c: Any, family: Any) -> Tuple[Exponents, Optional[str]]:
     if isinstance(a, Preset):
         if b is not None or c is not None:
             raise TypeError("b, c: give either a preset or the exponents (a, b, c), not both")
@@ -607,7 +723,7 @@ def classify(
     b: Any = None,
     c: Any = None,
     *,
-    optimizer: str = "sgd",
+    optimizer: Any = "sgd",
     alignment: str = "tp4",
     linear: bool = False,
 ) -> Verdict:
@@ -616,7 +732,9 @@ def classify(
     ``a``, ``b``, ``c`` are sequences over the layers (input, hidden..., output),
     so the depth is L = len - 1; ``c`` may be one number for every layer.  ``a``
     may instead be a :class:`Preset` (then omit ``b`` and ``c``).  ``optimizer``
-    is ``"sgd"``/``"adam"`` or a torch optimizer name (docs/theory.md section 1);
+    is a family (``"sgd"``, ``"adam"``, ``"spectral"``, ``"relative"``), a torch
+    optimizer name or class, or a sequence of them with one per layer for a
+    model trained by several optimizers (docs/theory.md sections 1 and 11);
     ``alignment`` is ``"tp4"`` (the theorems) or ``"full"`` (Everett et al.).
     ``linear=True`` records that the network is linear, for which the dynamical
     dichotomy of TP4 Cor 3.9 does not hold (section 4).
@@ -627,14 +745,16 @@ def classify(
     >>> print(v.reasons[0])
     layer 2 features: r_2 = -1 < 0, Delta h^2 blows up like n^1 (own update s_2 = -1)
     """
-    family = optimizer_family(optimizer)
+    if not isinstance(optimizer, (list, tuple)):
+        optimizer = optimizer_family(optimizer)
     align = _alignment_name(alignment)
     if not isinstance(linear, bool):
         raise TypeError(f"linear: expected True or False, got {linear!r}")
-    exps, name = _coerce(a, b, c, family)
+    exps, name = _coerce(a, b, c, optimizer)
     L = exps.depth
-    beta, gamma = exps.beta(), exps.gamma(family)
-    an = _analyse(beta, gamma, family, align, None)
+    families = _families(optimizer, L + 1)
+    beta, gamma = exps.beta(), exps.gamma(families)
+    an = _analyse(beta, gamma, families, align, None)
     A, O, U = _alignment_exponents(align, L)
     r, q = an.r[-1], an.q
     reasons = []
@@ -667,7 +787,7 @@ def classify(
                 f"layer {i + 1} features: r_{i + 1} = {r_l} < 0, Delta h^{i + 1} blows up like {_power(-r_l)} "
                 f"(own update s_{i + 1} = {an.s[i]})"
             )
-    gname = "2a+c" if family == "sgd" else "a+c"
+    gname = {"sgd": "2a+c", "adam": "a+c", "spectral": "a+c+kappa", "relative": "a+b+c"}[families[L]]
     term_text = (
         f"readout init x feature change: beta_{L + 1}+r-O = {an.q_terms[0]}",
         "",  # the readout-update term has its own wording below
@@ -703,7 +823,7 @@ def classify(
             reasons.append(f"r = {r} > 0: the features move only like {_power(-r)} (kernel regime)")
 
     faithful: Optional[bool] = None
-    if family == "adam":
+    if families[L] == "adam":
         bL, cL = exps.b[L], exps.c[L]
         faithful = bL <= cL
         if not faithful:
@@ -733,12 +853,13 @@ def classify(
         readout_initialised_maximally=beta[L] + r == O[L],
         faithful=faithful,
         reasons=tuple(reasons),
-        equivalent_to=_equivalent_preset(beta, gamma, family),
+        equivalent_to=_equivalent_preset(beta, gamma, families),
         exponents=exps,
-        optimizer=family,
+        optimizer=_family_label(families),
         alignment=align,
         linear=linear,
         name=name,
+        families=families,
     )
     return v
 
@@ -748,7 +869,7 @@ def classify(
 # --------------------------------------------------------------------------
 
 
-def _as_exponents(p: Any, family: str, name: str) -> Exponents:
+def _as_exponents(p: Any, family: Any, name: str) -> Exponents:
     if isinstance(p, Preset):
         return p.exponents(family)
     if isinstance(p, Exponents):
@@ -760,60 +881,66 @@ def _as_exponents(p: Any, family: str, name: str) -> Exponents:
     raise TypeError(f"{name}: expected a Preset, an Exponents object or a tuple (a, b, c), got {type(p).__name__}")
 
 
-def canonical(a: Any, b: Any = None, c: Any = None, *, optimizer: str = "sgd") -> Exponents:
-    """The a = 0 representative of a parametrization's symmetry class (section 2).
+def canonical(a: Any, b: Any = None, c: Any = None, *, optimizer: Any = "sgd") -> Exponents:
+    """The a = 0 representative of a parametrization's symmetry class (sections 2 and 11).
 
-    In it b_l = beta_l and c_l = gamma_l.
+    In it b_l = beta_l and c_l = gamma_l minus the family's offset at a = 0
+    (0 for SGD- and Adam-like layers, kappa_l for spectral, beta_l for relative).
 
     >>> e = canonical(preset("mup", depth=2), optimizer="sgd")
     >>> [str(x) for x in e.b], [str(x) for x in e.c]
     (['0', '1/2', '1'], ['-1', '0', '1'])
     """
-    family = optimizer_family(optimizer)
-    exps = _as_exponents(a if b is None and c is None else (a, b, c), family, "a")
+    fam_arg = optimizer if isinstance(optimizer, (list, tuple)) else optimizer_family(optimizer)
+    exps = _as_exponents(a if b is None and c is None else (a, b, c), fam_arg, "a")
     L1 = len(exps.a)
-    return Exponents((ZERO,) * L1, exps.beta(), exps.gamma(family))
+    fams = _families(fam_arg, L1)
+    beta, gamma, ks = exps.beta(), exps.gamma(fams), kappa(L1 - 1)
+    c0 = tuple(g - _gamma_offset(f, ZERO, bt, k) for f, g, bt, k in zip(fams, gamma, beta, ks))
+    return Exponents((ZERO,) * L1, beta, c0)
 
 
-def equivalent(p: Any, q: Any, optimizer: str = "sgd") -> bool:
-    """True iff two parametrizations have the same beta_l and gamma_l (section 2).
+def equivalent(p: Any, q: Any, optimizer: Any = "sgd") -> bool:
+    """True iff two parametrizations have the same beta_l and gamma_l (sections 2 and 11).
 
     >>> equivalent(preset("mup"), preset("mup_table8"), "adam")
     True
     """
-    family = optimizer_family(optimizer)
-    e1, e2 = _as_exponents(p, family, "p"), _as_exponents(q, family, "q")
-    return len(e1.a) == len(e2.a) and e1.beta() == e2.beta() and e1.gamma(family) == e2.gamma(family)
+    fam_arg = optimizer if isinstance(optimizer, (list, tuple)) else optimizer_family(optimizer)
+    e1, e2 = _as_exponents(p, fam_arg, "p"), _as_exponents(q, fam_arg, "q")
+    return len(e1.a) == len(e2.a) and e1.beta() == e2.beta() and e1.gamma(fam_arg) == e2.gamma(fam_arg)
 
 
-def _equivalent_preset(beta: Tuple[Fraction, ...], gamma: Tuple[Fraction, ...], family: str) -> Optional[str]:
+def _equivalent_preset(beta: Tuple[Fraction, ...], gamma: Tuple[Fraction, ...], families: Tuple[str, ...]) -> Optional[str]:
     L = len(beta) - 1
     names = ["mup", "ntk", "sp", "sp_inv_n"] + (["mean_field"] if L == 1 else [])
-    for nm in names:
-        e = preset(nm, L).exponents(family)
-        if e.beta() == beta and e.gamma(family) == gamma:
-            return nm
+    candidates = [preset(nm, L) for nm in names]
     s = 1 - beta[L]
     if ZERO < s < HALF:
-        e = _up(L, s).exponents(family)
-        if e.beta() == beta and e.gamma(family) == gamma:
-            return f"up({s})"
+        candidates.append(_up(L, s))
+    for p in candidates:
+        e = p.exponents(families)
+        if e.beta() == beta and e.gamma(families) == gamma:
+            return p.name
     return None
 
 
-def max_stable_lr_exponents(a: Any, b: Any, optimizer: str = "sgd", alignment: str = "tp4") -> Tuple[Fraction, ...]:
-    """Smallest stable c_l per layer (the largest learning rates) for given a, b (section 6).
+def max_stable_lr_exponents(a: Any, b: Any, optimizer: Any = "sgd", alignment: str = "tp4") -> Tuple[Fraction, ...]:
+    """Smallest stable c_l per layer (the largest learning rates) for given a, b (sections 6 and 11).
 
-    ``a`` and ``b`` must be stable at initialisation.
+    ``a`` and ``b`` must be stable at initialisation; ``optimizer`` is one family
+    or one per layer.
 
     >>> [str(x) for x in max_stable_lr_exponents([0, 0, 0], [0, "1/2", "1/2"], "sgd")]
     ['0', '1', '1']
+    >>> [str(x) for x in max_stable_lr_exponents([0, 0, 0], [0, "1/2", "1/2"], "muon")]
+    ['0', '1/2', '1/2']
     """
-    family = optimizer_family(optimizer)
     align = _alignment_name(alignment)
     a_ = _exponents(a, "a")
     b_ = _exponents(b, "b", len(a_))
-    probe = classify(a_, b_, (ZERO,) * len(a_), optimizer=family, alignment=align)
+    fams = _families(optimizer, len(a_))
+    probe = classify(a_, b_, (ZERO,) * len(a_), optimizer=list(fams), alignment=align)
     if not probe.stable_at_init:
         bad = [x for x in probe.reasons if "init" in x]
         raise ValueError("a, b: not stable at initialisation, no learning rate is stable: " + "; ".join(bad))
@@ -821,9 +948,10 @@ def max_stable_lr_exponents(a: Any, b: Any, optimizer: str = "sgd", alignment: s
     A, O, _ = _alignment_exponents(align, L)
     beta_out = a_[L] + b_[L]
     rho = max(ZERO, O[L] - beta_out)
-    if family == "sgd":
-        g = min(beta_out, A[L])
-        c = [rho - g - 2 * a_[0]] + [rho + A[i] - g - 2 * a_[i] for i in range(1, L)] + [A[L] - 2 * a_[L]]
-    else:
-        c = [rho - a_[0]] + [rho + A[i] - a_[i] for i in range(1, L)] + [A[L] - a_[L]]
-    return tuple(c)
+    # smallest stable gamma_l: the readout's makes its own update Theta(1); an earlier layer's makes its own update
+    # (carried by the backward signal g, zero for normalised families) move the readout by Theta(1)
+    g = min(beta_out, A[L]) if "sgd" in fams else ZERO
+    gl = [g if f == "sgd" else ZERO for f in fams]
+    gamma = [rho - gl[0]] + [rho + A[i] - gl[i] for i in range(1, L)] + [A[L]]
+    ks = kappa(L)
+    return tuple(gm - _gamma_offset(f, x, y, k) for gm, f, x, y, k in zip(gamma, fams, a_, b_, ks))

@@ -429,5 +429,5 @@ def test_a_subclass_of_a_torch_optimizer_is_wrapped_by_its_family():
             super().__init__(params, {"lr": 1e-3})
 
     net = mlp(abcparam.mup(WIDTH, BASE))
-    with pytest.raises(ValueError, match="cannot tell whether Custom is SGD-like or Adam-like"):
+    with pytest.raises(ValueError, match="cannot tell the family of Custom; pass family="):
         abcparam.wrap(Custom(net.parameters()), net)

@@ -377,8 +377,12 @@ def test_classify_bad_inputs_name_the_argument():
         classify([True, 0], [0, H], 0)
     with pytest.raises(TypeError, match=r"^a: expected a sequence"):
         classify(0, [0, H], 0)
-    with pytest.raises(ValueError, match=r"^optimizer: unknown optimizer 'adafactor'. It is outside the theory"):
-        classify([0, 0], [0, H], 0, optimizer="adafactor")
+    with pytest.raises(ValueError, match=r"^optimizer: 'Adadelta' is outside the theory .*one eps"):
+        classify([0, 0], [0, H], 0, optimizer="Adadelta")
+    with pytest.raises(ValueError, match=r"^optimizer: unknown optimizer 'Shampoo2'.*'spectral'.*'relative'"):
+        classify([0, 0], [0, H], 0, optimizer="Shampoo2")
+    with pytest.raises(ValueError, match=r"^optimizer: got 3 families for 2 layers"):
+        classify([0, 0], [0, H], 0, optimizer=["adam", "adam", "sgd"])
     with pytest.raises(ValueError, match=r"^alignment: got 'partial'"):
         classify([0, 0], [0, H], 0, alignment="partial")
     with pytest.raises(TypeError, match="not both"):
