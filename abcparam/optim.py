@@ -1,10 +1,12 @@
 """The optimizer wrapper: per-layer learning rates, epsilons and weight decay.
 
 :func:`wrap` takes any torch optimizer already built over a model's
-parameters and re-splits its param groups so that each tensor trains at
-``lr * m^-c`` for its layer's role and the optimizer's family (docs/theory.md
-section 1), with Adam's ``eps * m^-d`` (section 10) and a width-invariant
-weight decay.  The width factors are read from the abcparam layers' plain
+parameters (or several, for a hybrid set-up such as Muon with AdamW) and
+re-splits its param groups so that each tensor trains at ``lr * m^-c`` for its
+layer's role and the optimizer's family (docs/theory.md sections 1 and 11:
+SGD-like, Adam-like, spectral, relative), with Adam's ``eps * m^-d`` (section
+10), Adafactor's two epsilons, torch Muon's own shape factor counted once, and
+a width-invariant weight decay.  The width factors are read from the abcparam layers' plain
 attributes, never from tensor attributes, so wrapping works the same under
 DDP, FSDP2, ``torch.compile`` and after ``torch.load``.
 

@@ -1,6 +1,7 @@
 """The exact theory of abc-parametrizations: fractions in, verdicts out.
 
-This module owns docs/theory.md sections 2-6 and 8: the invariants beta and gamma,
+This module owns docs/theory.md sections 2-6, 8 and 11: the invariants beta and gamma
+(for every optimizer family, one per layer in hybrid set-ups),
 the symmetry, the feature-update exponents r_l, the logit exponent q, the
 stability / triviality / regime verdict, the named presets and the largest
 stable learning rates.  It is pure Python (no torch import) and every exponent

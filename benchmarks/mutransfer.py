@@ -16,6 +16,13 @@ at the base width, minus the best loss at width n.
     python benchmarks/mutransfer.py --quick   # about 2 minutes on 2 CPU cores
     python benchmarks/mutransfer.py           # about 15 minutes
     python benchmarks/mutransfer.py --plot docs/mutransfer.png
+    python benchmarks/mutransfer.py --optimizer muon --seeds 1   # about 30 minutes
+
+``--optimizer muon`` is the usual hybrid (docs/theory.md section 11): torch's Muon
+(``adjust_lr_fn`` left at its default) on the hidden width x width matrices
+and AdamW on everything else (embedding, input layer, readout, biases), the
+AdamW rate a fixed 1/8 of the swept Muon rate.  SP is that pair exactly as
+torch builds it; muP wraps both with ``abcparam.wrap([muon, adamw], model)``.
 
 Why this setup (see the README): with 2 hidden layers and a few hundred steps
 SP's optimum hardly moves over these widths, so the experiment shows nothing;
@@ -39,6 +46,7 @@ import abcparam
 from abcparam.data import char_corpus
 
 CONTEXT, EMB = 8, 16
+MUON_TO_ADAMW = 8  # --optimizer muon: AdamW's rate is the swept Muon rate / 8
 
 
 class CharMLP(nn.Module):
@@ -71,9 +79,16 @@ def run(param_name: str, width: int, base: int, lr: float, data: Tuple[torch.Ten
     model = CharMLP(vocab, width, depth, p)
     # SP is the plain torch optimizer (its c = 0: every group at lr; eps left as practitioners leave it)
     if optimizer == "sgd":
-        opt = abcparam.wrap(torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9), model)
+        opts = [abcparam.wrap(torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9), model)]
+    elif optimizer == "muon":
+        hidden = [layer.weight for layer in model.hidden[1:]]
+        ids = {id(t) for t in hidden}
+        opts = [torch.optim.Muon(hidden, lr=lr, weight_decay=0.0),
+                torch.optim.AdamW([t for t in model.parameters() if id(t) not in ids], lr=lr / MUON_TO_ADAMW, weight_decay=0.0)]
+        if param_name == "muP":
+            abcparam.wrap(opts, model)
     else:
-        opt = abcparam.wrap(torch.optim.Adam(model.parameters(), lr=lr), model, scale_eps=(param_name == "muP"))
+        opts = [abcparam.wrap(torch.optim.Adam(model.parameters(), lr=lr), model, scale_eps=(param_name == "muP"))]
     xs, ys = data
     steps = xs.shape[0]
     tail = max(1, steps // 10)
@@ -82,9 +97,11 @@ def run(param_name: str, width: int, base: int, lr: float, data: Tuple[torch.Ten
         loss = nn.functional.cross_entropy(model(xs[t]), ys[t])
         if not torch.isfinite(loss):
             return float("inf")
-        opt.zero_grad(set_to_none=True)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        for opt in opts:
+            opt.step()
         if t >= steps - tail:
             losses.append(loss.item())
     return sum(losses) / len(losses)
@@ -107,6 +124,10 @@ def _progress(total: int):
         return update, lambda: print("\r" + " " * 40 + "\r", end="", file=sys.stderr)
 
 
+OPTIMIZER_TEXT = {"adam": "Adam", "sgd": "SGD (momentum 0.9)",
+                  "muon": f"Muon (hidden matrices) + AdamW (the rest, rate / {MUON_TO_ADAMW})"}
+
+
 def main(argv: Sequence[str]) -> None:
     ap = argparse.ArgumentParser(description="SP vs muP hyperparameter transfer across width")
     ap.add_argument("--quick", action="store_true", help="widths 128..1024, 200 steps, 1 seed, 5 learning rates")
@@ -117,7 +138,8 @@ def main(argv: Sequence[str]) -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--log2-lr", type=int, nargs="+", default=None, help="exponents of the learning-rate grid")
-    ap.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="Adam (default) or SGD with momentum 0.9")
+    ap.add_argument("--optimizer", choices=["adam", "sgd", "muon"], default="adam",
+                    help="Adam (default), SGD with momentum 0.9, or Muon on the hidden matrices with AdamW on the rest")
     ap.add_argument("--plot", metavar="PATH")
     args = ap.parse_args(list(argv))
     widths = args.widths or ([128, 256, 512, 1024] if args.quick else [32, 64, 128, 256, 512, 1024])
@@ -125,6 +147,8 @@ def main(argv: Sequence[str]) -> None:
     seeds = args.seeds or (1 if args.quick else 2)
     if args.optimizer == "sgd":
         grid = args.log2_lr or (list(range(-8, -1, 2)) if args.quick else list(range(-8, -1)))
+    elif args.optimizer == "muon":
+        grid = args.log2_lr or (list(range(-9, -2, 2)) if args.quick else list(range(-9, -2)))
     else:
         grid = args.log2_lr or (list(range(-12, -5, 2)) + [-5] if args.quick else list(range(-12, -5)))
     if args.base_width not in widths:
@@ -133,7 +157,7 @@ def main(argv: Sequence[str]) -> None:
 
     ids, vocab = char_corpus()
     print(f"data: CPython help topics, {ids.numel():,} characters, vocabulary {len(vocab)}; char MLP, context {CONTEXT}, "
-          f"depth {args.depth}, ReLU, {'SGD (momentum 0.9)' if args.optimizer == 'sgd' else 'Adam'}, batch {args.batch}, {steps} steps, {seeds} seed(s), base width {args.base_width}")
+          f"depth {args.depth}, ReLU, {OPTIMIZER_TEXT[args.optimizer]}, batch {args.batch}, {steps} steps, {seeds} seed(s), base width {args.base_width}")
     print(f"training loss = mean over the last {max(1, steps // 10)} steps; learning rates 2^{grid[0]}..2^{grid[-1]}\n")
     results: Dict[Tuple[str, int, int], List[float]] = {}
     update, close = _progress(2 * len(widths) * len(grid) * seeds)

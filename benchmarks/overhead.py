@@ -36,6 +36,7 @@ import argparse
 import statistics
 import sys
 import time
+import warnings
 from typing import Callable, Dict, List, Tuple
 
 import torch
@@ -174,6 +175,35 @@ def optimizer_rows(quick: bool) -> List[Tuple[str, ...]]:
             rows.append(("optimizer.step()", f"{name}, {len(our_opt.param_groups)} groups vs 1",
                          f"4-layer MLP, width {width}", f"{t['torch'] * 1e6:.0f}", f"{t['abcparam'] * 1e6:.0f}",
                          f"{t['abcparam'] / t['torch']:.3f}"))
+        rows += _muon_rows(width, p, quick)
+    return rows
+
+
+def _muon_rows(width: int, p: "abcparam.Parametrization", quick: bool) -> List[Tuple[str, ...]]:
+    """torch's Muon over the MLP's matrices (AdamW would take the biases): bare against wrapped, and bare against
+    bare (the control: this machine's noise floor for the same work)."""
+    rows = []
+    for adjust in (None, "match_rms_adamw"):
+        ref_model, ctl_model, our_model = _mlp(width), _mlp(width), _mlp(width, p)
+        for mdl in (ref_model, ctl_model, our_model):
+            for q in mdl.parameters():
+                q.grad = torch.randn_like(q) * 1e-3
+
+        def muon(mdl: nn.Module) -> torch.optim.Optimizer:
+            return torch.optim.Muon([q for q in mdl.parameters() if q.dim() == 2], lr=0.02, adjust_lr_fn=adjust)
+
+        ref_opt, ctl_opt = muon(ref_model), muon(ctl_model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the biases are not in this optimizer (AdamW would hold them)
+            our_opt = abcparam.wrap(muon(our_model), our_model)
+        t = _timeit({"torch": ref_opt.step, "control": ctl_opt.step, "abcparam": our_opt.step}, rounds=9 if quick else 15,
+                    block=3)
+        label = adjust or "original"
+        rows.append(("optimizer.step()", f"control: Muon vs Muon ({label})", f"4-layer MLP, width {width}",
+                     f"{t['torch'] * 1e6:.0f}", f"{t['control'] * 1e6:.0f}", f"{t['control'] / t['torch']:.3f}"))
+        rows.append(("optimizer.step()", f"Muon ({label}), {len(our_opt.param_groups)} groups vs 1",
+                     f"4-layer MLP, width {width}", f"{t['torch'] * 1e6:.0f}", f"{t['abcparam'] * 1e6:.0f}",
+                     f"{t['abcparam'] / t['torch']:.3f}"))
     return rows
 
 

@@ -411,3 +411,11 @@ def test_cli_coordcheck_with_muon_and_adafactor(optimizer, preset, words, capsys
     out = capsys.readouterr().out
     assert rc == 0 and words in out.splitlines()[2], out  # exit 0: the measurements agree with the theory
     assert ("spectral" if optimizer == "muon" else "relative") in out.splitlines()[0]
+
+
+def test_testing_helpers_take_a_hybrid_factory():
+    from abcparam import testing
+
+    testing.assert_regime(mlp3, "feature_learning", batch=BATCH, optimizer=muon_hybrid(), lr=0.02)
+    with pytest.raises(AssertionError, match="UNSTABLE"):
+        testing.assert_stable(lambda n: mlp3(n, "sp"), batch=BATCH, optimizer=muon_hybrid(), lr=0.02)
