@@ -52,9 +52,17 @@ _LAZY = {
     "from_torch": "conversion",
     "effective_state_dict": "conversion",
     "coord_check": "coord",
+    "Residual": "residual",
+    "mark_branch": "residual",
+    "mark_block": "residual",
+    "LayerNorm": "norms",
+    "RMSNorm": "norms",
+    "classify_depth": "depth",
+    "DepthVerdict": "depth",
     "CoordReport": "coord",
 }
-_SUBMODULES = ("theory", "parametrizations", "layers", "optim", "conversion", "coord", "models", "data", "testing", "limits", "cli")
+_SUBMODULES = ("theory", "parametrizations", "layers", "optim", "conversion", "coord", "models", "data", "testing", "limits", "cli",
+               "residual", "norms", "depth", "depthcheck")
 
 __all__ = [
     "Exponents",
@@ -88,6 +96,9 @@ def __dir__() -> list:
 if TYPE_CHECKING:  # pragma: no cover
     from .conversion import ConversionReport, convert, effective_state_dict, from_torch, to_torch
     from .coord import CoordReport, coord_check
+    from .depth import DepthVerdict, classify_depth
+    from .norms import LayerNorm, RMSNorm
+    from .residual import Residual, mark_block, mark_branch
     from .layers import Embedding, Linear, ParamScales, TiedReadout, abc_modules
     from .optim import per_group, wrap
     from .parametrizations import Parametrization, RoleExponents, mean_field, mup, ntk, parametrization, sp, sp_inv_n, up

@@ -51,6 +51,11 @@ def _add_classify(sub: "argparse._SubParsersAction[_Parser]") -> None:
                    "or one per layer separated by commas for a hybrid set-up, e.g. adam,muon,muon,adam (default sgd)")
     p.add_argument("--alignment", default="tp4", choices=theory.ALIGNMENTS, help="default tp4")
     p.add_argument("--linear", action="store_true", help="the network is linear (the dichotomy does not apply)")
+    p.add_argument("--depth-alpha", default=None,
+                   help="also classify a depth rule (docs/theory.md section 12): residual branches scaled by L^-alpha "
+                   "(1 CompleteP, 1/2 Depth-muP, 0 none), blocks trained at the rule's learning rate")
+    p.add_argument("--depth-lr-exponent", default=None,
+                   help="with --depth-alpha: c_L, the block learning rate being eta L^-c_L (default: the rule's own)")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.set_defaults(run=_run_classify)
 
@@ -78,7 +83,23 @@ def _run_classify(args: argparse.Namespace) -> int:
             raise ValueError("--depth and --s go with --preset; with --a/--b/--c the depth is len(a) - 1")
         c = args.c[0] if len(args.c) == 1 else args.c
         v = theory.classify(args.a, args.b, c, optimizer=optimizer, alignment=args.alignment, linear=args.linear)
-    print(v.to_json(indent=2) if args.json else str(v))
+    if args.depth_lr_exponent is not None and args.depth_alpha is None:
+        raise ValueError("--depth-lr-exponent goes with --depth-alpha")
+    if args.depth_alpha is None:
+        print(v.to_json(indent=2) if args.json else str(v))
+        return 0
+    from .depth import classify_depth
+
+    families = set(v.families)
+    if len(families) > 1:
+        raise ValueError("--depth-alpha: give one optimizer family for a depth verdict (the blocks' optimizer)")
+    d = classify_depth(args.depth_alpha, optimizer=v.families[0], lr_exponent=args.depth_lr_exponent)
+    if args.json:
+        import json
+
+        print(json.dumps({"width": v.to_dict(), "depth": d.to_dict()}, indent=2))
+    else:
+        print(f"{v}\n\n{d}")
     return 0
 
 

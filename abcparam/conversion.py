@@ -48,6 +48,7 @@ class ConversionReport:
 
     converted: List[Converted] = field(default_factory=list)
     skipped: List[Tuple[str, str]] = field(default_factory=list)
+    blocks: List[Tuple[str, Tuple[str, ...]]] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"converted {len(self.converted)} layer(s):"]
@@ -55,6 +56,11 @@ class ConversionReport:
         if self.skipped:
             lines.append(f"left {len(self.skipped)} layer(s) unchanged:")
             lines += [f"  {n}: {why}" for n, why in self.skipped]
+        if self.blocks:
+            lines.append(f"residual blocks ({len(self.blocks)}; docs/theory.md section 12): each branch's output scaled by "
+                         "m_L^-alpha with a forward hook, every tensor of the block trained with the depth factors; the "
+                         "additions themselves stay in the model's forward, which abcparam does not rewrite:")
+            lines += [f"  {b}: branches {', '.join(br)}" for b, br in self.blocks]
         return "\n".join(lines)
 
 
@@ -92,6 +98,8 @@ def convert(
     *,
     widths: Optional[Iterable[int]] = None,
     filter_fn: Optional[Callable[[nn.Module, str], bool]] = None,
+    blocks: Optional[str] = None,
+    branches: Optional[Iterable[str]] = None,
     **layer_kwargs: Any,
 ) -> ConversionReport:
     """Replace ``nn.Linear``/``nn.Embedding`` in ``model`` by abcparam layers, in place.
@@ -104,6 +112,18 @@ def convert(
     may veto any layer.  ``layer_kwargs`` (``alpha``, ``sigma``, ...) go to
     every new layer.  Every decision is made before the model is touched, so
     an error leaves it as it was.
+
+    ``blocks`` (an fnmatch pattern such as ``"transformer.h.*"``) names the
+    residual blocks for depth scaling (docs/theory.md section 12, with a
+    ``param`` built with ``depth=``): in each block, the children listed in
+    ``branches`` (default: every child that holds tensors and is not a norm,
+    e.g. ``attn`` and ``mlp``) become residual branches (their output scaled by
+    m_L^-alpha with a forward hook, :func:`abcparam.mark_branch`) and every
+    tensor of the block, norms included, trains with the depth factors
+    (:func:`abcparam.mark_block`).  The residual additions written in the
+    block's ``forward`` are not rewritten; a branch computed inline rather than
+    by a child module cannot be reached: wrap it in :class:`abcparam.Residual`
+    in your own code.  A pattern that matches no module is an error.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
@@ -147,13 +167,60 @@ def convert(
                 visit(child, fqn)
 
     visit(model, "")
+    block_plan = _plan_blocks(model, blocks, branches, {fqn for _, _, fqn, _, _ in plan}) if blocks is not None else []
     new_layers = [(parent, name, fqn, _build(child, role, param, layer_kwargs), role, child) for parent, name, fqn, child, role in plan]
     for parent, name, fqn, layer, role, child in new_layers:
         setattr(parent, name, layer)
         kind = type(child).__name__
         shape = (child.in_features, child.out_features) if kind == "Linear" else (child.num_embeddings, child.embedding_dim)
         report.converted.append(Converted(fqn, kind, role, shape))
+    if block_plan:
+        from .residual import mark_block, mark_branch
+
+        for block_name, block, names in block_plan:
+            mark_block(block, param=param)
+            for n in names:
+                mark_branch(getattr(block, n), param=param)
+            report.blocks.append((block_name, tuple(names)))
     return report
+
+
+_NORM_TYPES = tuple(t for t in (nn.LayerNorm, getattr(nn, "RMSNorm", None), nn.GroupNorm, nn.modules.batchnorm._BatchNorm) if t)
+
+
+def _is_norm(mod: nn.Module) -> bool:
+    return isinstance(mod, _NORM_TYPES) or "norm" in type(mod).__name__.lower()
+
+
+def _plan_blocks(model: nn.Module, pattern: str, branches: Optional[Iterable[str]], planned: set) -> List[Tuple[str, nn.Module, List[str]]]:
+    """The blocks matching ``pattern`` and their branches, checked before anything changes."""
+    if not isinstance(pattern, str):
+        raise TypeError(f"blocks: expected an fnmatch pattern such as 'transformer.h.*', got {pattern!r}")
+    found: List[Tuple[str, nn.Module]] = []
+    for n, m in model.named_modules():  # the outermost matches: "blocks.*" also matches blocks.0.ln1 (fnmatch's * spans dots)
+        if n and fnmatch.fnmatchcase(n, pattern) and not any(n.startswith(f + ".") for f, _ in found):
+            found.append((n, m))
+    if not found:
+        raise ValueError(f"blocks: the pattern {pattern!r} matches no module of the model")
+    names = list(branches) if branches is not None else None
+    out = []
+    for bname, block in found:
+        chosen = names if names is not None else [
+            c for c, m in block.named_children() if not _is_norm(m) and any(True for _ in m.parameters())]
+        if not chosen:
+            raise ValueError(f"blocks: {bname} has no child that could be a residual branch (children with tensors, not norms)")
+        for c in chosen:
+            child = getattr(block, c, None)
+            if not isinstance(child, nn.Module):
+                raise ValueError(f"branches: {bname} has no child module {c!r}")
+            prefix = f"{bname}.{c}"
+            has_layer = any(hasattr(m, "abc_scales") for m in child.modules()) or any(
+                f == prefix or f.startswith(prefix + ".") for f in planned)
+            if not has_layer:
+                raise ValueError(f"blocks: the branch {prefix} has no abcparam layer and none is being converted; a residual "
+                                 "branch scales with width too (name its layers in roles= or widths=)")
+        out.append((bname, block, chosen))
+    return out
 
 
 def _build(child: nn.Module, role: str, param: Parametrization, kwargs: Dict[str, Any]) -> nn.Module:

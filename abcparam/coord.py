@@ -649,9 +649,10 @@ def _predict(
 
 def coord_check(
     build: Callable[[int], nn.Module],
-    widths: Sequence[int],
-    batch: Batch,
+    widths: Optional[Sequence[int]] = None,
+    batch: Optional[Batch] = None,
     *,
+    depths: Optional[Sequence[int]] = None,
     optimizer: Any,
     lr: float,
     steps: int = 3,
@@ -689,7 +690,24 @@ def coord_check(
         init_seeds: seeds for the quantities at initialisation (h and f at
             step 0), which need one forward pass each and no training: the
             ``seeds`` plus extra ones up to this number (default 8).
+
+    With ``depths=`` instead of ``widths`` (``build(depth) -> model`` at a
+    fixed width) this is the depth check of docs/theory.md section 12,
+    :func:`abcparam.depthcheck.depth_check`, and returns its report; ``expect``
+    is then a depth regime (``"feature_learning"`` or ``"lazy"``).
     """
+    if depths is not None:
+        if widths is not None:
+            raise ValueError("widths, depths: give widths or depths, not both (a width-and-depth grid is two checks: one "
+                             "across widths at a fixed depth, one across depths at a fixed width)")
+        if batch is None:
+            raise TypeError("batch: required")
+        from .depthcheck import depth_check
+
+        return depth_check(build, depths, batch, optimizer=optimizer, lr=lr, steps=steps, seeds=seeds, loss=loss,  # type: ignore[return-value]
+                           tolerance=tolerance, expect=expect, family=family)
+    if widths is None or batch is None:
+        raise TypeError("widths, batch: required (or depths= for the depth check)")
     widths = _check_widths(widths)
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ValueError(f"steps: an int >= 1, got {steps!r}")

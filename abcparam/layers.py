@@ -250,8 +250,8 @@ def _scaled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.T
     """y = wm * x W^T + b: plain ``F.linear`` when wm == 1, else one elementwise pass on the smallest operand.
 
     The factor goes on the input, the weight or the output, whichever has the
-    fewest numbers; on the output it is fused with the bias into one pass
-    (``torch.add(b, y, alpha=wm)``), as a readout to a few classes wants.  The
+    fewest numbers; on the output the bias goes into the matmul divided by the
+    factor, then one pass scales the output, as a readout to a few classes wants.  The
     extra work is one pass over min(batch x in, in x out, batch x out)
     numbers; the choice depends only on shapes, so it is static under
     ``torch.compile``.
@@ -262,8 +262,9 @@ def _scaled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.T
     n_out = n_in // weight.shape[1] * weight.shape[0]
     smallest = min(n_in, n_w, n_out)
     if n_out == smallest and n_out < n_in:
-        y = F.linear(x, weight)
-        return y * wm if bias is None else torch.add(bias, y, alpha=wm)
+        # the bias enters the matmul pre-divided (a pass over out_features numbers), then one pass scales the output.
+        # Not torch.add(bias, y, alpha=wm): inductor fuses that with the matmul into addmm and drops alpha (torch 2.13).
+        return F.linear(x, weight, None if bias is None else bias / wm) * wm
     if n_w == smallest:
         return F.linear(x, weight * wm, bias)
     return F.linear(x * wm, weight, bias)

@@ -17,7 +17,7 @@ from torch import nn
 from .layers import Linear
 from .parametrizations import Parametrization
 
-__all__ = ["MLP", "TinyTransformer", "NONLINEARITIES"]
+__all__ = ["MLP", "ResidualMLP", "TinyTransformer", "NONLINEARITIES"]
 
 NONLINEARITIES: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
@@ -55,6 +55,74 @@ class MLP(nn.Module):
         return self.layers[-1](x)
 
 
+class ResidualMLP(nn.Module):
+    """A pre-norm residual MLP: input layer, ``blocks`` residual blocks (norm -> linear -> GELU -> linear, scaled by
+    :class:`~abcparam.Residual`), a final norm and the readout (docs/theory.md section 12).
+
+    ``param`` carries the depth rule: build it with ``depth=blocks`` and a
+    ``base_depth`` (``param.at_depth(blocks)``); without depth the branches are
+    not scaled.
+
+    >>> import torch, abcparam
+    >>> p = abcparam.mup(128, 64, depth=8, base_depth=2)
+    >>> net = abcparam.models.ResidualMLP(16, 128, 4, blocks=8, param=p)
+    >>> net(torch.randn(3, 16)).shape, net.blocks[0].multiplier
+    (torch.Size([3, 4]), 0.25)
+    """
+
+    def __init__(self, d_in: int, width: int, d_out: int, *, blocks: int, param: Parametrization, mult: int = 1) -> None:
+        from .norms import LayerNorm
+        from .residual import Residual
+
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
+            raise ValueError(f"blocks: the number of residual blocks, an int >= 1; got {blocks!r}")
+        super().__init__()
+        self.inp = Linear(d_in, width, role="input", param=param)
+        self.blocks = nn.ModuleList(
+            Residual(nn.Sequential(LayerNorm(width, param=param), Linear(width, mult * width, param=param), nn.GELU(),
+                                   Linear(mult * width, width, param=param)), param=param)
+            for _ in range(blocks)
+        )
+        self.norm = LayerNorm(width, param=param)
+        self.out = Linear(width, d_out, role="output", param=param)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.out(self.norm(h))
+
+
+class _Attention(nn.Module):
+    """Pre-norm causal self-attention: norm -> qkv -> heads (einops) -> attention -> proj."""
+
+    def __init__(self, width: int, n_heads: int, scale: float, param: Parametrization) -> None:
+        super().__init__()
+        self.n_heads, self.scale = n_heads, scale
+        self.qkv = Linear(width, 3 * width, False, param=param)
+        self.proj = Linear(width, width, param=param)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        from einops import rearrange
+
+        x = nn.functional.layer_norm(h, h.shape[-1:])
+        q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.n_heads)
+        a = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+        return self.proj(rearrange(a, "b h t d -> b t (h d)"))
+
+
+class _FeedForward(nn.Module):
+    """Pre-norm MLP: norm -> up (4x) -> GELU -> down."""
+
+    def __init__(self, width: int, param: Parametrization) -> None:
+        super().__init__()
+        self.up = Linear(width, 4 * width, param=param)
+        self.down = Linear(4 * width, width, param=param)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.down(nn.functional.gelu(self.up(nn.functional.layer_norm(h, h.shape[-1:]))))
+
+
 class TinyTransformer(nn.Module):
     """A small causal transformer of abcparam layers: embeddings, attention, MLP blocks, readout.
 
@@ -65,7 +133,10 @@ class TinyTransformer(nn.Module):
     (docs/theory.md section 7), normalised to equal the usual ``1/sqrt(d_head)`` at
     base width, when ``mup_attention`` is true (the default for muP
     parametrizations); otherwise ``1/sqrt(d_head)``.  Layer norms carry no
-    gains, so every trained tensor belongs to an abcparam layer.
+    gains, so every trained tensor belongs to an abcparam layer.  Each block's
+    attention and MLP are :class:`~abcparam.Residual` branches, so a ``param``
+    built with ``depth=n_layers`` and a ``base_depth`` scales them with depth
+    (docs/theory.md section 12); without depth their multiplier is 1.
     """
 
     def __init__(
@@ -82,6 +153,7 @@ class TinyTransformer(nn.Module):
     ) -> None:
         super().__init__()
         from .layers import Embedding, TiedReadout
+        from .residual import Residual
 
         if width % n_heads:
             raise ValueError(f"n_heads: must divide width={width}, got {n_heads}")
@@ -94,31 +166,18 @@ class TinyTransformer(nn.Module):
         self.tok = Embedding(vocab, width, param=param)
         self.pos = Embedding(context, width, param=param)
         self.blocks = nn.ModuleList(
-            nn.ModuleDict(
-                {
-                    "qkv": Linear(width, 3 * width, False, param=param),
-                    "proj": Linear(width, width, param=param),
-                    "up": Linear(width, 4 * width, param=param),
-                    "down": Linear(4 * width, width, param=param),
-                }
-            )
+            nn.ModuleDict({"attn": Residual(_Attention(width, n_heads, self.attn_scale, param), param=param),
+                           "mlp": Residual(_FeedForward(width, param), param=param)})
             for _ in range(n_layers)
         )
         self.head = TiedReadout(self.tok, param=param) if tie else Linear(width, vocab, role="output", param=param)
 
-    def _norm(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.layer_norm(x, x.shape[-1:])
-
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        from einops import rearrange
-
         t = idx.shape[-1]
         if t > self.context:
             raise ValueError(f"idx: sequence length {t} exceeds context={self.context}")
         h = self.tok(idx) + self.pos(torch.arange(t, device=idx.device))
         for blk in self.blocks:
-            q, k, v = rearrange(blk["qkv"](self._norm(h)), "b t (three h d) -> three b h t d", three=3, h=self.n_heads)
-            a = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.attn_scale)
-            h = h + blk["proj"](rearrange(a, "b h t d -> b t (h d)"))
-            h = h + blk["down"](nn.functional.gelu(blk["up"](self._norm(h))))
-        return self.head(self._norm(h))
+            h = h + blk["attn"](h)
+            h = h + blk["mlp"](h)
+        return self.head(nn.functional.layer_norm(h, h.shape[-1:]))

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from .layers import _UNIT, ParamScales, abc_modules
+from .residual import DepthScales, depth_scales
 from .theory import FAMILIES, optimizer_family
 
 __all__ = ["wrap", "per_group", "WEIGHT_DECAY_MODES"]
@@ -154,12 +155,13 @@ def wrap(
         raise ValueError(f"model: parameters owned by no abcparam layer (strict=True): {', '.join(unowned)}")
 
     widths = _model_widths(model)
+    depth = depth_scales(model)
     plans = []
     for opt, fam in zip(opts, fams):
         options = {"family": fam, "scale_eps": scale_eps, "weight_decay": weight_decay}
         new_groups: List[Dict[str, Any]] = []
         for group in opt.param_groups:
-            new_groups.extend(_split_group(group, owned, options, widths, opt))
+            new_groups.extend(_split_group(group, owned, options, widths, opt, depth))
         plans.append((opt, new_groups, options))
 
     # Everything validated and computed: now change the optimizers.
@@ -267,17 +269,27 @@ def _lr_factor(scales: ParamScales, fam: str, p: torch.Tensor, group: Dict[str, 
 
 
 def _split_group(
-    group: Dict[str, Any], owned: Dict[int, Tuple[str, ParamScales]], options: Dict[str, Any], widths: str, opt: Any = None
+    group: Dict[str, Any], owned: Dict[int, Tuple[str, ParamScales]], options: Dict[str, Any], widths: str, opt: Any = None,
+    depth: Optional[Dict[int, Tuple[str, DepthScales]]] = None,
 ) -> List[Dict[str, Any]]:
-    """One param group re-split into one group per distinct (lr factor, eps factors), with its options kept."""
+    """One param group re-split into one group per distinct (lr factor, eps factors), with its options kept.
+
+    A tensor inside a residual branch also gets the depth factors of docs/theory.md section 12."""
     fam = options["family"]
     scale_eps = options["scale_eps"]
+    depth = depth or {}
     # Tensors of different roles that train alike share a group, since every group costs a pass of the optimizer's loop.
     buckets: Dict[Tuple[float, ...], Tuple[ParamScales, float, List[torch.Tensor]]] = {}
     for p in group["params"]:
         scales = owned[id(p)][1] if id(p) in owned else _UNIT
         lr_f = _lr_factor(scales, fam, p, group, opt)
-        key = (lr_f,) + _eps_factors(scales, fam, scale_eps)
+        eps_f = _eps_factors(scales, fam, scale_eps)
+        if id(p) in depth:
+            ds = depth[id(p)][1]
+            lr_f *= ds.lr(fam)
+            if scale_eps and fam in ("adam", "relative"):
+                eps_f = (eps_f[0] * ds.eps, eps_f[1])
+        key = (lr_f,) + eps_f
         if key in buckets and buckets[key][0].role != scales.role:
             buckets[key] = (buckets[key][0]._replace(role="mixed"), lr_f, buckets[key][2])
         buckets.setdefault(key, (scales, lr_f, []))[2].append(p)
@@ -337,10 +349,10 @@ def _install_hooks(optimizer: torch.optim.Optimizer, model: nn.Module, options: 
         m = model_ref()
         if m is None:
             raise RuntimeError("abcparam.wrap: a param group was added after wrapping, but the wrapped model no longer exists")
-        owned, widths = _owned_scales(m), _model_widths(m)
+        owned, widths, depth = _owned_scales(m), _model_widths(m), depth_scales(m)
         groups: List[Dict[str, Any]] = []
         for i, g in enumerate(opt.param_groups):
-            groups.extend(_split_group(g, owned, options, widths, opt) if i in fresh else [g])
+            groups.extend(_split_group(g, owned, options, widths, opt, depth) if i in fresh else [g])
         opt.param_groups = groups
 
     def check_loaded_state(opt: torch.optim.Optimizer, state_dict: Dict[str, Any]) -> None:

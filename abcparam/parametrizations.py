@@ -105,10 +105,15 @@ class Parametrization:
     output: RoleExponents
     width: int = 1
     base_width: int = 1
+    depth: Optional[int] = None
+    base_depth: Optional[int] = None
+    depth_alpha: Fraction = Fraction(1)
+    allow_any_alpha: bool = False
 
     def __post_init__(self) -> None:
         _positive_int(self.width, "width")
         _positive_int(self.base_width, "base_width")
+        _check_depth(self.depth, self.base_depth, self.depth_alpha, self.allow_any_alpha)
         for role in ("input", "output"):
             if not isinstance(getattr(self, role), RoleExponents):
                 raise TypeError(f"{role}: expected RoleExponents, got {type(getattr(self, role)).__name__}")
@@ -123,6 +128,34 @@ class Parametrization:
     def at_width(self, width: int, base_width: Optional[int] = None) -> "Parametrization":
         """The same exponents at another width (and optionally base width)."""
         return replace(self, width=width, base_width=self.base_width if base_width is None else base_width)
+
+    # Depth (docs/theory.md section 12): residual branches scale by m_L^-alpha, m_L = depth / base_depth.
+    @property
+    def depth_mult(self) -> Fraction:
+        """m_L = depth / base_depth, exact (1 when no depth was given: no depth scaling)."""
+        if self.depth is None:
+            return Fraction(1)
+        return Fraction(self.depth, self.base_depth)  # type: ignore[arg-type]
+
+    def at_depth(self, depth: int, base_depth: Optional[int] = None) -> "Parametrization":
+        """The same parametrization at another depth (and optionally base depth)."""
+        base = self.base_depth if base_depth is None else base_depth
+        return replace(self, depth=depth, base_depth=base)
+
+    def branch_multiplier(self) -> float:
+        """m_L^-alpha, the factor on every residual branch's output (1.0 without depth)."""
+        return _power(self.depth_mult, -self.depth_alpha)
+
+    def depth_lr_scale(self, optimizer: str) -> float:
+        """The depth factor on the learning rate of a tensor inside a residual branch (section 12):
+        m_L^(2 alpha - 1) SGD-like, m_L^(alpha - 1) for every normalised family."""
+        fam = optimizer_family(optimizer)
+        al = self.depth_alpha
+        return _power(self.depth_mult, 2 * al - 1 if fam == "sgd" else al - 1)
+
+    def depth_eps_scale(self) -> float:
+        """The depth factor on Adam's epsilon (and Adafactor's eps1) inside a residual branch: m_L^-alpha."""
+        return _power(self.depth_mult, -self.depth_alpha)
 
     def role(self, role: str) -> RoleExponents:
         """Exponents of ``role`` (``vector`` means the input layer's, docs/theory.md section 7)."""
@@ -210,7 +243,7 @@ class Parametrization:
             return RoleExponents(Fraction(0), ex.a + ex.b, ex.c_sgd + 2 * ex.a, ex.c_adam + ex.a, ex.c_spectral + ex.a,
                                  ex.c_relative)
 
-        name = self.name if self.name.endswith("(a=0)") else f"{self.name}(a=0)"
+        name = self.name if self.name.endswith("(a=0)") else f"{self.name}(a=0)"  # depth fields are kept by replace
         return replace(self, name=name, input=fold(self.input), hidden=fold(self.hidden), output=fold(self.output))  # type: ignore[arg-type]
 
     def describe(self) -> str:
@@ -220,7 +253,8 @@ class Parametrization:
             if ex is not None:
                 rows.append(f"{role}: a={ex.a} b={ex.b} c_sgd={ex.c_sgd} c_adam={ex.c_adam} "
                             f"c_spectral={ex.c_spectral} c_relative={ex.c_relative}")
-        return f"{self.name} (m = {self.width}/{self.base_width}): " + "; ".join(rows)
+        depth = "" if self.depth is None else f", m_L = {self.depth}/{self.base_depth}, alpha = {self.depth_alpha}"
+        return f"{self.name} (m = {self.width}/{self.base_width}{depth}): " + "; ".join(rows)
 
 
 def _from_preset(p: Preset, width: int, base_width: int, name: Optional[str] = None) -> Parametrization:
@@ -251,28 +285,79 @@ def _widths(width: Optional[int], base_width: Optional[int]) -> Tuple[int, int]:
     return _positive_int(width, "width"), _positive_int(base_width, "base_width")
 
 
-def _named(name: str, width: Optional[int], base_width: Optional[int], **kw: Any) -> Parametrization:
-    depth = 1 if name == "mean_field" else 2
+DEPTH_RULES = {"completep": Fraction(1), "depth_mup": Fraction(1, 2)}
+
+
+def _check_depth(depth: Any, base_depth: Any, alpha: Any, allow_any_alpha: bool = False) -> None:
+    """Both depths or neither; alpha a Fraction in [1/2, 1] (section 12) unless ``allow_any_alpha``."""
+    if (depth is None) != (base_depth is None):
+        missing = "base_depth" if base_depth is None else "depth"
+        raise ValueError(
+            f"{missing}: required with {'depth' if missing == 'base_depth' else 'base_depth'}="
+            f"{depth if depth is not None else base_depth!r} (m_L = depth / base_depth is what residual branches scale by); "
+            "give both, e.g. mup(1024, 128, depth=16, base_depth=2), or neither (no depth scaling)"
+        )
+    if depth is not None:
+        _positive_int(depth, "depth")
+        _positive_int(base_depth, "base_depth")
+    if not isinstance(alpha, Fraction):
+        raise TypeError(f"depth_alpha: expected a Fraction, got {type(alpha).__name__}")
+    if not allow_any_alpha and not Fraction(1, 2) <= alpha <= 1:
+        raise ValueError(
+            f"depth_alpha: got {alpha}; allowed: 1/2 <= alpha <= 1 (1/2 Depth-muP, 1 CompleteP; docs/theory.md section 12). "
+            "Below 1/2 the residual stream blows up at init, above 1 the blocks' own updates blow up; pass "
+            "allow_any_alpha=True to study such a rule anyway"
+        )
+
+
+def _depth_fields(depth: Any, base_depth: Any, depth_alpha: Any, allow_any_alpha: bool) -> Dict[str, Any]:
+    """The depth arguments of a preset, checked: ``depth_alpha`` is 1 (CompleteP, default), 1/2 (Depth-muP), a rule
+    name ("completep", "depth_mup") or any exact exponent."""
+    if isinstance(depth_alpha, str) and depth_alpha.lower() in DEPTH_RULES:
+        alpha = DEPTH_RULES[depth_alpha.lower()]
+    else:
+        alpha = exponent(depth_alpha, "depth_alpha")
+    if not isinstance(allow_any_alpha, bool):
+        raise TypeError(f"allow_any_alpha: expected True or False, got {allow_any_alpha!r}")
+    _check_depth(depth, base_depth, alpha, allow_any_alpha)
+    return {"depth": depth, "base_depth": base_depth, "depth_alpha": alpha, "allow_any_alpha": allow_any_alpha}
+
+
+def _named(name: str, width: Optional[int], base_width: Optional[int], depth: Optional[int] = None,
+           base_depth: Optional[int] = None, depth_alpha: Any = 1, allow_any_alpha: bool = False, **kw: Any) -> Parametrization:
+    layers = 1 if name == "mean_field" else 2
     w, b = _widths(width, base_width)
-    return _from_preset(theory.preset(name, depth, **kw), w, b)
+    fields = _depth_fields(depth, base_depth, depth_alpha, allow_any_alpha)
+    return replace(_from_preset(theory.preset(name, layers, **kw), w, b), **fields)
 
 
-def sp(width: Optional[int] = None, base_width: Optional[int] = None) -> Parametrization:
+_DEPTH_DOC = """
+
+    Depth (docs/theory.md section 12): ``depth`` and ``base_depth`` (both or
+    neither) give m_L = depth / base_depth; every :class:`abcparam.Residual`
+    branch then scales by m_L^-depth_alpha and trains with the depth factors of
+    section 12.  ``depth_alpha`` is 1 (CompleteP, the default), 1/2
+    (Depth-muP), a rule name (``"completep"``, ``"depth_mup"``) or any exponent
+    in [1/2, 1] (outside it only with ``allow_any_alpha=True``).  Without depth
+    nothing scales with depth."""
+
+
+def sp(width: Optional[int] = None, base_width: Optional[int] = None, **depth: Any) -> Parametrization:
     """Standard parametrization, constant learning rate (unstable as width grows)."""
-    return _named("sp", width, base_width)
+    return _named("sp", width, base_width, **depth)
 
 
-def sp_inv_n(width: Optional[int] = None, base_width: Optional[int] = None) -> Parametrization:
+def sp_inv_n(width: Optional[int] = None, base_width: Optional[int] = None, **depth: Any) -> Parametrization:
     """Standard parametrization with learning rate ~ 1/n (kernel regime under SGD)."""
-    return _named("sp_inv_n", width, base_width)
+    return _named("sp_inv_n", width, base_width, **depth)
 
 
-def ntk(width: Optional[int] = None, base_width: Optional[int] = None) -> Parametrization:
+def ntk(width: Optional[int] = None, base_width: Optional[int] = None, **depth: Any) -> Parametrization:
     """Neural tangent parametrization (kernel regime, r = 1/2)."""
-    return _named("ntk", width, base_width)
+    return _named("ntk", width, base_width, **depth)
 
 
-def mup(width: Optional[int] = None, base_width: Optional[int] = None, *, form: str = "tp4") -> Parametrization:
+def mup(width: Optional[int] = None, base_width: Optional[int] = None, *, form: str = "tp4", **depth: Any) -> Parametrization:
     """Maximal update parametrization: ``form="tp4"`` (TP4) or ``"table8"`` (TP5 Table 8, microsoft/mup).
 
     The two forms are equivalent (docs/theory.md section 2); ``table8`` is the one
@@ -284,17 +369,22 @@ def mup(width: Optional[int] = None, base_width: Optional[int] = None, *, form: 
     forms = {"tp4": "mup", "table8": "mup_table8"}
     if form not in forms:
         raise ValueError(f"form: got {form!r}; allowed: 'tp4' or 'table8'")
-    return _named(forms[form], width, base_width)
+    return _named(forms[form], width, base_width, **depth)
 
 
-def mean_field(width: Optional[int] = None, base_width: Optional[int] = None) -> Parametrization:
+def mean_field(width: Optional[int] = None, base_width: Optional[int] = None, **depth: Any) -> Parametrization:
     """Mean-field parametrization (one hidden layer only: no hidden role)."""
-    return _named("mean_field", width, base_width)
+    return _named("mean_field", width, base_width, **depth)
 
 
-def up(s: Any, width: Optional[int] = None, base_width: Optional[int] = None) -> Parametrization:
+def up(s: Any, width: Optional[int] = None, base_width: Optional[int] = None, **depth: Any) -> Parametrization:
     """The uniform parametrization UP_s, 0 <= s <= 1/2 (UP_0 = muP, UP_1/2 = NTK)."""
-    return _named("up", width, base_width, s=s)
+    return _named("up", width, base_width, s=s, **depth)
+
+
+for _f in (sp, sp_inv_n, ntk, mup, mean_field, up):
+    _f.__doc__ = (_f.__doc__ or "") + _DEPTH_DOC
+del _f
 
 
 def parametrization(
@@ -305,6 +395,10 @@ def parametrization(
     width: Optional[int] = None,
     base_width: Optional[int] = None,
     name: str = "custom",
+    depth: Optional[int] = None,
+    base_depth: Optional[int] = None,
+    depth_alpha: Any = 1,
+    allow_any_alpha: bool = False,
 ) -> Parametrization:
     """A parametrization from explicit exponents ``(a, b, c_sgd, c_adam)`` per role.
 
@@ -330,4 +424,5 @@ def parametrization(
     if cols["input"] is None or cols["output"] is None:
         raise ValueError("input, output: both roles are required")
     w, b = _widths(width, base_width)
-    return Parametrization(name, cols["input"], cols["hidden"], cols["output"], w, b)  # type: ignore[arg-type]
+    fields = _depth_fields(depth, base_depth, depth_alpha, allow_any_alpha)
+    return Parametrization(name, cols["input"], cols["hidden"], cols["output"], w, b, **fields)  # type: ignore[arg-type]

@@ -23,8 +23,8 @@ from torch import nn
 from .coord import CoordReport, coord_check
 from .theory import REGIMES
 
-__all__ = ["CI_WIDTHS", "CI_SEEDS", "CI_STEPS", "Inconclusive", "assert_regime", "assert_stable", "assert_feature_learning",
-           "assert_matches_theory"]
+__all__ = ["CI_WIDTHS", "CI_DEPTHS", "CI_SEEDS", "CI_STEPS", "Inconclusive", "assert_regime", "assert_stable",
+           "assert_feature_learning", "assert_matches_theory", "assert_depth_regime"]
 
 _INCONCLUSIVE_MODES = ("raise", "skip")
 
@@ -103,3 +103,27 @@ def assert_stable(build: Callable[[int], nn.Module], *, batch: Any, optimizer: A
 def assert_feature_learning(build: Callable[[int], nn.Module], **kw: Any) -> CoordReport:
     """Shorthand for ``assert_regime(build, "feature_learning", ...)``."""
     return assert_regime(build, "feature_learning", **kw)
+
+
+CI_DEPTHS = (2, 4, 8, 16, 32)
+
+
+def assert_depth_regime(build: Callable[[int], nn.Module], regime: str, *, batch: Any, optimizer: Any, lr: float,
+                        depths: Sequence[int] = CI_DEPTHS, inconclusive: str = "raise", **kw: Any) -> Any:
+    """The depth rule of ``build(depth)``'s residual branches is ``regime`` in theory (``"feature_learning"``:
+    CompleteP; ``"lazy"``: Depth-muP), and the depth check's measurements agree (docs/theory.md section 12)."""
+    from .depth import DEPTH_REGIMES
+    from .depthcheck import depth_check
+
+    if regime not in DEPTH_REGIMES:
+        raise ValueError(f"regime: got {regime!r}; allowed: {', '.join(DEPTH_REGIMES)}")
+    if inconclusive not in _INCONCLUSIVE_MODES:
+        raise ValueError(f"inconclusive: got {inconclusive!r}; allowed: {', '.join(map(repr, _INCONCLUSIVE_MODES))}")
+    kw.setdefault("seeds", CI_SEEDS)
+    kw.setdefault("steps", CI_STEPS)
+    report = depth_check(build, depths, batch, optimizer=optimizer, lr=lr, expect=regime, **kw)
+    if report.status == "inconclusive":
+        _undecided(report, f"expected depth regime {regime!r}", inconclusive)
+    if not report.passed:
+        raise AssertionError(f"expected depth regime {regime!r}\n" + str(report))
+    return report

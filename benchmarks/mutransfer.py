@@ -173,16 +173,29 @@ def main(argv: Sequence[str]) -> None:
     close()
     elapsed = time.time() - t0
 
-    def mean(v: List[float]) -> float:
-        return sum(v) / len(v) if all(math.isfinite(x) for x in v) else float("inf")
+    transfer_tables(("SP", "muP"), widths, args.base_width, grid, results, seeds, axis="width")
+    print(f"({elapsed:.0f} s; spread = std over seeds of the loss at the best learning rate)")
+    if args.plot:
+        _plot(args.plot, widths, grid, results, mean)
+        print(f"figure: {args.plot}")
 
+
+def mean(v: List[float]) -> float:
+    """Mean over seeds; a diverged run (inf) makes the cell diverged."""
+    return sum(v) / len(v) if all(math.isfinite(x) for x in v) else float("inf")
+
+
+def transfer_tables(names: Sequence[str], sizes: Sequence[int], base: int, grid: Sequence[int],
+                    results: Dict[Tuple[str, int, int], List[float]], seeds: int, axis: str = "width") -> Dict[Tuple[str, int], Tuple[int, float, float]]:
+    """Print, per rule, the loss per learning rate at every size (width or depth), the optimum, its drift from the
+    base size in octaves and the transfer penalty; return (best log2 lr, best loss, penalty) per (rule, size)."""
     summary = {}
-    for name in ("SP", "muP"):
+    for name in names:
         print(f"{name}: training loss per learning rate (mean over seeds)")
-        print("| width | " + " | ".join(f"2^{k}" for k in grid) + " | best lr | drift (octaves) | penalty | spread |")
+        print(f"| {axis} | " + " | ".join(f"2^{k}" for k in grid) + " | best lr | drift (octaves) | penalty | spread |")
         print("|" + "---|" * (len(grid) + 5))
-        best_base = min(grid, key=lambda k: mean(results[(name, args.base_width, k)]))
-        for w in widths:
+        best_base = min(grid, key=lambda k: mean(results[(name, base, k)]))
+        for w in sizes:
             losses = {k: mean(results[(name, w, k)]) for k in grid}
             best = min(grid, key=lambda k: losses[k])
             penalty = losses[best_base] - losses[best]
@@ -190,19 +203,16 @@ def main(argv: Sequence[str]) -> None:
             cells = " | ".join(("div" if not math.isfinite(v) else f"{v:.3f}") for v in losses.values())
             print(f"| {w} | {cells} | 2^{best} | {best - best_base:+d} | {penalty:.3f} | {spread:.3f} |")
             summary[(name, w)] = (best, losses[best], penalty)
-        bests = [summary[(name, w)][1] for w in widths]
-        wider = all(b2 <= b1 + 1e-9 for b1, b2 in zip(bests, bests[1:]))
-        print(f"optimum drift over widths {widths[0]}..{widths[-1]}: "
-              f"{max(summary[(name, w)][0] for w in widths) - min(summary[(name, w)][0] for w in widths)} octaves; "
-              f"largest transfer penalty {max(summary[(name, w)][2] for w in widths):.3f} nats; "
-              f"wider is better at the optimum: {'yes' if wider else 'no'}\n")
-    print(f"({elapsed:.0f} s; spread = std over seeds of the loss at the best learning rate)")
-    if args.plot:
-        _plot(args.plot, widths, grid, results, mean)
-        print(f"figure: {args.plot}")
+        bests = [summary[(name, w)][1] for w in sizes]
+        better = all(b2 <= b1 + 1e-9 for b1, b2 in zip(bests, bests[1:]))
+        print(f"optimum drift over {axis}s {sizes[0]}..{sizes[-1]}: "
+              f"{max(summary[(name, w)][0] for w in sizes) - min(summary[(name, w)][0] for w in sizes)} octaves; "
+              f"largest transfer penalty {max(summary[(name, w)][2] for w in sizes):.3f} nats; "
+              f"{'wider' if axis == 'width' else 'deeper'} is better at the optimum: {'yes' if better else 'no'}\n")
+    return summary
 
 
-def _plot(path, widths, grid, results, mean) -> None:
+def _plot(path, widths, grid, results, mean, names=("SP", "muP"), axis="width") -> None:
     try:
         import matplotlib
 
@@ -210,20 +220,20 @@ def _plot(path, widths, grid, results, mean) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         sys.exit("--plot needs matplotlib: pip install -e '.[plot]'")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), sharey=True)
     cmap = plt.get_cmap("viridis")
-    for ax, name in zip(axes, ("SP", "muP")):
+    for ax, name in zip(axes, names):
         for i, w in enumerate(widths):
             ys = [mean(results[(name, w, k)]) for k in grid]
             ys = [y if math.isfinite(y) else float("nan") for y in ys]
-            ax.plot(grid, ys, "o-", color=cmap(i / max(1, len(widths) - 1)), label=f"width {w}", ms=3)
+            ax.plot(grid, ys, "o-", color=cmap(i / max(1, len(widths) - 1)), label=f"{axis} {w}", ms=3)
         ax.set_title(f"{name}: training loss vs learning rate")
         ax.set_xlabel("log2 learning rate")
     axes[0].set_ylabel("training loss")
     finite = [mean(v) for v in results.values() if math.isfinite(mean(v))]
     lo = min(finite)
     axes[0].set_ylim(lo - 0.05, lo + 1.2)
-    axes[1].legend(fontsize=8)
+    axes[-1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -1,0 +1,375 @@
+"""The depth coordinate check: measure how a residual network scales with its number of blocks.
+
+``depth_check(build, depths, batch, ...)`` (also ``coord_check(build,
+depths=..., batch=...)``) builds ``build(depth)`` at a fixed width for each
+depth, trains it for a few steps and fits slopes against log depth of the
+quantities of docs/theory.md section 12, then compares them with
+:func:`abcparam.classify_depth` for the model's depth rule.  The output alone
+cannot tell the rules apart when the network ends in a norm, so the check
+looks inside.  What it measures and what it predicts is declared in one place,
+:data:`QUANTITIES`:
+
+``stream``   the residual stream after the last residual branch, at
+             initialisation: predicted L^(max(0, 1/2 - alpha)).
+``dstream``  the change of that stream after t steps: L^(1 - alpha + u).
+``block``    each branch's own update acting on its input,
+             RMS((W_t - W_0) x_t) of the branch's first abcparam layer,
+             averaged (in square) over the branches: L^u.
+``embed``    the change of every abcparam input layer outside the branches
+             (embeddings): L^0, since depth rules leave it alone.
+``readout``  the readout's own update, RMS of its effective W_t - W_0: L^0
+             (its entries, not their action on the features: a readout to a
+             few outputs gives too few numbers for a steady action).
+``df``       the output's change: measured, not predicted (a final norm hides
+             the stream's growth).
+
+The depth rule comes from the model: the residual branches' alpha (from their
+parametrization's ``depth_alpha``) when their m_L grows in proportion to the
+depth, or "no depth scaling" (alpha = 0) when it does not (branches built
+without ``depth=``); ``alpha=`` overrides it.  The optimizer family comes from
+the wrapped optimizer.  Decisions use :mod:`abcparam.coord_stats` with depth in
+place of width.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from . import _torch  # noqa: F401  (torch without the numpy warning)
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import coord_stats
+from .coord import Batch, Fit, _default_loss, _make_optimizer, _output_tensor, _rms, _split_batch
+from .depth import DepthVerdict, classify_depth
+from .layers import abc_modules
+from .residual import DepthScales
+
+__all__ = ["depth_check", "DepthReport", "QUANTITIES"]
+
+# name: (what is measured, the verdict's prediction or None for "measured only"); docs/theory.md section 12.
+QUANTITIES: Dict[str, Tuple[str, Optional[Callable[[DepthVerdict], Fraction]]]] = {
+    "stream": ("RMS of the residual stream after the last branch, at init", lambda v: v.stream_init),
+    "dstream": ("RMS of the change of that stream", lambda v: v.stream_change),
+    "block": ("RMS of (W_t - W_0) x_t at each branch's first abcparam layer, over the branches", lambda v: v.block_update),
+    "embed": ("RMS of the change of an abcparam input layer outside the branches", lambda v: Fraction(0)),
+    "readout": ("RMS of the readout's effective update W_t - W_0", lambda v: Fraction(0)),
+    "df": ("RMS of the change of the model output", None),
+}
+
+
+@dataclass
+class DepthReport:
+    """Result of :func:`depth_check`: fitted slopes against log depth, the depth verdict, the decision."""
+
+    depths: List[int]
+    steps: int
+    seeds: List[int]
+    family: Optional[str]
+    lr: float
+    tolerance: float
+    fits: List[Fit]
+    rms: Dict[Tuple[str, str, int], List[List[float]]]
+    verdict: DepthVerdict
+    expect: Optional[str] = None
+    notes: List[str] = field(default_factory=list)
+    nonfinite: List[Tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def mismatches(self) -> List[Fit]:
+        return [f for f in self.fits if f.status == "disagree"]
+
+    @property
+    def undecided(self) -> List[Fit]:
+        return [f for f in self.fits if f.status == "inconclusive"]
+
+    @property
+    def status(self) -> str:
+        return self._decide()[0]
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+    def outcome(self) -> str:
+        s, why = self._decide()
+        return f"{s.upper()}: {why}"
+
+    def _decide(self) -> Tuple[str, str]:
+        v = self.verdict
+        if self.nonfinite:
+            return "fail", f"non-finite values (the run diverged), first at depth {self.nonfinite[0][0]}, seed {self.nonfinite[0][1]}"
+        if self.expect is not None and v.regime != self.expect:
+            return "fail", f"the depth rule is {v.regime} in theory, expected {self.expect}"
+        if self.mismatches:
+            return "fail", "the measurements disagree with the depth theory"
+        if v.regime == "unstable":
+            if any(f.status == "agree" for f in self.fits):
+                return "fail", "the measurements agree with the theory that the network is UNSTABLE in depth"
+            return "inconclusive", "the theory says unstable in depth, but nothing measurably grows at these depths"
+        if self.undecided:
+            settle = sorted({f.settle for f in self.undecided if f.settle})
+            return "inconclusive", ("nothing disagrees, but the measurements cannot decide "
+                                    + ", ".join(f"{f.layer} {f.quantity}@{f.step}" for f in self.undecided[:4])
+                                    + (f"; would settle it: {'; '.join(settle)}" if settle else ""))
+        return "pass", f"the measurements agree with the depth theory ({v.regime})"
+
+    def __str__(self) -> str:
+        lines = [
+            f"depth check: depths {self.depths}, {self.steps} step(s), seeds {self.seeds}, optimizer {self.family}, "
+            f"lr {self.lr:g}, tolerance {self.tolerance:g}",
+            f"theory: {self.verdict.regime} (alpha = {self.verdict.alpha}, block lr ~ L^({-self.verdict.lr_exponent}))"
+            + (f"; expected: {self.expect}" if self.expect else ""),
+            self.outcome(),
+        ]
+        if self.mismatches:
+            lines.append("disagreeing with the theory: " + ", ".join(
+                f"{f.layer} {f.quantity}@{f.step}: {f.slope:+.2f} vs {f.predicted} ({f.reason})" for f in self.mismatches))
+        lines += [f"note: {n}" for n in self.notes]
+        rows = [("what", "quantity", "step", "measured", "noise", "predicted", "decision")]
+        for f in self.fits:
+            pred = "-" if f.predicted is None else str(f.predicted) + (" (bound)" if self.verdict.regime == "unstable" else "")
+            dec = {"agree": "yes", "disagree": "NO", "inconclusive": "?"}.get(f.status, "-")
+            rows.append((f.layer, f.quantity, str(f.step), "n/a" if not math.isfinite(f.slope) else f"{f.slope:+.2f}",
+                         f"{f.noise:.2f}" if f.predicted is not None else "-", pred, dec))
+        widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+        table = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        table.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines + ["", *table])
+
+
+def _branches(model: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """Residual branches in module order: :class:`abcparam.Residual` modules and modules marked with mark_branch."""
+    from .residual import Residual
+
+    return [(n, m) for n, m in model.named_modules()
+            if isinstance(m, Residual) or getattr(m, "_abc_branch", False)]
+
+
+def _first_layer(branch: nn.Module) -> Optional[nn.Module]:
+    for m in branch.modules():
+        if hasattr(m, "abc_scales") and hasattr(m, "role") and isinstance(getattr(m, "weight", None), torch.Tensor) \
+                and getattr(m, "weight").dim() == 2:
+            return m
+    return None
+
+
+def _own_update(layer: nn.Module, w0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(W_t - W_0) x through the layer's effective weight (its multiplier applied)."""
+    dw = (layer.weight.detach() - w0) * float(getattr(layer, "weight_multiplier", 1.0))
+    if dw.shape[-1] != x.shape[-1]:  # an embedding-shaped table used as a readout (n x V): x W^T with W = table
+        dw = dw.t()
+    return F.linear(x, dw)
+
+
+def _measure(build: Callable[[int], nn.Module], depth: int, seed: int, batch: Batch, optimizer: Any, lr: float, steps: int,
+             loss_fn: Callable[[Any, Any], torch.Tensor], family: Optional[str], perturb: Optional[Callable[..., None]]
+             ) -> Tuple[Dict[Tuple[str, str, int], float], Dict[str, Any]]:
+    torch.manual_seed(seed)
+    model = build(depth)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"build: build({depth}) returned {type(model).__name__}, not an nn.Module")
+    branches = _branches(model)
+    if not branches:
+        raise ValueError(
+            "build: the model has no residual branch (abcparam.Residual, or a module marked with abcparam.mark_branch); "
+            "the depth check measures the residual stream and the blocks, which it finds through them"
+        )
+    in_branch = {id(m) for _, b in branches for m in b.modules()}
+    layers = abc_modules(model)
+    embeds = {n: m for n, m in layers.items() if getattr(m, "role", None) == "input" and id(m) not in in_branch}
+    readouts = {n: m for n, m in layers.items() if getattr(m, "role", None) == "output" and id(m) not in in_branch}
+    firsts = [(n, _first_layer(b)) for n, b in branches]
+    firsts = [(n, f) for n, f in firsts if f is not None]
+    opts = _make_optimizer(optimizer, model, lr, family)
+    if perturb is not None:
+        perturb(model, opts)
+    fam = None
+    for o in opts:
+        for g in o.param_groups:
+            if firsts and any(p is firsts[0][1].weight for p in g["params"]):
+                fam = g.get("abc_family")
+    info = {"family": fam, "depth_scales": [getattr(b, "_abc_depth", None) for _, b in branches], "n_branches": len(branches)}
+
+    # hooks: the last branch's input and output (the stream after it), inputs of the first layers and readouts,
+    # outputs of the embeddings
+    seen: Dict[str, Any] = {}
+    handles = []
+    last_name, last = branches[-1]
+
+    def keep_io(key: str) -> Callable[..., None]:
+        def hook(mod: nn.Module, args: Any, out: Any) -> None:
+            seen[key + ".in"] = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            seen[key + ".out"] = out[0] if isinstance(out, (tuple, list)) else out
+        return hook
+
+    from .residual import Residual
+
+    stream_ok = isinstance(last, Residual)
+    handles.append(last.register_forward_hook(keep_io("last")))
+    for n, f in firsts:
+        handles.append(f.register_forward_hook(keep_io("first:" + n)))
+    for n, m in {**embeds, **readouts}.items():
+        handles.append(m.register_forward_hook(keep_io("layer:" + n)))
+    args, kwargs, y = _split_batch(batch)
+    w0 = {n: f.weight.detach().clone() for n, f in firsts}
+    r0 = {n: m.weight.detach().clone() for n, m in readouts.items()}
+    values: Dict[Tuple[str, str, int], float] = {}
+
+    def observe() -> Dict[str, torch.Tensor]:
+        seen.clear()
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            out = model(*args, **kwargs)
+        model.train(was)
+        snap = {k: v.detach().clone() for k, v in seen.items() if isinstance(v, torch.Tensor)}
+        f = _output_tensor(out)
+        if f is not None:
+            snap["output"] = f.detach().float().clone()
+        return snap
+
+    try:
+        s0 = observe()
+        if stream_ok and "last.in" in s0 and "last.out" in s0 and s0["last.in"].shape == s0["last.out"].shape:
+            values[("stream", "stream", 0)] = _rms(s0["last.in"] + s0["last.out"])
+        for step in range(1, steps + 1):
+            model.train()
+            for o in opts:
+                o.zero_grad(set_to_none=True)
+            loss = loss_fn(model(*args, **kwargs), y)
+            loss.backward()
+            for o in opts:
+                o.step()
+            st = observe()
+            if ("stream", "stream", 0) in values:
+                values[("stream", "dstream", step)] = _rms((st["last.in"] + st["last.out"]) - (s0["last.in"] + s0["last.out"]))
+            sq = [float(_own_update(f, w0[n], st["first:" + n + ".in"]).double().pow(2).mean())
+                  for n, f in firsts if "first:" + n + ".in" in st]
+            if sq:
+                values[("blocks", "block", step)] = math.sqrt(sum(sq) / len(sq))
+            for n in embeds:
+                values[(n, "embed", step)] = _rms(st["layer:" + n + ".out"] - s0["layer:" + n + ".out"])
+            for n, m in readouts.items():
+                values[(n, "readout", step)] = _rms((m.weight.detach() - r0[n]) * float(getattr(m, "weight_multiplier", 1.0)))
+            if "output" in st and "output" in s0:
+                values[("output", "df", step)] = _rms(st["output"] - s0["output"])
+    finally:
+        for h in handles:
+            h.remove()
+    info["stream_ok"] = stream_ok
+    return values, info
+
+
+def _rule(infos: List[Dict[str, Any]], depths: List[int], alpha: Any) -> Tuple[Fraction, bool, str]:
+    """The model's depth rule: (alpha, whether the branches scale with depth, a note)."""
+    scales = [ds for info in infos for ds in info["depth_scales"] if isinstance(ds, DepthScales)]
+    alphas = {ds.alpha for ds in scales}
+    if len(alphas) > 1:
+        raise ValueError(f"build: the residual branches declare different depth_alpha values ({', '.join(sorted(alphas))})")
+    ratios = [Fraction(info["depth_scales"][0].depth, info["depth_scales"][0].base_depth) for info in infos]
+    proportional = all(r * depths[0] == ratios[0] * d for r, d in zip(ratios, depths))
+    constant = len(set(ratios)) == 1
+    if alpha is not None:
+        return Fraction(alpha), True, f"depth rule given: alpha = {alpha}"
+    if proportional and not constant:
+        return Fraction(next(iter(alphas))), True, ""
+    if constant:
+        return Fraction(0), False, ("the residual branches do not scale with depth (their parametrization has no depth=, or "
+                                    "the same depth at every size): the rule is 'no depth scaling'")
+    raise ValueError(f"build: the branches' m_L ({', '.join(map(str, ratios))}) is not proportional to the depths {depths}; "
+                     "build each model with param.at_depth(depth)")
+
+
+def depth_check(
+    build: Callable[[int], nn.Module],
+    depths: Sequence[int],
+    batch: Batch,
+    *,
+    optimizer: Any,
+    lr: float,
+    steps: int = 3,
+    seeds: Sequence[int] = (0, 1),
+    loss: Optional[Callable[[Any, Any], torch.Tensor]] = None,
+    tolerance: float = 0.2,
+    expect: Optional[str] = None,
+    alpha: Any = None,
+    family: Optional[str] = None,
+    perturb: Optional[Callable[..., None]] = None,
+) -> DepthReport:
+    """Train ``build(depth)`` at each depth, fit slopes against log depth, compare with the depth theory.
+
+    Args:
+        build: ``build(depth) -> nn.Module`` at a fixed width, its residual
+            branches made with :class:`abcparam.Residual` (or marked with
+            :func:`abcparam.mark_branch`) from a parametrization with
+            ``depth=depth`` (e.g. ``param.at_depth(depth)``).
+        depths: at least 3 distinct depths, e.g. 2, 4, 8, 16.
+        batch, optimizer, lr, steps, seeds, loss, tolerance, family: as for
+            :func:`abcparam.coord_check` (the optimizer may be a factory
+            returning several optimizers).
+        expect: a depth regime the rule must have (``"feature_learning"``:
+            blocks learn features, CompleteP; ``"lazy"``: Depth-muP).
+        alpha: the depth rule to predict with, instead of the model's own.
+        perturb: called as ``perturb(model, optimizers)`` after wrapping, to
+            build deliberately broken variants in tests.
+    """
+    ds = sorted({int(d) for d in depths})
+    if any(isinstance(d, bool) or not isinstance(d, numbers.Integral) for d in depths) or len(ds) < 3 or ds[0] < 1:
+        raise ValueError(f"depths: need at least 3 distinct positive int depths to fit a slope, got {list(depths)!r}")
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise ValueError(f"steps: an int >= 1, got {steps!r}")
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds: a non-empty list of ints")
+    if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr: a finite positive number, got {lr!r}")
+    from .depth import DEPTH_REGIMES
+
+    if expect is not None and expect not in DEPTH_REGIMES:
+        raise ValueError(f"expect: got {expect!r}; allowed: {', '.join(DEPTH_REGIMES)}")
+    loss_fn = loss or _default_loss
+    raw: Dict[Tuple[str, str, int], List[List[float]]] = {}
+    infos: List[Dict[str, Any]] = []
+    nonfinite: List[Tuple[int, int]] = []
+    for di, d in enumerate(ds):
+        for si, seed in enumerate(seeds):
+            values, info = _measure(build, d, seed, batch, optimizer, lr, steps, loss_fn, family, perturb)
+            if si == 0:
+                infos.append(info)
+            for key, v in values.items():
+                raw.setdefault(key, [[float("nan")] * len(seeds) for _ in ds])[di][si] = v
+            if any(not math.isfinite(v) for v in values.values()):
+                nonfinite.append((d, seed))
+    fam = infos[0]["family"]
+    if fam is None:
+        raise ValueError("optimizer: the branches' first layers are trained by no wrapped optimizer; cannot tell the family")
+    a, scaled, note = _rule(infos, ds, alpha)
+    verdict = classify_depth(a, optimizer=fam, lr_exponent=None if scaled else 0)
+    notes = [note] if note else []
+    if not infos[0]["stream_ok"]:
+        notes.append("the last residual branch is marked, not an abcparam.Residual: the stream (its input plus its output) "
+                     "is not measured")
+    unstable = verdict.regime == "unstable"
+    fits: List[Fit] = []
+    order = ["stream", "blocks"] + sorted({k[0] for k in raw if k[1] in ("embed", "readout")}) + ["output"]
+    for name in order:
+        for (n, q, step) in sorted(k for k in raw if k[0] == name):
+            desc, predict = QUANTITIES[q]
+            pred = predict(verdict) if predict is not None else None
+            if pred is None:
+                slope, spread = coord_stats.fit_slope(ds, raw[(n, q, step)])
+                fits.append(Fit(n, "-", q, step, slope, spread, None, None))
+                continue
+            if unstable:
+                j = coord_stats.judge_growth(ds, raw[(n, q, step)], tolerance)
+            else:
+                j = coord_stats.judge(ds, raw[(n, q, step)], float(pred), tolerance, at_init=(step == 0))
+            fits.append(Fit(n, "-", q, step, j.slope, j.spread, pred, {"agree": True, "disagree": False}.get(j.status),
+                            j.status, j.noise, j.margin, j.reason, j.settle))
+    return DepthReport(ds, int(steps), seeds, fam, float(lr), float(tolerance), fits, raw, verdict, expect, notes, nonfinite)

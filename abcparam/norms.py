@@ -1,0 +1,77 @@
+"""Norm layers whose gains and biases are vector-like (docs/theory.md section 7).
+
+:class:`LayerNorm` and :class:`RMSNorm` are torch's, with the same arguments,
+forward and state_dict, plus the width factors :func:`abcparam.wrap` reads:
+their gain and bias train like the input layer's bias (the input layer's
+exponents, stored as effective values: section 7).  Their initialisation (gain
+1, bias 0) does not change with width.  Under Adam-like optimizers in muP that
+is the base learning rate; under SGD it is not (the gradient of a gain shrinks
+with width), which is why torch's own norms, owned by no abcparam layer, are
+named by ``wrap``'s warning.
+
+>>> import abcparam
+>>> ln = abcparam.LayerNorm(256, param=abcparam.mup(256, 64))
+>>> ln.abc_scales()["weight"].lr("sgd"), ln.abc_scales()["weight"].lr("adam")
+(4.0, 1.0)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from . import _torch  # noqa: F401  (torch without the numpy warning)
+from torch import nn
+
+from .layers import ParamScales, _check_param, _scales
+from .parametrizations import Parametrization
+
+__all__ = ["LayerNorm", "RMSNorm"]
+
+
+class _VectorLike:
+    """The width factors of a norm's gain and bias: vector-like, stored as effective values."""
+
+    def _setup(self, param: Any) -> None:
+        p = _check_param(param)
+        self.param_name = p.name
+        self.width, self.base_width = p.width, p.base_width
+        self._vector_scales = _scales(p.canonical(), "vector", (0,))
+
+    def abc_scales(self) -> Dict[str, ParamScales]:
+        """Learning-rate and epsilon factors per parameter name, for :func:`abcparam.wrap`."""
+        return {name: self._vector_scales for name in ("weight", "bias") if getattr(self, name, None) is not None}
+
+
+class LayerNorm(_VectorLike, nn.LayerNorm):
+    """``nn.LayerNorm`` with vector-like gain and bias (``param`` required; everything else as torch's)."""
+
+    def __init__(self, normalized_shape: Any, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True, *,
+                 param: Optional[Parametrization] = None, device: Any = None, dtype: Any = None) -> None:
+        self._setup(param)
+        super().__init__(normalized_shape, eps, elementwise_affine, bias, device=device, dtype=dtype)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, param={self.param_name}, vector-like"
+
+
+_TorchRMSNorm = getattr(nn, "RMSNorm", None)  # torch >= 2.4
+
+
+if _TorchRMSNorm is not None:
+
+    class RMSNorm(_VectorLike, _TorchRMSNorm):  # type: ignore[misc, valid-type]
+        """``nn.RMSNorm`` with a vector-like gain (``param`` required; everything else as torch's)."""
+
+        def __init__(self, normalized_shape: Any, eps: Optional[float] = None, elementwise_affine: bool = True, *,
+                     param: Optional[Parametrization] = None, device: Any = None, dtype: Any = None) -> None:
+            self._setup(param)
+            super().__init__(normalized_shape, eps, elementwise_affine, device=device, dtype=dtype)
+
+        def extra_repr(self) -> str:
+            return f"{super().extra_repr()}, param={self.param_name}, vector-like"
+
+else:  # pragma: no cover - old torch
+
+    class RMSNorm(nn.Module):  # type: ignore[no-redef]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("abcparam.RMSNorm needs torch >= 2.4 (nn.RMSNorm)")
