@@ -62,7 +62,7 @@ _LAZY = {
     "CoordReport": "coord",
 }
 _SUBMODULES = ("theory", "parametrizations", "layers", "optim", "conversion", "coord", "models", "data", "testing", "limits", "cli",
-               "residual", "norms", "depth", "depthcheck")
+               "residual", "norms", "depth", "depthcheck", "meanfield")
 
 __all__ = [
     "Exponents",

@@ -20,6 +20,12 @@ rate minus the best loss), as ``mutransfer.py`` does for width.
     python benchmarks/depthtransfer.py --quick   # about 2 minutes on 2 CPU cores
     python benchmarks/depthtransfer.py           # about 15 minutes
     python benchmarks/depthtransfer.py --plot docs/depthtransfer.png
+    python benchmarks/depthtransfer.py --check-cost   # what one depth check costs
+
+``--check-cost`` times one depth coordinate check (``abcparam.coord_check(build,
+depths=[2, 4, 8, 16], ...)``, a residual MLP at width 256, Adam, 3 steps, 2 seeds)
+against the bare work it contains: building and training the same models for
+the same steps without measuring anything.
 """
 
 from __future__ import annotations
@@ -84,6 +90,44 @@ def run(rule: str, depth: int, base_depth: int, width: int, lr: float, data: Tup
     return sum(losses) / len(losses)
 
 
+def check_cost() -> None:
+    """Seconds for one depth check of a residual MLP (width 256, depths 2-16) and for the bare training inside it."""
+    from abcparam.models import ResidualMLP
+
+    torch.set_num_threads(2)
+    g = torch.Generator().manual_seed(1234)
+    x, y = torch.randn(64, 16, generator=g), torch.randn(64, 4, generator=g)
+    seeds, steps = [0, 1], 3
+
+    def build(L: int) -> nn.Module:
+        return ResidualMLP(16, 256, 4, blocks=L, param=abcparam.mup(256, 256, depth=L, base_depth=2))
+
+    def bare(depths: List[int]) -> None:
+        for L in depths:
+            for seed in seeds:
+                torch.manual_seed(seed)
+                model = build(L)
+                opt = abcparam.wrap(torch.optim.Adam(model.parameters(), lr=1e-2), model)
+                for _ in range(steps):
+                    opt.zero_grad()
+                    nn.functional.mse_loss(model(x), y).backward()
+                    opt.step()
+
+    for depths in ([2, 4, 8, 16], [2, 4, 8, 16, 32]):
+        times: Dict[str, List[float]] = {"check": [], "bare": []}
+        for _ in range(3):
+            t = time.perf_counter()
+            report = abcparam.coord_check(build, depths=depths, batch=(x, y), optimizer=torch.optim.Adam, lr=1e-2,
+                                          steps=steps, seeds=seeds)
+            times["check"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            bare(depths)
+            times["bare"].append(time.perf_counter() - t)
+        check, base = min(times["check"]), min(times["bare"])
+        print(f"depth check (residual MLP, width 256, depths {depths}, {steps} steps, {len(seeds)} seeds): {check:.2f} s "
+              f"(best of 3); the bare training inside it: {base:.2f} s; ratio {check / base:.2f}; outcome: {report.status}")
+
+
 def main(argv: Sequence[str]) -> None:
     ap = argparse.ArgumentParser(description="learning-rate transfer across depth: no depth scaling, Depth-muP, CompleteP")
     ap.add_argument("--quick", action="store_true", help="depths 2..16, 200 steps, 1 seed, 4 learning rates")
@@ -95,7 +139,11 @@ def main(argv: Sequence[str]) -> None:
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--log2-lr", type=int, nargs="+", default=None, help="exponents of the learning-rate grid")
     ap.add_argument("--plot", metavar="PATH")
+    ap.add_argument("--check-cost", action="store_true", help="time one depth coordinate check and exit")
     args = ap.parse_args(list(argv))
+    if args.check_cost:
+        check_cost()
+        return
     depths = args.depths or ([2, 4, 8, 16] if args.quick else [2, 4, 8, 16, 32])
     steps = args.steps or (200 if args.quick else 500)
     seeds = args.seeds or (1 if args.quick else 2)

@@ -1,8 +1,11 @@
 """DDP and FSDP2 (gloo, 2 CPU processes): the same parameters as one process on the full batch.
 
-Each test spawns 2 processes (about 5 s each on 2 cores); the width factors live
-on the modules as plain numbers, so wrapping the optimizer after DDP / fully_shard
-must give the same per-layer learning rates as without them.
+Each test spawns 2 processes (about 5 s each on 2 cores); the width and depth
+factors live on the modules as plain numbers, so wrapping the optimizer after
+DDP / fully_shard must give the same per-layer learning rates as without them.
+The model is a residual MLP with depth scaling (m_L = 2: CompleteP under SGD for
+DDP, Depth-muP under Adam for FSDP2), so branch multipliers and depth factors
+are exercised too.
 """
 
 import os
@@ -15,14 +18,15 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import abcparam
-from abcparam.models import MLP
+from abcparam.models import ResidualMLP
 
 STEPS = 3
 
 
-def _build():
+def _build(kind):
     torch.manual_seed(0)
-    return MLP(5, 64, 3, depth=2, param=abcparam.mup(64, 16, form="table8"))
+    alpha = 1 if kind == "ddp" else "1/2"
+    return ResidualMLP(5, 64, 3, blocks=2, param=abcparam.mup(64, 16, form="table8", depth=4, base_depth=2, depth_alpha=alpha))
 
 
 def _data():
@@ -48,7 +52,7 @@ def _worker(rank, world, port, kind, out):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        model = _build()
+        model = _build(kind)
         if kind == "ddp":
             from torch.nn.parallel import DistributedDataParallel
 
@@ -58,7 +62,7 @@ def _worker(rank, world, port, kind, out):
             from torch.distributed.fsdp import fully_shard
 
             mesh = init_device_mesh("cpu", (world,))
-            for layer in model.layers:
+            for layer in (model.inp, *model.blocks, model.out):
                 fully_shard(layer, mesh=mesh)
             wrapped = fully_shard(model, mesh=mesh)
         opt = _opt(wrapped, kind)
@@ -100,7 +104,7 @@ def test_two_processes_match_one(kind):
                 if attempt == 2 or not any(w in str(err) for w in ("Address already in use", "Connection", "connect", "Timed out", "timed out", "gloo")):
                     raise
         got = torch.load(out)
-    model = _build()
+    model = _build(kind)
     opt = _opt(model, kind)
     _train(model, opt, *_data())
     assert got["lrs"] == pytest.approx(sorted(g["lr"] for g in opt.param_groups))
