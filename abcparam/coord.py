@@ -76,8 +76,42 @@ class Fit:
     settle: str = ""
 
 
+class _Decision:
+    """What every check's report shares: its fits' statuses and one decision, ``_decide() -> (status, why)``."""
+
+    fits: List[Fit]
+
+    def _decide(self) -> Tuple[str, str]:  # pragma: no cover - every report defines it
+        raise NotImplementedError
+
+    @property
+    def mismatches(self) -> List[Fit]:
+        """Quantities whose measurement disagrees with the prediction (beyond the tolerance and the noise)."""
+        return [f for f in self.fits if f.status == "disagree"]
+
+    @property
+    def undecided(self) -> List[Fit]:
+        """Quantities the measurements cannot decide (see :attr:`Fit.settle` for what would)."""
+        return [f for f in self.fits if f.status == "inconclusive"]
+
+    @property
+    def inconclusive(self) -> bool:
+        """True when nothing disagrees but something could not be decided: neither pass nor fail."""
+        return self.status == "inconclusive"
+
+    @property
+    def status(self) -> str:
+        """``"pass"``, ``"fail"`` or ``"inconclusive"``: the outcome :attr:`passed` and the report's words share."""
+        return self._decide()[0]
+
+    def outcome(self) -> str:
+        """One line: PASS, FAIL or INCONCLUSIVE and why; the word is :attr:`status`, so the two cannot disagree."""
+        status, why = self._decide()
+        return f"{status.upper()}: {why}"
+
+
 @dataclass
-class CoordReport:
+class CoordReport(_Decision):
     """What :func:`coord_check` measured, what the theory predicts, and whether they agree."""
 
     widths: List[int]
@@ -105,31 +139,6 @@ class CoordReport:
     def growing(self) -> List[Fit]:
         """Slopes that grow with width (beyond the tolerance)."""
         return [f for f in self.fits if f.quantity in ("dh", "df", "h", "f") and (math.isinf(f.slope) or f.slope > self.tolerance)]
-
-    @property
-    def mismatches(self) -> List[Fit]:
-        """Quantities whose measurement disagrees with the prediction (beyond the tolerance and the noise)."""
-        return [f for f in self.fits if f.status == "disagree"]
-
-    @property
-    def undecided(self) -> List[Fit]:
-        """Quantities the measurements cannot decide (see :attr:`Fit.settle` for what would)."""
-        return [f for f in self.fits if f.status == "inconclusive"]
-
-    @property
-    def inconclusive(self) -> bool:
-        """True when nothing disagrees but something could not be decided: neither pass nor fail."""
-        return self.status == "inconclusive"
-
-    @property
-    def status(self) -> str:
-        """``"pass"``, ``"fail"`` or ``"inconclusive"``: the outcome :attr:`passed` and the report's words share."""
-        return self._decide()[0]
-
-    def outcome(self) -> str:
-        """One line: PASS, FAIL or INCONCLUSIVE and why; the word is :attr:`status`, so the two cannot disagree."""
-        status, why = self._decide()
-        return f"{status.upper()}: {why}"
 
     def _decide(self) -> Tuple[str, str]:
         if self.diverged:

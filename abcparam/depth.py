@@ -160,7 +160,7 @@ def classify_depth(alpha: Any, *, optimizer: Any = "adam", lr_exponent: Any = No
         regime = "trivial"
         reasons.append(f"stream change: 1 - alpha + u = {change} < 0, the blocks' updates vanish like {_L(change)} (trivial in depth)")
     else:
-        reasons.append(f"stream change: 1 - alpha + u = 0, the blocks together move the stream by Theta(1) (nontrivial)")
+        reasons.append("stream change: 1 - alpha + u = 0, the blocks together move the stream by Theta(1) (nontrivial)")
         if u == 0:
             regime = "feature_learning"
             reasons.append(f"block update: {why_u} = 0, every block's own update moves its features by Theta(1) (blocks learn features)")

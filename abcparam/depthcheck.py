@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import coord_stats
-from .coord import Batch, Fit, _default_loss, _make_optimizer, _output_tensor, _rms, _split_batch
+from .coord import Batch, Fit, _Decision, _default_loss, _make_optimizer, _output_tensor, _rms, _split_batch
 from .depth import DepthVerdict, classify_depth
 from .layers import abc_modules
 from .residual import DepthScales
@@ -64,7 +64,7 @@ QUANTITIES: Dict[str, Tuple[str, Optional[Callable[[DepthVerdict], Fraction]]]] 
 
 
 @dataclass
-class DepthReport:
+class DepthReport(_Decision):
     """Result of :func:`depth_check`: fitted slopes against log depth, the depth verdict, the decision."""
 
     depths: List[int]
@@ -81,24 +81,8 @@ class DepthReport:
     nonfinite: List[Tuple[int, int]] = field(default_factory=list)
 
     @property
-    def mismatches(self) -> List[Fit]:
-        return [f for f in self.fits if f.status == "disagree"]
-
-    @property
-    def undecided(self) -> List[Fit]:
-        return [f for f in self.fits if f.status == "inconclusive"]
-
-    @property
-    def status(self) -> str:
-        return self._decide()[0]
-
-    @property
     def passed(self) -> bool:
         return self.status == "pass"
-
-    def outcome(self) -> str:
-        s, why = self._decide()
-        return f"{s.upper()}: {why}"
 
     def _decide(self) -> Tuple[str, str]:
         v = self.verdict

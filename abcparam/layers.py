@@ -246,12 +246,17 @@ def _check_fold(fold: Any, role: str) -> bool:
     return fold
 
 
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
+
+
 def _scaled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], wm: float) -> torch.Tensor:
     """y = wm * x W^T + b: plain ``F.linear`` when wm == 1, else one elementwise pass on the smallest operand.
 
     The factor goes on the input, the weight or the output, whichever has the
-    fewest numbers; on the output the bias goes into the matmul divided by the
-    factor, then one pass scales the output, as a readout to a few classes wants.  The
+    fewest numbers; on the output it is fused with the bias into one pass
+    (``torch.add(b, y, alpha=wm)``; under ``torch.compile`` the bias goes into
+    the matmul divided by the factor instead, since inductor drops that
+    ``alpha``), as a readout to a few classes wants.  The
     extra work is one pass over min(batch x in, in x out, batch x out)
     numbers; the choice depends only on shapes, so it is static under
     ``torch.compile``.
@@ -262,9 +267,13 @@ def _scaled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.T
     n_out = n_in // weight.shape[1] * weight.shape[0]
     smallest = min(n_in, n_w, n_out)
     if n_out == smallest and n_out < n_in:
-        # the bias enters the matmul pre-divided (a pass over out_features numbers), then one pass scales the output.
-        # Not torch.add(bias, y, alpha=wm): inductor fuses that with the matmul into addmm and drops alpha (torch 2.13).
-        return F.linear(x, weight, None if bias is None else bias / wm) * wm
+        if bias is None:
+            return F.linear(x, weight) * wm
+        if _compiling():
+            # inductor fuses torch.add(bias, x @ W^T, alpha=wm) into addmm and drops alpha (torch 2.13, 2-D inputs):
+            # compiled, the bias enters the matmul pre-divided and one pass scales the output
+            return F.linear(x, weight, bias / wm) * wm
+        return torch.add(bias, F.linear(x, weight), alpha=wm)  # eager: one fused pass for the factor and the bias
     if n_w == smallest:
         return F.linear(x, weight * wm, bias)
     return F.linear(x * wm, weight, bias)

@@ -83,14 +83,7 @@ class LinearNetConfig:
     dtype: torch.dtype = torch.float64
 
     def __post_init__(self) -> None:
-        for name in ("d_in", "d_out", "base_width"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
-                raise ValueError(f"{name}: a positive int, got {v!r}")
-        for name in ("lr", "alpha_u", "alpha_v"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v > 0:
-                raise ValueError(f"{name}: a positive number, got {v!r}")
+        _check_config(self)
 
     @property
     def su(self) -> float:
@@ -113,6 +106,18 @@ class LinearNetConfig:
     def kv(self) -> float:
         """k_v: eta_V = k_v / n (readout c = -1, multiplier alpha_v n0 / n)."""
         return self.alpha_v ** 2 * self.lr * self.base_width
+
+
+def _check_config(cfg: Any) -> None:
+    """The sizes of a limit's config are positive ints, its rates and multipliers finite positive numbers."""
+    for name in ("d_in", "d_out", "base_width"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
+            raise ValueError(f"{name}: a positive int, got {v!r}")
+    for name in ("lr", "alpha_u", "alpha_v"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (v > 0 and math.isfinite(v)):
+            raise ValueError(f"{name}: a finite positive number, got {v!r}")
 
 
 def _inputs(cfg: LinearNetConfig, x: torch.Tensor) -> torch.Tensor:

@@ -43,7 +43,7 @@ dimension d_in (+1 with a bias) + d_out; quasi-Monte Carlo loses its edge as
 that grows, and beyond 8 dimensions the rule is refused.
 
 >>> import torch
->>> cfg = MeanFieldConfig(d_in=1, d_out=1, lr=0.5)
+>>> cfg = MeanFieldConfig(d_in=1, d_out=1, base_width=16, lr=0.05)
 >>> limit = MeanFieldLimit(cfg, points=2 ** 10, scramblings=2)
 >>> x = torch.linspace(-2, 2, 8, dtype=torch.float64)[:, None]
 >>> float(limit(x).abs().max())          # f_0 = 0 exactly (the rule is symmetric in v)
@@ -55,7 +55,6 @@ True
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -64,7 +63,7 @@ import torch
 from torch import nn
 
 from .layers import Linear
-from .limits import Loss, _chi, mse
+from .limits import Loss, _check_config, _chi, mse
 from .optim import wrap
 from .parametrizations import _positive_int, mean_field, ntk
 
@@ -112,14 +111,7 @@ class MeanFieldConfig:
     dtype: torch.dtype = torch.float64
 
     def __post_init__(self) -> None:
-        for name in ("d_in", "d_out", "base_width"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
-                raise ValueError(f"{name}: a positive int, got {v!r}")
-        for name in ("lr", "alpha_u", "alpha_v"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (v > 0 and math.isfinite(v)):
-                raise ValueError(f"{name}: a finite positive number, got {v!r}")
+        _check_config(self)
         if self.nonlinearity == "relu":
             raise ValueError(
                 "nonlinearity: 'relu' is not supported: its derivative jumps at 0, so a unit's trajectory is discontinuous "

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -40,7 +41,7 @@ from torch import nn
 
 import abcparam
 from abcparam.data import char_corpus
-from mutransfer import CONTEXT, EMB, _plot, _progress, batches, mean, transfer_tables
+from mutransfer import CONTEXT, EMB, _plot, _progress, batches, mean, train, transfer_tables
 
 RULES = {"none": None, "Depth-muP": "1/2", "CompleteP": 1}
 
@@ -71,23 +72,10 @@ def run(rule: str, depth: int, base_depth: int, width: int, lr: float, data: Tup
     alpha = RULES[rule]
     depth_kw = {} if alpha is None else {"depth": depth, "base_depth": base_depth, "depth_alpha": alpha}
     model = CharResMLP(vocab, width, depth, abcparam.mup(width, width, **depth_kw))
-    with __import__("warnings").catch_warnings():
-        __import__("warnings").simplefilter("ignore")  # the fixed-size character embedding is owned by no width rule
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fixed-size character embedding is owned by no width rule
         opt = abcparam.wrap(torch.optim.Adam(model.parameters(), lr=lr), model)
-    xs, ys = data
-    steps = xs.shape[0]
-    tail = max(1, steps // 10)
-    losses = []
-    for t in range(steps):
-        loss = nn.functional.cross_entropy(model(xs[t]), ys[t])
-        if not torch.isfinite(loss):
-            return float("inf")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if t >= steps - tail:
-            losses.append(loss.item())
-    return sum(losses) / len(losses)
+    return train(model, [opt], data)
 
 
 def check_cost() -> None:

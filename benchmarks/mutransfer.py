@@ -89,6 +89,11 @@ def run(param_name: str, width: int, base: int, lr: float, data: Tuple[torch.Ten
             abcparam.wrap(opts, model)
     else:
         opts = [abcparam.wrap(torch.optim.Adam(model.parameters(), lr=lr), model, scale_eps=(param_name == "muP"))]
+    return train(model, opts, data)
+
+
+def train(model: nn.Module, opts: List[torch.optim.Optimizer], data: Tuple[torch.Tensor, torch.Tensor]) -> float:
+    """Train on the batches (cross-entropy); the mean training loss over the last 10% of steps, inf if it diverged."""
     xs, ys = data
     steps = xs.shape[0]
     tail = max(1, steps // 10)

@@ -3,7 +3,6 @@ their training factors, the exact depth verdict and the depth coordinate check w
 
 import copy
 import io
-import math
 from fractions import Fraction
 
 import pytest
@@ -243,21 +242,24 @@ def test_depth_check_fails_a_missing_branch_multiplier():
     assert any(f.quantity == "dstream" for f in r.mismatches)
 
 
+def _scale_rates(opts, ids, factor):
+    """Move the tensors in ``ids`` into groups of their own whose learning rate is ``factor`` times their group's."""
+    for o in opts:
+        groups = []
+        for g in o.param_groups:
+            mine = [p for p in g["params"] if id(p) in ids]
+            rest = [p for p in g["params"] if id(p) not in ids]
+            if mine:
+                groups.append({**g, "params": mine, "lr": g["lr"] * factor})
+            if rest:
+                groups.append({**g, "params": rest})
+        o.param_groups = groups
+
+
 def test_depth_check_fails_completep_multiplier_with_depth_mup_learning_rate():
     # CompleteP's branch multiplier, but the blocks train at Depth-muP's Adam rate m_L^(-1/2)
     def perturb(model, opts):
-        inside = {id(p) for b in model.blocks for p in b.parameters()}
-        m_L = len(model.blocks) / 2
-        for o in opts:
-            groups = []
-            for g in o.param_groups:
-                mine = [p for p in g["params"] if id(p) in inside]
-                rest = [p for p in g["params"] if id(p) not in inside]
-                if mine:
-                    groups.append({**g, "params": mine, "lr": g["lr"] * m_L ** -0.5})
-                if rest:
-                    groups.append({**g, "params": rest})
-            o.param_groups = groups
+        _scale_rates(opts, {id(p) for b in model.blocks for p in b.parameters()}, (len(model.blocks) / 2) ** -0.5)
 
     r = depth_check(resnet(1), DEPTHS, BATCH, optimizer=torch.optim.Adam, lr=1e-2, perturb=perturb)
     assert r.status == "fail", str(r)
@@ -271,17 +273,7 @@ def test_depth_check_fails_depth_factors_on_embedding_and_readout(alpha, optimiz
 
     def perturb(model, opts):
         outside = {id(model.inp.weight), id(model.inp.bias), id(model.out.weight), id(model.out.bias)}
-        m_L = len(model.blocks) / 2
-        for o in opts:
-            groups = []
-            for g in o.param_groups:
-                mine = [p for p in g["params"] if id(p) in outside]
-                rest = [p for p in g["params"] if id(p) not in outside]
-                if mine:
-                    groups.append({**g, "params": mine, "lr": g["lr"] * m_L ** float(exponent)})
-                if rest:
-                    groups.append({**g, "params": rest})
-            o.param_groups = groups
+        _scale_rates(opts, outside, (len(model.blocks) / 2) ** float(exponent))
 
     good = depth_check(resnet(alpha), DEPTHS, BATCH, optimizer=optimizer, lr=lr)
     bad = depth_check(resnet(alpha), DEPTHS, BATCH, optimizer=optimizer, lr=lr, perturb=perturb)
