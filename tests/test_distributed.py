@@ -95,6 +95,8 @@ def test_two_processes_match_one(kind):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "rank0.pt")
         for attempt in range(3):
+            if os.path.exists(out):
+                os.remove(out)  # a result counts only from the attempt that wrote it
             try:
                 mp.spawn(_worker, args=(2, _free_port(), kind, out), nprocs=2, join=True)
                 break
@@ -102,6 +104,11 @@ def test_two_processes_match_one(kind):
                 # the free port can be taken between probing and binding, or gloo's loopback
                 # rendezvous can time out on a loaded machine: infrastructure, not the code under test
                 if attempt == 2 or not any(w in str(err) for w in ("Address already in use", "Connection", "connect", "Timed out", "timed out", "gloo")):
+                    raise
+            except mp.ProcessExitedException as err:
+                # gloo's threads can abort a process at exit ("terminate called without an active exception") once
+                # the work is done; rank 0 writes its result only after every collective, so retry only then
+                if attempt == 2 or "SIGABRT" not in str(err) or not os.path.exists(out):
                     raise
         got = torch.load(out)
     model = _build(kind)
