@@ -58,11 +58,12 @@ _LAZY = {
     "LayerNorm": "norms",
     "RMSNorm": "norms",
     "classify_depth": "depth",
+    "ScaledDotProductAttention": "attention",
     "DepthVerdict": "depth",
     "CoordReport": "coord",
 }
 _SUBMODULES = ("theory", "parametrizations", "layers", "optim", "conversion", "coord", "models", "data", "testing", "limits", "cli",
-               "residual", "norms", "depth", "depthcheck", "meanfield")
+               "residual", "norms", "depth", "depthcheck", "meanfield", "attention")
 
 __all__ = [
     "Exponents",
@@ -96,6 +97,7 @@ def __dir__() -> list:
 if TYPE_CHECKING:  # pragma: no cover
     from .conversion import ConversionReport, convert, effective_state_dict, from_torch, to_torch
     from .coord import CoordReport, coord_check
+    from .attention import ScaledDotProductAttention
     from .depth import DepthVerdict, classify_depth
     from .norms import LayerNorm, RMSNorm
     from .residual import Residual, mark_block, mark_branch

@@ -518,6 +518,7 @@ def _measure(
     loss_fn: Callable[[Any, Any], torch.Tensor],
     extra: Sequence[str],
     family: Optional[str],
+    attention_calls: Optional[List[Tuple[int, float]]] = None,
 ) -> Tuple[Dict[Tuple[str, str, int], float], List[str], Dict[str, nn.Module], Optional[Dict[str, str]], List[str]]:
     torch.manual_seed(seed)
     model = build(width)
@@ -559,7 +560,14 @@ def _measure(
             f = _output_tensor(out)
             return rec.take(), None if f is None else f.detach().float().flatten().clone()
 
-        h0, f0 = observe()
+        if attention_calls is not None:  # every F.scaled_dot_product_attention call of the first forward, with its scale
+            from .attention import ScaleObserver
+
+            with ScaleObserver() as seen:
+                h0, f0 = observe()
+            attention_calls.extend(seen.calls)
+        else:
+            h0, f0 = observe()
         order = list(rec.order)
         for name, t in h0.items():
             values[(name, "h", 0)] = _rms(t)
@@ -742,9 +750,14 @@ def coord_check(
     order: List[str] = []
     tracked: Dict[str, nn.Module] = {}
     fams: Dict[str, str] = {}
+    attention_calls: List[List[Tuple[int, float]]] = []
     for wi, width in enumerate(widths):
         for si, seed in enumerate(seeds):
-            values, order_w, tracked_w, fams_w, unowned_w = _measure(build, width, seed, batch, optimizer, lr, steps, loss_fn, modules, family)
+            calls: Optional[List[Tuple[int, float]]] = [] if si == 0 else None
+            values, order_w, tracked_w, fams_w, unowned_w = _measure(build, width, seed, batch, optimizer, lr, steps, loss_fn, modules,
+                                                                     family, calls)
+            if calls is not None:
+                attention_calls.append(calls)
             if wi == 0 and si == 0:
                 order, tracked, unowned, fams = order_w, tracked_w, unowned_w, fams_w or {}
             step_losses = [values.pop(("loss", "loss", t), float("nan")) for t in range(steps)]
@@ -812,6 +825,8 @@ def coord_check(
             ok = {"agree": True, "disagree": False}.get(j.status) if not unstable else None
             fits.append(Fit(name, role, q, step, j.slope, j.spread, pred, ok, j.status, j.noise, j.margin, j.reason, j.settle))
 
+    fits.extend(_attention_fits(attention_calls, tracked, verdict))
+
     # The learning rate is too large for the asymptotics when the loss at the smallest width rises
     # during the check's steps (the steps are not small there): such a check can neither pass nor fail.
     first = [sum(v[t] for v in first_losses) / len(first_losses) for t in range(steps)]
@@ -838,6 +853,44 @@ def coord_check(
         lr_too_large=lr_too_large,
     )
     return report
+
+
+def _attention_fits(calls_by_width: List[List[Tuple[int, float]]], tracked: Dict[str, nn.Module],
+                    verdict: Optional[theory.Verdict]) -> List[Fit]:
+    """One row per F.scaled_dot_product_attention call: the exponent of its scale in d_head, observed exactly across
+    the widths (docs/theory.md section 14), against the exponent the model's abcparam modules declare; a scale that
+    makes the logits blow up fails a model the theory calls stable."""
+    from .attention import classify_attention, scale_exponent
+
+    if not calls_by_width or not calls_by_width[0]:
+        return []
+    declared = {getattr(m, "attention") for m in tracked.values() if isinstance(getattr(m, "attention", None), Fraction)}
+    want = next(iter(declared)) if len(declared) == 1 else None
+    rows = []
+    results = scale_exponent(calls_by_width)
+    if not results:
+        return [Fit("attention", "-", "scale", 0, float("nan"), 0.0, None, None, "inconclusive", 0.0, 0.0,
+                    "the number of attention calls changes with width", "the same number of attention calls at every width")]
+    for i, (e, residual, note) in enumerate(results):
+        name = f"attention {i}"
+        pred = None if want is None else -want
+        if e is None and "does not change" in note:
+            rows.append(Fit(name, "-", "scale", 0, 0.0, 0.0, pred, None, "-", 0.0, 0.0, note))
+            continue
+        if e is None:
+            rows.append(Fit(name, "-", "scale", 0, float("nan"), 0.0, pred, None, "inconclusive", 0.0, 0.0, note,
+                            "an attention scale that is a power of the head dimension"))
+            continue
+        v = classify_attention(e)
+        if not v.stable and verdict is not None and verdict.regime != "unstable":
+            status, why = "disagree", v.reason
+        elif want is not None and e != want:
+            status, why = "disagree", f"{note}, but the parametrization says d_head^-{want}"
+        else:
+            status, why = ("agree" if want is not None else "-"), note
+        rows.append(Fit(name, "-", "scale", 0, -float(e), 0.0, pred, {"agree": True, "disagree": False}.get(status), status,
+                        0.0, 0.0 if status != "agree" else 1.0, "" if status == "agree" else why))
+    return rows
 
 
 def _all_zero(table: List[List[float]]) -> bool:

@@ -109,11 +109,14 @@ class Parametrization:
     base_depth: Optional[int] = None
     depth_alpha: Fraction = Fraction(1)
     allow_any_alpha: bool = False
+    attention: Fraction = Fraction(1, 2)
 
     def __post_init__(self) -> None:
         _positive_int(self.width, "width")
         _positive_int(self.base_width, "base_width")
         _check_depth(self.depth, self.base_depth, self.depth_alpha, self.allow_any_alpha)
+        if not isinstance(self.attention, Fraction):
+            raise TypeError(f"attention: expected a Fraction, got {type(self.attention).__name__}")
         for role in ("input", "output"):
             if not isinstance(getattr(self, role), RoleExponents):
                 raise TypeError(f"{role}: expected RoleExponents, got {type(getattr(self, role)).__name__}")
@@ -128,6 +131,19 @@ class Parametrization:
     def at_width(self, width: int, base_width: Optional[int] = None) -> "Parametrization":
         """The same exponents at another width (and optionally base width)."""
         return replace(self, width=width, base_width=self.base_width if base_width is None else base_width)
+
+    def attention_scale(self, head_dim: int, alpha: float = 1.0) -> float:
+        """The attention logit scale for heads of dimension ``head_dim`` (docs/theory.md section 14):
+        ``alpha * d_head_0^(e - 1/2) / d_head^e`` with ``d_head_0 = head_dim / m`` and e = ``attention``
+        (1 muP, 1/2 SP and NTK): the usual ``alpha / sqrt(d_head_0)`` at base width.
+
+        >>> mup(256, 64).attention_scale(64) == 16 ** 0.5 / 64, sp(256, 64).attention_scale(64) == 64 ** -0.5
+        (True, True)
+        """
+        d = _positive_int(head_dim, "head_dim")
+        d0 = d / float(self.width_mult)
+        e = float(self.attention)
+        return float(alpha) * d0 ** (e - 0.5) / d ** e
 
     # Depth (docs/theory.md section 12): residual branches scale by m_L^-alpha, m_L = depth / base_depth.
     @property
@@ -254,7 +270,8 @@ class Parametrization:
                 rows.append(f"{role}: a={ex.a} b={ex.b} c_sgd={ex.c_sgd} c_adam={ex.c_adam} "
                             f"c_spectral={ex.c_spectral} c_relative={ex.c_relative}")
         depth = "" if self.depth is None else f", m_L = {self.depth}/{self.base_depth}, alpha = {self.depth_alpha}"
-        return f"{self.name} (m = {self.width}/{self.base_width}{depth}): " + "; ".join(rows)
+        return (f"{self.name} (m = {self.width}/{self.base_width}{depth}, attention scale ~ d_head^-{self.attention}): "
+                + "; ".join(rows))
 
 
 def _from_preset(p: Preset, width: int, base_width: int, name: Optional[str] = None) -> Parametrization:
@@ -328,6 +345,9 @@ def _named(name: str, width: Optional[int], base_width: Optional[int], depth: Op
     layers = 1 if name == "mean_field" else 2
     w, b = _widths(width, base_width)
     fields = _depth_fields(depth, base_depth, depth_alpha, allow_any_alpha)
+    # attention logits scale like 1/d_head under muP (TP5 section 4), like 1/sqrt(d_head) everywhere else
+    muP_like = name in ("mup", "mup_table8", "mean_field") or (name == "up" and exponent(kw["s"], "s") == 0)
+    fields["attention"] = Fraction(1) if muP_like else Fraction(1, 2)
     return replace(_from_preset(theory.preset(name, layers, **kw), w, b), **fields)
 
 
@@ -399,9 +419,12 @@ def parametrization(
     base_depth: Optional[int] = None,
     depth_alpha: Any = 1,
     allow_any_alpha: bool = False,
+    attention: Any = "1/2",
 ) -> Parametrization:
     """A parametrization from explicit exponents ``(a, b, c_sgd, c_adam)`` per role.
 
+    ``attention`` is the exponent e of the attention logit scale ~ d_head^-e
+    (docs/theory.md section 14; 1/2, the usual 1/sqrt(d_head), by default; 1 for muP).
     A role may also give ``(a, b, c_sgd, c_adam, c_spectral, c_relative)``;
     with four values the spectral and relative rates keep Adam's gamma
     (docs/theory.md section 11).
@@ -425,4 +448,5 @@ def parametrization(
         raise ValueError("input, output: both roles are required")
     w, b = _widths(width, base_width)
     fields = _depth_fields(depth, base_depth, depth_alpha, allow_any_alpha)
+    fields["attention"] = exponent(attention, "attention")
     return Parametrization(name, cols["input"], cols["hidden"], cols["output"], w, b, **fields)  # type: ignore[arg-type]

@@ -370,7 +370,7 @@ def test_parametrization_classify_passes_optimizer_and_alignment_on():
 
 def test_describe_names_every_role_and_the_widths():
     text = abcparam.sp_inv_n(256, 64).describe()
-    assert text == ("sp_inv_n (m = 256/64): input: a=0 b=0 c_sgd=1 c_adam=1 c_spectral=1 c_relative=1; "
+    assert text == ("sp_inv_n (m = 256/64, attention scale ~ d_head^-1/2): input: a=0 b=0 c_sgd=1 c_adam=1 c_spectral=1 c_relative=1; "
                     "hidden: a=0 b=1/2 c_sgd=1 c_adam=1 c_spectral=1 c_relative=1; "
                     "output: a=0 b=1/2 c_sgd=1 c_adam=1 c_spectral=1 c_relative=1")
     assert "hidden" not in abcparam.mean_field(128, 64).describe()

@@ -1,0 +1,106 @@
+"""Attention's scale (docs/theory.md section 14): the module, the parametrization's number, the exact observation of
+any model's F.scaled_dot_product_attention scale, and the coordinate check that fails a 1/sqrt(d_head) transformer."""
+
+import math
+from fractions import Fraction
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import abcparam
+from abcparam.attention import ScaleObserver, ScaledDotProductAttention, classify_attention, scale_exponent
+from abcparam.models import TinyTransformer
+
+
+def test_presets_carry_their_attention_exponent_and_scale():
+    assert abcparam.mup(256, 64).attention == 1 and abcparam.mup(256, 64, form="table8").attention == 1
+    assert abcparam.sp(256, 64).attention == Fraction(1, 2) and abcparam.ntk(256, 64).attention == Fraction(1, 2)
+    assert abcparam.up(0, 256, 64).attention == 1 and abcparam.up("1/4", 256, 64).attention == Fraction(1, 2)
+    assert abcparam.parametrization(input=(0, 0, 0, 0), output=(0, "1/2", 0, 0), attention=1).attention == 1
+    # muP: 1/d_head normalised to the usual 1/sqrt(d_head_0) at base width (d_head_0 = d_head / m)
+    for d in (16, 64):
+        assert abcparam.mup(256, 64).attention_scale(d) == pytest.approx(math.sqrt(d / 4) / d)
+        assert abcparam.mup(64, 64).attention_scale(d) == pytest.approx(1 / math.sqrt(d))
+        assert abcparam.sp(256, 64).attention_scale(d) == pytest.approx(1 / math.sqrt(d))
+    assert abcparam.mup(256, 64).attention_scale(64, alpha=2.0) == pytest.approx(2 * 4 / 64)
+
+
+def test_the_module_is_torchs_kernel_with_the_scale():
+    p = abcparam.mup(256, 64)
+    attn = ScaledDotProductAttention(64, param=p)
+    q, k, v = (torch.randn(2, 4, 5, 64) for _ in range(3))
+    torch.testing.assert_close(attn(q, k, v, is_causal=True), F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.0625))
+    assert "scale=0.0625 (~ d_head^-1)" in repr(attn) and list(attn.state_dict()) == []
+    with pytest.raises(ValueError, match="head dimension 32"):
+        attn(q[..., :32], k[..., :32], v[..., :32])
+    with pytest.raises(TypeError, match="param"):
+        ScaledDotProductAttention(64, param=None)
+
+
+def test_the_verdict_on_a_scale():
+    assert (classify_attention(1).stable, classify_attention(1).nontrivial) == (True, True)
+    bad = classify_attention("1/2")
+    assert (bad.stable, bad.logit_init, bad.logit_change) == (False, 0, Fraction(1, 2)) and "blow up" in bad.reason
+    assert not classify_attention(2).nontrivial and "stops learning" in classify_attention(2).reason
+
+
+def test_the_observer_sees_every_call_and_its_scale():
+    q = torch.randn(1, 2, 3, 16)
+    with ScaleObserver() as seen:
+        F.scaled_dot_product_attention(q, q, q)
+        F.scaled_dot_product_attention(q, q, q, scale=0.5)
+    assert seen.calls == [(16, 0.25), (16, 0.5)]
+    # exponents across widths: exact powers snap to fractions; anything else is not a power
+    assert scale_exponent([[(16, 0.25)], [(64, 0.125)]])[0][0] == Fraction(1, 2)
+    assert scale_exponent([[(16, 1 / 16)], [(64, 1 / 64)], [(256, 1 / 256)]])[0][0] == 1
+    assert scale_exponent([[(16, 0.3)], [(64, 0.1)], [(256, 0.09)]])[0][0] is None
+    assert scale_exponent([[(16, 0.25)], [(16, 0.25)]])[0][0] is None  # fixed head dimension
+
+
+TOKENS = torch.randint(0, 50, (8, 16), generator=torch.Generator().manual_seed(0))
+
+
+def lm_loss(out, y):
+    return nn.functional.cross_entropy(out[:, :-1].reshape(-1, 50), TOKENS[:, 1:].reshape(-1))
+
+
+@pytest.mark.parametrize("mup_attention", [True, False])
+def test_coord_check_fails_a_transformer_with_the_wrong_attention_scale(mup_attention):
+    r = abcparam.coord_check(lambda n: TinyTransformer(50, n, param=abcparam.mup(n, 64), context=16, mup_attention=mup_attention),
+                             [64, 128, 256, 512], TOKENS, optimizer=torch.optim.Adam, lr=1e-2, loss=lm_loss)
+    rows = [f for f in r.fits if f.quantity == "scale"]
+    assert len(rows) == 2 and all(f.predicted == -1 for f in rows)  # two blocks, muP declares d_head^-1
+    if mup_attention:
+        assert r.status == "pass" and all(f.status == "agree" and f.slope == -1 for f in rows), str(r)
+    else:
+        assert r.status == "fail" and all(f.status == "disagree" and f.slope == -0.5 for f in rows), str(r)
+        assert "blow up" in str(r)
+
+
+class _Heads(nn.Module):
+    """Attention built on abcparam.ScaledDotProductAttention, heads of a fixed size or of a width-sized one."""
+
+    def __init__(self, width, param, fixed_head):
+        super().__init__()
+        self.heads = width // 16 if fixed_head else 4
+        d = width // self.heads
+        self.inp = abcparam.Embedding(50, width, param=param)
+        self.qkv = abcparam.Linear(width, 3 * width, param=param)
+        self.attn = ScaledDotProductAttention(d, param=param if not fixed_head else abcparam.mup())
+        self.out = abcparam.Linear(width, 50, role="output", param=param)
+
+    def forward(self, idx):
+        h = self.inp(idx)
+        b, t, w = h.shape
+        q, k, v = self.qkv(h).view(b, t, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        return self.out(h + self.attn(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, w))
+
+
+def test_coord_check_reads_the_modules_scale_and_skips_fixed_heads():
+    for fixed in (False, True):
+        r = abcparam.coord_check(lambda n: _Heads(n, abcparam.mup(n, 64), fixed), [64, 128, 256, 512], TOKENS,
+                                 optimizer=torch.optim.Adam, lr=1e-2, loss=lm_loss)
+        (row,) = [f for f in r.fits if f.quantity == "scale"]
+        assert row.status == ("-" if fixed else "agree"), str(r)
