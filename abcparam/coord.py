@@ -408,20 +408,37 @@ def _split_batch(batch: Batch) -> Tuple[Tuple[Any, ...], Dict[str, Any], Any]:
 
 
 def _default_loss(out: Any, y: Any) -> torch.Tensor:
+    """MSE for float targets, cross-entropy for integer ones; without a target, the loss the model returns (a scalar
+    output, or the ``loss`` of a dict or of an object such as HF's ``ModelOutput``)."""
     if y is None:
-        if isinstance(out, torch.Tensor) and out.dim() == 0:
-            return out  # the model returns its loss
+        own = _own_loss(out)
+        if own is not None:
+            return own
         raise ValueError("loss: the model's output is not a scalar loss and the batch has no target; pass loss=fn(output, y) or batch=(x, y)")
-    if not isinstance(out, torch.Tensor):
-        raise ValueError("loss: the model returned a non-tensor; pass loss=fn(output, y)")
+    logits = _output_tensor(out)
+    if logits is None:
+        raise ValueError(f"loss: cannot find the logits in the model's {type(out).__name__} output (a tensor, a tuple or list "
+                         "with the logits first, a dict or an object with 'logits'); pass loss=fn(output, y)")
     if y.dtype in (torch.long, torch.int32, torch.int64):
-        return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
-    return nn.functional.mse_loss(out, y)
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+    return nn.functional.mse_loss(logits, y)
+
+
+def _own_loss(out: Any) -> Optional[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return out if out.dim() == 0 else None
+    loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
+    return loss if isinstance(loss, torch.Tensor) and loss.dim() == 0 else None
 
 
 def _output_tensor(out: Any) -> Optional[torch.Tensor]:
+    """The model's logits: the output itself, ``.logits`` / ``["logits"]`` (HF's ModelOutput has both), or the
+    first element of a tuple or list ((logits, loss) as nanoGPT returns)."""
     if isinstance(out, torch.Tensor):
         return out
+    logits = out.get("logits") if isinstance(out, Mapping) else getattr(out, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         return out[0]
     return None

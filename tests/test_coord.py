@@ -361,3 +361,39 @@ def test_cli_demo_runs_and_agrees(capsys):
     out = capsys.readouterr().out
     assert "every row agrees with the theory" in out
     assert out.count("\nmup ") == 2 and "feature_learning  feature_learning" in out
+
+
+class _Out:
+    """An HF-style output object: attributes logits and loss."""
+
+    def __init__(self, logits, loss=None):
+        self.logits, self.loss = logits, loss
+
+
+class _Wrapped(nn.Module):
+    """The same MLP whose output comes as a dict, an object with .logits, or a (logits, loss) tuple."""
+
+    def __init__(self, width, kind):
+        super().__init__()
+        self.net, self.kind = abcparam.models.MLP(16, width, 4, depth=2, param=abcparam.mup(width, 128)), kind
+
+    def forward(self, x, y=None):
+        f = self.net(x)
+        loss = None if y is None else nn.functional.mse_loss(f, y)
+        if self.kind == "dict":
+            return {"loss": loss, "logits": f} if loss is not None else {"logits": f}
+        if self.kind == "object":
+            return _Out(f, loss)
+        return (f, loss)
+
+
+@pytest.mark.parametrize("kind", ["dict", "object", "tuple"])
+def test_coord_check_reads_logits_and_losses_of_structured_outputs(kind):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 16, generator=g), torch.randn(32, 4, generator=g)
+    r = abcparam.coord_check(lambda n: _Wrapped(n, kind), [128, 256, 512, 1024], (x, y), optimizer=torch.optim.Adam, lr=1e-2)
+    assert r.status == "pass", str(r)
+    if kind != "tuple":  # the model's own loss, found in its output, when the batch is keyword inputs with the target inside
+        r2 = abcparam.coord_check(lambda n: _Wrapped(n, kind), [128, 256, 512, 1024], {"x": x, "y": y},
+                                  optimizer=torch.optim.Adam, lr=1e-2)
+        assert r2.status == "pass", str(r2)
