@@ -3,9 +3,19 @@
 One recursive routine, in the style of torchao's ``quantize_``: it walks the
 model, asks a filter about each ``(module, qualified name)``, decides each
 layer's role (from an explicit ``{name pattern: role}`` map, or from which of
-its dimensions are width-sized), and swaps in a freshly initialised abcparam
-layer on the same device and dtype.  Existing weights are not carried over:
-the point of converting is the parametrization's own initialisation.
+its dimensions are width-sized), and swaps in an abcparam layer on the same
+device and dtype.  The rule for existing weights is explicit: ``init="reinit"``
+(default) draws every converted layer from the parametrization's own
+initialisation, which is the point of converting a model you are about to
+train, and the report says how many layers' weights were replaced;
+``init="keep"`` carries the current weights over as the layers' effective
+weights, so the converted model computes the same function at this width (for
+a pretrained model).  Norms (``nn.LayerNorm``, ``nn.RMSNorm``) become
+:class:`abcparam.LayerNorm` / :class:`abcparam.RMSNorm` with their gains kept
+(a gain's init does not change with width).  A readout whose weight *is* a
+converted embedding's table (a tie) becomes a :class:`abcparam.TiedReadout`, or
+the conversion is refused with the reason.  Every other module that holds
+tensors and is left alone is listed in the report, with the reason.
 
 >>> import torch, abcparam
 >>> net = torch.nn.Sequential(torch.nn.Linear(10, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
@@ -49,10 +59,16 @@ class ConversionReport:
     converted: List[Converted] = field(default_factory=list)
     skipped: List[Tuple[str, str]] = field(default_factory=list)
     blocks: List[Tuple[str, Tuple[str, ...]]] = field(default_factory=list)
+    init: str = "reinit"
 
     def __str__(self) -> str:
         lines = [f"converted {len(self.converted)} layer(s):"]
         lines += [f"  {c.name or '<root>'}: {c.kind}{c.shape} -> {c.role}" for c in self.converted]
+        drawn = [c for c in self.converted if c.kind in ("Linear", "Embedding")]
+        if drawn:
+            lines.append(f"weights: {len(drawn)} layer(s) re-initialised by the parametrization, their previous weights "
+                         "replaced (init='keep' keeps them)" if self.init == "reinit" else
+                         f"weights: the previous weights of {len(drawn)} layer(s) kept as their effective weights (init='keep')")
         if self.skipped:
             lines.append(f"left {len(self.skipped)} layer(s) unchanged:")
             lines += [f"  {n}: {why}" for n, why in self.skipped]
@@ -100,6 +116,7 @@ def convert(
     filter_fn: Optional[Callable[[nn.Module, str], bool]] = None,
     blocks: Optional[str] = None,
     branches: Optional[Iterable[str]] = None,
+    init: str = "reinit",
     **layer_kwargs: Any,
 ) -> ConversionReport:
     """Replace ``nn.Linear``/``nn.Embedding`` in ``model`` by abcparam layers, in place.
@@ -111,7 +128,11 @@ def convert(
     neither names is left unchanged and reported.  ``filter_fn(module, name)``
     may veto any layer.  ``layer_kwargs`` (``alpha``, ``sigma``, ...) go to
     every new layer.  Every decision is made before the model is touched, so
-    an error leaves it as it was.
+    an error leaves it as it was.  ``init``: ``"reinit"`` (default: the
+    parametrization's initialisation; the previous weights are replaced, and
+    the report says so) or ``"keep"`` (the previous weights become the layers'
+    effective weights: the same function at this width).  A roles pattern that
+    matches no layer is an error.
 
     ``blocks`` (an fnmatch pattern such as ``"transformer.h.*"``) names the
     residual blocks for depth scaling (docs/theory.md section 12, with a
@@ -136,15 +157,30 @@ def convert(
     width_set = frozenset(int(w) for w in widths) if widths is not None else frozenset()
     if not roles and not width_set:
         raise ValueError("widths: name the width-sized dimensions (widths=[d_model, d_ff, ...]) or give roles={pattern: role}")
+    if init not in ("reinit", "keep"):
+        raise ValueError(f"init: got {init!r}; allowed: 'reinit' (the parametrization's initialisation) or 'keep' (the current weights)")
 
     plan: List[Tuple[nn.Module, str, str, nn.Module, str]] = []
-    report = ConversionReport()
+    norms: List[Tuple[nn.Module, str, str, nn.Module]] = []
+    report = ConversionReport(init=init)
 
     def visit(parent: nn.Module, prefix: str) -> None:
         for child_name, child in parent.named_children():
             fqn = f"{prefix}.{child_name}" if prefix else child_name
-            if isinstance(child, (Linear, Embedding)):
+            if hasattr(child, "abc_scales"):
                 report.skipped.append((fqn, "already an abcparam layer"))
+                continue
+            if type(child) in (nn.LayerNorm, getattr(nn, "RMSNorm", None)) and not (filter_fn and not filter_fn(child, fqn)):
+                norms.append((parent, child_name, fqn, child))
+                continue
+            if isinstance(child, nn.MultiheadAttention):
+                report.skipped.append((fqn, "nn.MultiheadAttention uses its tensors directly (in_proj_weight, out_proj) "
+                                            "in its own kernel: not converted; write attention from abcparam.Linear and "
+                                            "abcparam.ScaledDotProductAttention"))
+                continue
+            if isinstance(child, (nn.Linear, nn.Embedding)) and type(child) not in (nn.Linear, nn.Embedding):
+                report.skipped.append((fqn, f"{type(child).__name__} is a subclass of nn.{'Linear' if isinstance(child, nn.Linear) else 'Embedding'} "
+                                            "with behaviour of its own, which replacing it would lose: not converted"))
                 continue
             if type(child) in (nn.Linear, nn.Embedding):
                 if filter_fn is not None and not filter_fn(child, fqn):
@@ -164,16 +200,43 @@ def convert(
                 param.role(role)  # a missing role (mean field: no hidden) fails here, before any change
                 plan.append((parent, child_name, fqn, child, role))
             else:
+                own = [n for n, _ in child.named_parameters(recurse=False)]
+                if own:
+                    report.skipped.append((fqn, f"{type(child).__name__} holds tensors of its own ({', '.join(own)}) that no "
+                                                "abcparam layer replaces: they keep torch's behaviour and the base learning rate"))
                 visit(child, fqn)
 
     visit(model, "")
+    own_root = [n for n, _ in model.named_parameters(recurse=False)]
+    if own_root and not hasattr(model, "abc_scales"):
+        report.skipped.append(("<root>", f"{type(model).__name__} holds tensors of its own ({', '.join(own_root)})"))
+    unmatched = [pat for pat in roles if not any(fnmatch.fnmatchcase(n, pat) for n, _ in model.named_modules() if n)]
+    if unmatched:
+        raise ValueError(f"roles: the pattern(s) {', '.join(map(repr, unmatched))} match no module of the model")
+    ties = _plan_ties(plan, param)
     block_plan = _plan_blocks(model, blocks, branches, {fqn for _, _, fqn, _, _ in plan}) if blocks is not None else []
-    new_layers = [(parent, name, fqn, _build(child, role, param, layer_kwargs), role, child) for parent, name, fqn, child, role in plan]
+    new_layers = [(parent, name, fqn, _build(child, role, param, layer_kwargs), role, child) for parent, name, fqn, child, role in plan
+                  if fqn not in ties]
+    new_norms = [(parent, name, fqn, _build_norm(child, param)) for parent, name, fqn, child in norms]
+    built: Dict[str, nn.Module] = {}
     for parent, name, fqn, layer, role, child in new_layers:
+        if init == "keep":
+            _keep_weights(layer, child)
         setattr(parent, name, layer)
+        built[fqn] = layer
         kind = type(child).__name__
         shape = (child.in_features, child.out_features) if kind == "Linear" else (child.num_embeddings, child.embedding_dim)
         report.converted.append(Converted(fqn, kind, role, shape))
+    for readout_fqn, (parent, name, child, emb_fqn) in ties.items():
+        tied = TiedReadout(built[emb_fqn], param=param, bias=child.bias is not None)  # type: ignore[arg-type]
+        if child.bias is not None:
+            with torch.no_grad():
+                tied.bias.copy_(child.bias)
+        setattr(parent, name, tied)
+        report.converted.append(Converted(readout_fqn, "Linear (tied)", "output", (child.in_features, child.out_features)))
+    for parent, name, fqn, layer in new_norms:
+        setattr(parent, name, layer)
+        report.converted.append(Converted(fqn, type(layer).__name__, "vector", tuple(layer.normalized_shape)[-1:] * 2))
     if block_plan:
         from .residual import mark_block, mark_branch
 
@@ -221,6 +284,52 @@ def _plan_blocks(model: nn.Module, pattern: str, branches: Optional[Iterable[str
                                  "branch scales with width too (name its layers in roles= or widths=)")
         out.append((bname, block, chosen))
     return out
+
+
+def _plan_ties(plan: List[Tuple[nn.Module, str, str, nn.Module, str]], param: Parametrization
+               ) -> Dict[str, Tuple[nn.Module, str, nn.Module, str]]:
+    """Readouts whose weight is an embedding's table: {readout name: (parent, attribute, readout, embedding name)};
+    refused with the reason when the parametrization cannot train one tensor for both roles."""
+    tables = {id(child.weight): fqn for _, _, fqn, child, _ in plan if isinstance(child, nn.Embedding)}
+    ties = {}
+    for parent, name, fqn, child, role in plan:
+        if isinstance(child, nn.Linear) and id(child.weight) in tables:
+            if role != "output":
+                raise ValueError(f"roles: {fqn!r} shares its weight with the embedding {tables[id(child.weight)]!r}, so it "
+                                 f"is a tied readout; give it the role 'output', not {role!r}")
+            inp, out = param.role("input"), param.role("output")
+            if (inp.b, inp.c_sgd, inp.c_adam) != (out.b, out.c_sgd, out.c_adam):
+                raise ValueError(
+                    f"param: {fqn!r} is tied to the embedding {tables[id(child.weight)]!r}, but {param.name!r} gives the input "
+                    "and output roles different init or learning-rate exponents, so one tensor cannot follow both; convert "
+                    "with abcparam.mup(..., form='table8'), or untie the readout first"
+                )
+            ties[fqn] = (parent, name, child, tables[id(child.weight)])
+    return ties
+
+
+def _keep_weights(layer: nn.Module, child: nn.Module) -> None:
+    """init='keep': the previous weight becomes the new layer's effective weight (stored = weight / multiplier)."""
+    with torch.no_grad():
+        layer.weight.copy_(child.weight / layer.weight_multiplier)
+        if getattr(child, "bias", None) is not None:
+            layer.bias.copy_(child.bias)
+
+
+def _build_norm(child: nn.Module, param: Parametrization) -> nn.Module:
+    from .norms import LayerNorm, RMSNorm
+
+    w = child.weight if child.weight is not None else None
+    kw = {"device": w.device, "dtype": w.dtype} if w is not None else {}
+    if isinstance(child, nn.LayerNorm):
+        new: nn.Module = LayerNorm(child.normalized_shape, child.eps, child.elementwise_affine, child.bias is not None, param=param, **kw)
+    else:
+        new = RMSNorm(child.normalized_shape, child.eps, child.elementwise_affine, param=param, **kw)
+    with torch.no_grad():  # a gain's init does not change with width: keep what the model had
+        for n in ("weight", "bias"):
+            if getattr(child, n, None) is not None:
+                getattr(new, n).copy_(getattr(child, n))
+    return new
 
 
 def _build(child: nn.Module, role: str, param: Parametrization, kwargs: Dict[str, Any]) -> nn.Module:

@@ -25,7 +25,8 @@ def test_roles_inferred_from_widths():
     model = Tiny()
     report = abcparam.convert(model, abcparam.mup(64, 16), widths=[64, 128])
     roles = {c.name: c.role for c in report.converted}
-    assert roles == {"emb": "input", "block.up": "hidden", "block.down": "hidden", "head": "output"}
+    assert roles == {"emb": "input", "block.up": "hidden", "block.down": "hidden", "head": "output", "block.norm": "vector"}
+    assert isinstance(model.block["norm"], abcparam.LayerNorm)  # its gain and bias are vector-like now
     assert ("side", "no width-sized dimension (3 -> 3)") in report.skipped
     assert isinstance(model.head, abcparam.Linear) and model.head.role == "output" and model.head.bias is None
     assert isinstance(model.emb, abcparam.Embedding)
@@ -38,7 +39,7 @@ def test_roles_from_a_pattern_map_and_filter():
     model = Tiny()
     report = abcparam.convert(model, abcparam.mup(64, 16), roles={"emb": "input", "block.*": "hidden", "head": "output", "side": "skip"},
                               filter_fn=lambda mod, name: name != "block.down")
-    assert [c.name for c in report.converted] == ["emb", "block.up", "head"]
+    assert [c.name for c in report.converted] == ["emb", "block.up", "head", "block.norm"]
     assert type(model.block["down"]) is nn.Linear
 
 
@@ -57,13 +58,17 @@ def test_ambiguous_or_bad_requests_leave_the_model_untouched():
         abcparam.convert(model, abcparam.mup(64, 16))
     with pytest.raises(TypeError, match="param"):
         abcparam.convert(model, "mup", widths=[64])
+    with pytest.raises(ValueError, match="'blocks.*' match no module"):
+        abcparam.convert(model, abcparam.mup(64, 16), roles={"blocks.*": "hidden"})
+    with pytest.raises(ValueError, match="init: got 'copy'"):
+        abcparam.convert(model, abcparam.mup(64, 16), widths=[64, 128], init="copy")
     assert {n: type(m) for n, m in model.named_modules()} == before
 
 
 def test_converted_model_trains_with_wrap():
     model = Tiny()
     abcparam.convert(model, abcparam.mup(64, 16), widths=[64, 128])
-    with pytest.warns(UserWarning, match="block.norm.weight"):
+    with pytest.warns(UserWarning, match=r"2 parameter\(s\) .*: side.weight, side.bias"):
         opt = abcparam.wrap(torch.optim.AdamW(model.parameters(), lr=1e-3), model)
     idx = torch.randint(0, 50, (4, 6))
     loss = nn.functional.cross_entropy(model(idx).flatten(0, 1), idx.flatten())
@@ -135,3 +140,62 @@ def test_convert_keeps_dtype_device_padding_and_layer_options():
     meta = M().to("meta")
     abcparam.convert(meta, abcparam.mup(64, 16), widths=[64, 128])
     assert meta.up.weight.device.type == "meta"
+
+
+def test_init_rule_reinit_says_so_and_keep_computes_the_same_function():
+    torch.manual_seed(0)
+    model = Tiny()
+    idx = torch.randint(0, 50, (2, 5))
+    before = model(idx)
+    kept = abcparam.convert(model, abcparam.mup(64, 16), widths=[64, 128], init="keep")
+    torch.testing.assert_close(model(idx), before)  # the same function at this width (muP multipliers included)
+    assert "previous weights of 4 layer(s) kept" in str(kept)
+    fresh = abcparam.convert(Tiny(), abcparam.mup(64, 16), widths=[64, 128])
+    assert "4 layer(s) re-initialised by the parametrization, their previous weights replaced" in str(fresh)
+
+
+class _Tied(nn.Module):
+    def __init__(self, vocab=50, d=64):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        self.mid = nn.Linear(d, d)
+        self.head = nn.Linear(d, vocab, bias=False)
+        self.head.weight = self.emb.weight  # the usual tie
+
+    def forward(self, idx):
+        return self.head(torch.tanh(self.mid(self.emb(idx))))
+
+
+def test_a_tied_readout_becomes_a_tied_readout_or_is_refused():
+    model = _Tied()
+    report = abcparam.convert(model, abcparam.mup(64, 16, form="table8"), widths=[64])
+    assert isinstance(model.head, abcparam.TiedReadout) and model.head.weight is model.emb.weight
+    assert ("head", "output") in [(c.name, c.role) for c in report.converted]
+    assert model(torch.randint(0, 50, (2, 3))).shape == (2, 3, 50)
+    sp = _Tied()
+    with pytest.raises(ValueError, match="tied to the embedding 'emb'.*form='table8'"):
+        abcparam.convert(sp, abcparam.sp(64, 16), widths=[64])
+    assert type(sp.head) is nn.Linear and sp.head.weight is sp.emb.weight  # untouched
+
+
+class _Odd(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(64))
+        self.conv = nn.Conv1d(64, 64, 1)
+        self.mha = nn.MultiheadAttention(64, 4)
+        self.sub = _MyLinear(64, 64)
+
+
+class _MyLinear(nn.Linear):
+    def forward(self, x):
+        return super().forward(x) * 2
+
+
+def test_every_tensor_holding_module_left_alone_is_reported():
+    report = abcparam.convert(_Odd(), abcparam.mup(64, 16), widths=[64])
+    why = dict(report.skipped)
+    assert "holds tensors of its own (scale)" in why["<root>"]
+    assert "Conv1d holds tensors of its own (weight, bias)" in why["conv"]
+    assert "nn.MultiheadAttention uses its tensors directly" in why["mha"]
+    assert "_MyLinear is a subclass of nn.Linear" in why["sub"]

@@ -347,10 +347,10 @@ def test_convert_marks_inline_residual_blocks():
         a = h + 0.25 * nn.functional.linear(blk.ln1(h), blk.attn.weight * blk.attn.weight_multiplier, blk.attn.bias)
         assert torch.allclose(blk(h), a + blk.mlp(blk.ln2(a)), atol=1e-6)
     # every tensor of the block (norms included) trains with the depth factors; outside the blocks nothing changes
-    with pytest.warns(UserWarning, match="owned by no abcparam layer"):
-        opt = abcparam.wrap(torch.optim.SGD(net.parameters(), lr=0.1), net)
+    opt = abcparam.wrap(torch.optim.SGD(net.parameters(), lr=0.1), net)  # norms converted too: nothing unowned
     lr_of = {id(t): g["lr"] for g in opt.param_groups for t in g["params"]}
-    assert lr_of[id(blk.ln1.weight)] == pytest.approx(0.1 * 4)  # SGD under CompleteP: m_L^(2 alpha - 1) = 4
+    # SGD under CompleteP: m_L^(2 alpha - 1) = 4, times the vector-like gain's width factor m = 2 (section 7)
+    assert lr_of[id(blk.ln1.weight)] == pytest.approx(0.1 * 4 * 2)
     assert lr_of[id(net.out.bias)] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="matches no module"):
         abcparam.convert(_InlineNet(w, 2), p, widths=[w, 2 * w], blocks="layers.*")
