@@ -36,7 +36,7 @@ from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 
-from .layers import Embedding, Linear, TiedReadout, abc_modules
+from .layers import Conv1D, Embedding, Linear, TiedReadout, abc_modules
 from .parametrizations import Parametrization
 
 __all__ = ["convert", "ConversionReport", "Converted", "to_torch", "from_torch", "effective_state_dict"]
@@ -97,14 +97,15 @@ def _role_from_widths(name: str, mod: nn.Module, widths: frozenset) -> Tuple[Opt
         if mod.embedding_dim in widths:
             return "input", ""
         return None, f"embedding_dim {mod.embedding_dim} is not a width"
-    fan_in, fan_out = mod.in_features in widths, mod.out_features in widths
+    d_in, d_out = (mod.in_features, mod.out_features) if isinstance(mod, nn.Linear) else tuple(mod.weight.shape)  # Conv1D: nx x nf
+    fan_in, fan_out = d_in in widths, d_out in widths
     if fan_in and fan_out:
         return "hidden", ""
     if fan_out:
         return "input", ""
     if fan_in:
         return "output", ""
-    return None, f"no width-sized dimension ({mod.in_features} -> {mod.out_features})"
+    return None, f"no width-sized dimension ({d_in} -> {d_out})"
 
 
 def convert(
@@ -182,7 +183,7 @@ def convert(
                 report.skipped.append((fqn, f"{type(child).__name__} is a subclass of nn.{'Linear' if isinstance(child, nn.Linear) else 'Embedding'} "
                                             "with behaviour of its own, which replacing it would lose: not converted"))
                 continue
-            if type(child) in (nn.Linear, nn.Embedding):
+            if type(child) in (nn.Linear, nn.Embedding) or _is_hf_conv1d(child):
                 if filter_fn is not None and not filter_fn(child, fqn):
                     report.skipped.append((fqn, "filter_fn said no"))
                     continue
@@ -225,10 +226,15 @@ def convert(
         setattr(parent, name, layer)
         built[fqn] = layer
         kind = type(child).__name__
-        shape = (child.in_features, child.out_features) if kind == "Linear" else (child.num_embeddings, child.embedding_dim)
+        shape = ((child.in_features, child.out_features) if kind == "Linear" else (child.num_embeddings, child.embedding_dim)
+                 if kind == "Embedding" else tuple(child.weight.shape))
         report.converted.append(Converted(fqn, kind, role, shape))
     for readout_fqn, (parent, name, child, emb_fqn) in ties.items():
         tied = TiedReadout(built[emb_fqn], param=param, bias=child.bias is not None)  # type: ignore[arg-type]
+        if init == "keep":  # the same logits at this width: the readout's total multiplier on the kept table is 1
+            unit = TiedReadout(built[emb_fqn], param=param, bias=child.bias is not None, alpha=1.0)  # type: ignore[arg-type]
+            tied = TiedReadout(built[emb_fqn], param=param, bias=child.bias is not None,  # type: ignore[arg-type]
+                               alpha=1.0 / unit.weight_multiplier)
         if child.bias is not None:
             with torch.no_grad():
                 tied.bias.copy_(child.bias)
@@ -286,6 +292,34 @@ def _plan_blocks(model: nn.Module, pattern: str, branches: Optional[Iterable[str
     return out
 
 
+def _weighted(model: nn.Module) -> Dict[str, nn.Module]:
+    """The abcparam layers with a weight multiplier (Linear, Conv1D, Embedding, TiedReadout; not norms)."""
+    return {n: m for n, m in abc_modules(model).items() if hasattr(m, "weight_multiplier")}
+
+
+def _plain_norm(mod: nn.Module) -> nn.Module:
+    """torch's own norm holding a copy of an abcparam norm's tensors."""
+    from .norms import LayerNorm
+
+    if isinstance(mod, LayerNorm):
+        plain: nn.Module = nn.LayerNorm(mod.normalized_shape, mod.eps, mod.elementwise_affine, mod.bias is not None, device="meta")
+    else:
+        plain = nn.RMSNorm(mod.normalized_shape, mod.eps, mod.elementwise_affine, device="meta")
+    for n in ("weight", "bias"):
+        t = getattr(mod, n, None)
+        if t is not None:
+            setattr(plain, n, nn.Parameter(t.detach().clone(), requires_grad=t.requires_grad))
+    plain.train(mod.training)
+    return plain
+
+
+def _is_hf_conv1d(mod: nn.Module) -> bool:
+    """HF transformers' Conv1D, recognised by structure (no import): a weight nx x nf and ``nf`` / ``nx``."""
+    w = getattr(mod, "weight", None)
+    return (type(mod).__name__ == "Conv1D" and isinstance(w, torch.Tensor) and w.dim() == 2
+            and getattr(mod, "nf", None) == w.shape[1] and not hasattr(mod, "abc_scales"))
+
+
 def _plan_ties(plan: List[Tuple[nn.Module, str, str, nn.Module, str]], param: Parametrization
                ) -> Dict[str, Tuple[nn.Module, str, nn.Module, str]]:
     """Readouts whose weight is an embedding's table: {readout name: (parent, attribute, readout, embedding name)};
@@ -309,7 +343,8 @@ def _plan_ties(plan: List[Tuple[nn.Module, str, str, nn.Module, str]], param: Pa
 
 
 def _keep_weights(layer: nn.Module, child: nn.Module) -> None:
-    """init='keep': the previous weight becomes the new layer's effective weight (stored = weight / multiplier)."""
+    """init='keep': the previous weight becomes the new layer's effective weight (stored = weight / multiplier);
+    the layouts agree (Conv1D is replaced by abcparam's Conv1D, in x out like HF's)."""
     with torch.no_grad():
         layer.weight.copy_(child.weight / layer.weight_multiplier)
         if getattr(child, "bias", None) is not None:
@@ -348,6 +383,10 @@ def _build(child: nn.Module, role: str, param: Parametrization, kwargs: Dict[str
             dtype=w.dtype,
             **kwargs,
         )
+    if _is_hf_conv1d(child):
+        nx, nf = child.weight.shape
+        return Conv1D(nx, nf, getattr(child, "bias", None) is not None, role=role, param=param, device=w.device, dtype=w.dtype,
+                      **kwargs)
     return Linear(child.in_features, child.out_features, child.bias is not None, role=role, param=param, device=w.device, dtype=w.dtype, **kwargs)
 
 
@@ -367,7 +406,7 @@ def effective_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
     unless m = 1.
     """
     sd = model.state_dict()
-    for prefix, mod in abc_modules(model).items():
+    for prefix, mod in _weighted(model).items():
         key = f"{prefix}.weight" if prefix else "weight"
         if key in sd and mod.weight_multiplier != 1.0:
             sd[key] = sd[key] * mod.weight_multiplier
@@ -407,11 +446,19 @@ def to_torch(model: nn.Module, *, untie: bool = False) -> nn.Module:
                     f"embedding by {1.0 if emb is None else emb.weight_multiplier:g}; one plain tensor cannot hold both. "
                     "Pass untie=True for a plain copy with separate (equal-function) tensors"
                 )
+    convs = [n for n, m in abc_modules(model).items() if isinstance(m, Conv1D)]
+    if convs:
+        raise ValueError(f"model: {', '.join(convs)} store their weight in x out (HF's Conv1D layout), which no plain torch "
+                         "module has; effective_state_dict(model) gives their effective weights in that layout")
     eff = effective_state_dict(model)
     out = copy.deepcopy(model)
     replaced = abc_modules(out)
     tables: Dict[int, nn.Parameter] = {}
     for name, mod in replaced.items():
+        if not hasattr(mod, "weight_multiplier"):  # a norm: the plain torch module with the same tensors
+            plain_norm = _plain_norm(mod)
+            _set_module(out, name, plain_norm)
+            continue
         w = eff[f"{name}.weight" if name else "weight"]
         if isinstance(mod, Embedding):
             plain: nn.Module = nn.Embedding(mod.num_embeddings, mod.embedding_dim, mod.padding_idx, mod.max_norm, mod.norm_type,
@@ -450,7 +497,7 @@ def from_torch(model: nn.Module, source: Any) -> nn.Module:
     extra = [k for k in source if k not in mine]
     if missing or extra:
         raise ValueError(f"source: keys differ from the model's (missing: {missing[:5]}, unexpected: {extra[:5]})")
-    multipliers = {(f"{n}.weight" if n else "weight"): m.weight_multiplier for n, m in abc_modules(model).items()}
+    multipliers = {(f"{n}.weight" if n else "weight"): m.weight_multiplier for n, m in _weighted(model).items()}
     new: Dict[str, torch.Tensor] = {}
     by_tensor: Dict[int, Tuple[str, torch.Tensor]] = {}
     for key, tensor in mine.items():

@@ -504,6 +504,37 @@ class Embedding(_AbcLayer, nn.Embedding):
         return f"{super().extra_repr()}, {self._abc_repr()}"
 
 
+class Conv1D(Linear):
+    """:class:`Linear` with its weight stored ``in_features x out_features``, as HF transformers' ``Conv1D`` (GPT-2)
+    stores it: the same parametrization, the same state_dict keys and shapes as the module it replaces, so a
+    checkpoint of the original model loads into the converted one.  ``nf``/``nx`` mirror HF's attribute names.
+
+    >>> import torch, abcparam
+    >>> c = Conv1D(64, 256, role="input", param=abcparam.mup(256, 64))
+    >>> tuple(c.weight.shape), c(torch.randn(3, 64)).shape
+    ((64, 256), torch.Size([3, 256]))
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, **kwargs: Any) -> None:
+        super().__init__(in_features, out_features, bias, **kwargs)
+        with torch.no_grad():
+            self.weight = nn.Parameter(self.weight.detach().t().contiguous())
+        self.nx, self.nf = in_features, out_features
+        s = self._weight_scales
+        self._weight_scales = s._replace(width_dims=tuple(1 - d for d in s.width_dims))
+
+    def reset_parameters(self) -> None:
+        """Draw the weight as :class:`Linear` does (its layout does not change the distribution)."""
+        Linear.reset_parameters(self)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return _scaled_linear(input, self.weight.t(), self.bias, self.weight_multiplier)
+
+    def effective_weight(self) -> torch.Tensor:
+        """W^T = alpha * m^-a * w, stored in x out like the weight itself."""
+        return self.weight * self.weight_multiplier
+
+
 class TiedReadout(Linear):
     """A readout that shares an :class:`Embedding`'s table (``logits = m^-a_out * h E^T``).
 

@@ -199,3 +199,52 @@ def test_every_tensor_holding_module_left_alone_is_reported():
     assert "Conv1d holds tensors of its own (weight, bias)" in why["conv"]
     assert "nn.MultiheadAttention uses its tensors directly" in why["mha"]
     assert "_MyLinear is a subclass of nn.Linear" in why["sub"]
+
+
+class Conv1D(nn.Module):
+    """HF transformers' Conv1D (GPT-2), written here by structure: weight nx x nf, x @ W + b."""
+
+    def __init__(self, nf, nx):
+        super().__init__()
+        self.nf = nf
+        self.weight = nn.Parameter(torch.randn(nx, nf) * 0.02)
+        self.bias = nn.Parameter(torch.zeros(nf))
+
+    def forward(self, x):
+        return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).reshape(*x.shape[:-1], self.nf)
+
+
+class _GPT2ish(nn.Module):
+    def __init__(self, d=64):
+        super().__init__()
+        self.wte = nn.Embedding(50, d)
+        self.c_attn = Conv1D(3 * d, d)
+        self.c_proj = Conv1D(d, 3 * d)
+        self.ln_f = nn.LayerNorm(d)
+        self.lm_head = nn.Linear(d, 50, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+    def forward(self, idx):
+        h = self.wte(idx)
+        h = h + self.c_proj(torch.tanh(self.c_attn(h)))
+        return self.lm_head(self.ln_f(h))
+
+
+def test_hf_conv1d_is_converted_by_structure_keeping_its_layout():
+    torch.manual_seed(0)
+    model = _GPT2ish()
+    idx = torch.randint(0, 50, (2, 5))
+    before, keys = model(idx), {k: v.shape for k, v in model.state_dict().items()}
+    report = abcparam.convert(model, abcparam.mup(64, 16, form="table8"), widths=[64, 192], init="keep")
+    roles = {c.name: (c.kind, c.role) for c in report.converted}
+    assert roles["c_attn"] == ("Conv1D", "hidden") and roles["c_proj"] == ("Conv1D", "hidden")
+    assert roles["lm_head"] == ("Linear (tied)", "output") and roles["ln_f"][1] == "vector"
+    assert isinstance(model.c_attn, abcparam.layers.Conv1D) and isinstance(model.lm_head, abcparam.TiedReadout)
+    assert {k: v.shape for k, v in model.state_dict().items()} == keys  # a GPT-2 checkpoint still loads
+    torch.testing.assert_close(model(idx), before)  # init='keep': the same function
+    assert set(model.c_attn._weight_scales.width_dims) == {0, 1}
+    assert abcparam.layers.Conv1D(16, 64, role="input", param=abcparam.mup(64, 16))._weight_scales.width_dims == (1,)
+    eff = abcparam.effective_state_dict(model)
+    assert eff["c_attn.weight"].shape == (64, 192)
+    with pytest.raises(ValueError, match="Conv1D layout"):
+        abcparam.to_torch(model)
