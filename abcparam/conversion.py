@@ -243,6 +243,15 @@ def convert(
     for parent, name, fqn, layer in new_norms:
         setattr(parent, name, layer)
         report.converted.append(Converted(fqn, type(layer).__name__, "vector", tuple(layer.normalized_shape)[-1:] * 2))
+    for fqn, mod in model.named_modules():
+        # torch's fused inference path of a transformer layer reads linear1/linear2's tensors directly, bypassing
+        # the abcparam layers' forward (their multipliers); any forward hook on the layer makes torch take the
+        # ordinary path, so a no-op one is attached
+        if isinstance(mod, _FAST_PATH_LAYERS) and any(hasattr(m, "abc_scales") for m in mod.modules()):
+            if not any(isinstance(h, _NoFastPath) for h in mod._forward_pre_hooks.values()):
+                mod.register_forward_pre_hook(_NoFastPath())
+            report.skipped.append((fqn or "<root>", f"{type(mod).__name__}: torch's fused inference path disabled (it would "
+                                                    "bypass the converted layers' multipliers); its self-attention is not converted"))
     if block_plan:
         from .residual import mark_block, mark_branch
 
@@ -290,6 +299,16 @@ def _plan_blocks(model: nn.Module, pattern: str, branches: Optional[Iterable[str
                                  "branch scales with width too (name its layers in roles= or widths=)")
         out.append((bname, block, chosen))
     return out
+
+
+_FAST_PATH_LAYERS = (nn.TransformerEncoderLayer,)
+
+
+class _NoFastPath:
+    """A forward pre-hook that does nothing: its presence keeps torch's transformer layers off their fused path."""
+
+    def __call__(self, module: nn.Module, args: Any) -> None:
+        return None
 
 
 def _weighted(model: nn.Module) -> Dict[str, nn.Module]:

@@ -248,3 +248,20 @@ def test_hf_conv1d_is_converted_by_structure_keeping_its_layout():
     assert eff["c_attn.weight"].shape == (64, 192)
     with pytest.raises(ValueError, match="Conv1D layout"):
         abcparam.to_torch(model)
+
+
+def test_a_converted_transformer_encoder_layer_is_kept_off_torchs_fused_path():
+    torch.manual_seed(0)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(64, 4, 256, dropout=0.0, batch_first=True), 2,
+                                enable_nested_tensor=False)
+    report = abcparam.convert(enc, abcparam.ntk(64, 16), roles={"layers.*.linear*": "hidden"})  # NTK: multiplier m^-1/2
+    assert any("fused inference path disabled" in why for _, why in report.skipped)
+    x = torch.randn(3, 5, 64)
+    enc.train()
+    train_out = enc(x)
+    enc.eval()
+    with torch.no_grad():
+        eval_out = enc(x)
+    torch.testing.assert_close(eval_out, train_out.detach())  # the eval (fused) path would differ by ~10 here
+    buf = __import__("io").BytesIO()
+    torch.save(enc, buf)  # the hook is a plain object: the model still pickles
