@@ -59,6 +59,7 @@ _LAZY = {
     "RMSNorm": "norms",
     "classify_depth": "depth",
     "ScaledDotProductAttention": "attention",
+    "MultiheadAttention": "attention",
     "DepthVerdict": "depth",
     "CoordReport": "coord",
 }
@@ -97,7 +98,7 @@ def __dir__() -> list:
 if TYPE_CHECKING:  # pragma: no cover
     from .conversion import ConversionReport, convert, effective_state_dict, from_torch, to_torch
     from .coord import CoordReport, coord_check
-    from .attention import ScaledDotProductAttention
+    from .attention import MultiheadAttention, ScaledDotProductAttention
     from .depth import DepthVerdict, classify_depth
     from .norms import LayerNorm, RMSNorm
     from .residual import Residual, mark_block, mark_branch

@@ -162,3 +162,140 @@ def scale_exponent(calls_by_width: List[List[Tuple[int, float]]]) -> List[Tuple[
         out.append((snapped if residual < 1e-6 else None, residual,
                     f"scale ~ d_head^-{snapped}" if residual < 1e-6 else f"scale not a power of d_head (best fit {e:.3f})"))
     return out
+
+
+class MultiheadAttention(nn.Module):
+    """``nn.MultiheadAttention`` with an abc-parametrization: the same call signature, outputs and state_dict keys
+    (``in_proj_weight``, ``in_proj_bias``, ``out_proj.weight``, ``out_proj.bias``), the projections as hidden
+    layers of ``param`` (vector-like biases) and the logit scale ``param.attention_scale(head_dim)``
+    (docs/theory.md section 14).  It always runs through ``F.scaled_dot_product_attention`` (or, with
+    ``need_weights=True``, the same computation written out), never torch's fused path, so its multipliers
+    apply; ``nn.TransformerEncoderLayer`` sees ``_qkv_same_embed_dim = False`` and keeps off its fused path too.
+
+    Not supported (refused): ``add_bias_kv``, ``add_zero_attn``, ``kdim``/``vdim`` other than ``embed_dim``.
+
+    >>> import torch, abcparam
+    >>> mha = MultiheadAttention(256, 4, batch_first=True, param=abcparam.mup(256, 64))
+    >>> out, w = mha(*(torch.randn(2, 5, 256),) * 3)
+    >>> out.shape, w.shape
+    (torch.Size([2, 5, 256]), torch.Size([2, 5, 5]))
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True, add_bias_kv: bool = False,
+                 add_zero_attn: bool = False, kdim: Optional[int] = None, vdim: Optional[int] = None, batch_first: bool = False,
+                 *, param: Parametrization, alpha_attn: float = 1.0, device: Any = None, dtype: Any = None) -> None:
+        from .layers import Linear, _check_param
+
+        param = _check_param(param)
+        E = _positive_int(embed_dim, "embed_dim")
+        H = _positive_int(num_heads, "num_heads")
+        if E % H:
+            raise ValueError(f"num_heads: must divide embed_dim={E}, got {H}")
+        for flag, name in ((add_bias_kv, "add_bias_kv"), (add_zero_attn, "add_zero_attn")):
+            if flag:
+                raise ValueError(f"{name}: not supported by abcparam.MultiheadAttention (its extra key/value rows have no role)")
+        if kdim not in (None, E) or vdim not in (None, E):
+            raise ValueError(f"kdim, vdim: abcparam.MultiheadAttention needs keys and values of embed_dim={E}, got {kdim}, {vdim}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout: a probability in [0, 1), got {dropout!r}")
+        super().__init__()
+        self.embed_dim, self.num_heads, self.head_dim = E, H, E // H
+        self.kdim = self.vdim = E
+        self.dropout, self.batch_first = float(dropout), bool(batch_first)
+        self._qkv_same_embed_dim = False  # keeps nn.TransformerEncoderLayer off its fused path (it reads raw tensors)
+        template = Linear(E, 3 * E, bias, role="hidden", param=param, device="meta")
+        self.in_proj_multiplier = template.weight_multiplier
+        self._init_std, self._bias_bound = template.init_std, template.bias_bound
+        self._in_scales = {"in_proj_weight": template._weight_scales}
+        if bias:
+            self._in_scales["in_proj_bias"] = template._bias_scales
+        self.param_name, self.attention = param.name, param.attention
+        self.scale = param.attention_scale(self.head_dim, alpha=alpha_attn)
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * E, E, device=device, dtype=dtype))
+        self.in_proj_bias = nn.Parameter(torch.empty(3 * E, device=device, dtype=dtype)) if bias else None
+        self.out_proj = Linear(E, E, bias, role="hidden", param=param, device=device, dtype=dtype)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """In-projection ~ N(0, init_std^2) of a hidden layer, biases 0 (as torch's); the out-projection is a Linear."""
+        with torch.no_grad():
+            self.in_proj_weight.normal_(0.0, self._init_std)
+            if self.in_proj_bias is not None:
+                self.in_proj_bias.zero_()
+            if self.out_proj.bias is not None:
+                self.out_proj.bias.zero_()
+
+    def abc_scales(self) -> Any:
+        """The in-projection's width factors, for :func:`abcparam.wrap` (the out-projection is its own layer)."""
+        return dict(self._in_scales)
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None,
+                need_weights: bool = True, attn_mask: Optional[torch.Tensor] = None, average_attn_weights: bool = True,
+                is_causal: bool = False) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        from .layers import _scaled_linear
+
+        unbatched = query.dim() == 2
+        if unbatched:
+            query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
+            if key_padding_mask is not None:
+                key_padding_mask = key_padding_mask.unsqueeze(0)
+        elif self.batch_first:
+            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+        L, N, E = query.shape
+        S = key.shape[0]
+        H, D = self.num_heads, self.head_dim
+        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None, None, None)
+        wm = self.in_proj_multiplier
+        q = _scaled_linear(query, w_q, b_q, wm).reshape(L, N * H, D).transpose(0, 1).reshape(N, H, L, D)
+        k = _scaled_linear(key, w_k, b_k, wm).reshape(S, N * H, D).transpose(0, 1).reshape(N, H, S, D)
+        v = _scaled_linear(value, w_v, b_v, wm).reshape(S, N * H, D).transpose(0, 1).reshape(N, H, S, D)
+        mask = _merge_masks(attn_mask, key_padding_mask, is_causal, N, H, L, S, q.dtype)
+        p = self.dropout if self.training else 0.0
+        if need_weights:
+            logits = self.scale * q @ k.transpose(-2, -1)
+            if mask is not None:
+                logits = logits + mask
+            weights = torch.softmax(logits, dim=-1)
+            out = F.dropout(weights, p) @ v if p else weights @ v
+        else:
+            weights = None
+            causal_only = is_causal and attn_mask is None and key_padding_mask is None
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if causal_only else mask, dropout_p=p,
+                                                 is_causal=causal_only, scale=self.scale)
+        out = out.permute(2, 0, 1, 3).reshape(L, N, E)
+        out = self.out_proj(out)
+        if unbatched:
+            out = out.squeeze(1)
+        elif self.batch_first:
+            out = out.transpose(0, 1)
+        if weights is not None:
+            weights = weights.mean(1) if average_attn_weights else weights
+            if unbatched:
+                weights = weights.squeeze(0)
+        return out, weights
+
+    def extra_repr(self) -> str:
+        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first={self.batch_first}, param={self.param_name}, "
+                f"scale={self.scale:.6g} (~ d_head^-{self.attention}), in_proj multiplier={self.in_proj_multiplier:g}")
+
+
+def _merge_masks(attn_mask: Optional[torch.Tensor], key_padding_mask: Optional[torch.Tensor], is_causal: bool, N: int, H: int,
+                 L: int, S: int, dtype: torch.dtype) -> Optional[torch.Tensor]:
+    """nn.MultiheadAttention's masks (boolean: True = not allowed; or additive floats) as one additive mask that
+    broadcasts over (N, H, L, S)."""
+    def additive(m: torch.Tensor) -> torch.Tensor:
+        if m.dtype == torch.bool:
+            return torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill(m, float("-inf"))
+        return m.to(dtype)
+
+    out: Optional[torch.Tensor] = None
+    if attn_mask is not None:
+        a = additive(attn_mask)
+        out = a.reshape(N, H, L, S) if a.dim() == 3 else a.reshape(1, 1, L, S)
+    elif is_causal:
+        out = additive(torch.ones(L, S, dtype=torch.bool).triu(1)).reshape(1, 1, L, S)
+    if key_padding_mask is not None:
+        kp = additive(key_padding_mask).reshape(N, 1, 1, S)
+        out = kp if out is None else out + kp
+    return out

@@ -163,6 +163,7 @@ def convert(
 
     plan: List[Tuple[nn.Module, str, str, nn.Module, str]] = []
     norms: List[Tuple[nn.Module, str, str, nn.Module]] = []
+    mhas: List[Tuple[nn.Module, str, str, nn.Module]] = []
     report = ConversionReport(init=init)
 
     def visit(parent: nn.Module, prefix: str) -> None:
@@ -175,9 +176,16 @@ def convert(
                 norms.append((parent, child_name, fqn, child))
                 continue
             if isinstance(child, nn.MultiheadAttention):
-                report.skipped.append((fqn, "nn.MultiheadAttention uses its tensors directly (in_proj_weight, out_proj) "
-                                            "in its own kernel: not converted; write attention from abcparam.Linear and "
-                                            "abcparam.ScaledDotProductAttention"))
+                role = _role_from_map(fqn, roles)
+                if role is None and width_set:
+                    role = "hidden" if child.embed_dim in width_set else None
+                why = _mha_unsupported(child)
+                if why or role in (None, "skip") or (filter_fn is not None and not filter_fn(child, fqn)):
+                    report.skipped.append((fqn, why or ("its embed_dim is not a width" if role is None else "not selected")))
+                    continue
+                if role != "hidden":
+                    raise ValueError(f"roles: {fqn!r} is a MultiheadAttention, whose projections are hidden layers; got {role!r}")
+                mhas.append((parent, child_name, fqn, child))
                 continue
             if isinstance(child, (nn.Linear, nn.Embedding)) and type(child) not in (nn.Linear, nn.Embedding):
                 report.skipped.append((fqn, f"{type(child).__name__} is a subclass of nn.{'Linear' if isinstance(child, nn.Linear) else 'Embedding'} "
@@ -219,6 +227,7 @@ def convert(
     new_layers = [(parent, name, fqn, _build(child, role, param, layer_kwargs), role, child) for parent, name, fqn, child, role in plan
                   if fqn not in ties]
     new_norms = [(parent, name, fqn, _build_norm(child, param)) for parent, name, fqn, child in norms]
+    new_mhas = [(parent, name, fqn, child, _build_mha(child, param)) for parent, name, fqn, child in mhas]
     built: Dict[str, nn.Module] = {}
     for parent, name, fqn, layer, role, child in new_layers:
         if init == "keep":
@@ -240,6 +249,16 @@ def convert(
                 tied.bias.copy_(child.bias)
         setattr(parent, name, tied)
         report.converted.append(Converted(readout_fqn, "Linear (tied)", "output", (child.in_features, child.out_features)))
+    for parent, name, fqn, child, layer in new_mhas:
+        if init == "keep":
+            with torch.no_grad():
+                layer.in_proj_weight.copy_(child.in_proj_weight / layer.in_proj_multiplier)
+                layer.out_proj.weight.copy_(child.out_proj.weight / layer.out_proj.weight_multiplier)
+                for mine, theirs in ((layer.in_proj_bias, child.in_proj_bias), (layer.out_proj.bias, child.out_proj.bias)):
+                    if mine is not None:
+                        mine.copy_(theirs)
+        setattr(parent, name, layer)
+        report.converted.append(Converted(fqn, "MultiheadAttention", "hidden", (child.embed_dim, child.num_heads)))
     for parent, name, fqn, layer in new_norms:
         setattr(parent, name, layer)
         report.converted.append(Converted(fqn, type(layer).__name__, "vector", tuple(layer.normalized_shape)[-1:] * 2))
@@ -368,6 +387,23 @@ def _keep_weights(layer: nn.Module, child: nn.Module) -> None:
         layer.weight.copy_(child.weight / layer.weight_multiplier)
         if getattr(child, "bias", None) is not None:
             layer.bias.copy_(child.bias)
+
+
+def _mha_unsupported(child: nn.MultiheadAttention) -> str:
+    """Why abcparam.MultiheadAttention cannot replace this one ("" when it can)."""
+    if child.bias_k is not None or child.add_zero_attn:
+        return "nn.MultiheadAttention with add_bias_kv or add_zero_attn: not supported by abcparam.MultiheadAttention"
+    if not child._qkv_same_embed_dim:
+        return "nn.MultiheadAttention with kdim/vdim other than embed_dim: not supported by abcparam.MultiheadAttention"
+    return ""
+
+
+def _build_mha(child: nn.MultiheadAttention, param: Parametrization) -> nn.Module:
+    from .attention import MultiheadAttention
+
+    w = child.in_proj_weight
+    return MultiheadAttention(child.embed_dim, child.num_heads, child.dropout, child.in_proj_bias is not None,
+                              batch_first=child.batch_first, param=param, device=w.device, dtype=w.dtype)
 
 
 def _build_norm(child: nn.Module, param: Parametrization) -> nn.Module:

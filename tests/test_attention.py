@@ -104,3 +104,44 @@ def test_coord_check_reads_the_modules_scale_and_skips_fixed_heads():
                                  optimizer=torch.optim.Adam, lr=1e-2, loss=lm_loss)
         (row,) = [f for f in r.fits if f.quantity == "scale"]
         assert row.status == ("-" if fixed else "agree"), str(r)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_multihead_attention_is_torchs_at_m1_for_every_mask(batch_first):
+    from abcparam.attention import MultiheadAttention
+
+    torch.manual_seed(0)
+    ref = nn.MultiheadAttention(64, 4, batch_first=batch_first)
+    mine = MultiheadAttention(64, 4, batch_first=batch_first, param=abcparam.sp())
+    assert list(mine.state_dict()) == list(ref.state_dict())  # the same keys: torch checkpoints load
+    mine.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 5, 64) if batch_first else torch.randn(5, 3, 64)
+    kpm = torch.zeros(3, 5, dtype=torch.bool)
+    kpm[0, -2:] = True
+    causal = torch.ones(5, 5, dtype=torch.bool).triu(1)
+    cases = [{}, {"key_padding_mask": kpm}, {"attn_mask": causal}, {"attn_mask": causal.float() * -1e4},
+             {"attn_mask": causal, "key_padding_mask": kpm}, {"need_weights": False}, {"average_attn_weights": False},
+             {"need_weights": False, "key_padding_mask": kpm}]
+    for kw in cases:
+        (a, wa), (b, wb) = ref(x, x, x, **kw), mine(x, x, x, **kw)
+        torch.testing.assert_close(b, a, msg=str(kw))
+        assert (wa is None) == (wb is None)
+        if wa is not None:
+            torch.testing.assert_close(wb, wa, msg=str(kw))
+
+
+def test_multihead_attention_scales_with_its_parametrization_and_refuses_what_it_lacks():
+    from abcparam.attention import MultiheadAttention
+
+    p = abcparam.ntk(256, 64)
+    mha = MultiheadAttention(256, 4, param=p)
+    assert mha.scale == pytest.approx(1 / math.sqrt(64)) and mha.in_proj_multiplier == pytest.approx(0.5)
+    assert mha.out_proj.weight_multiplier == pytest.approx(0.5) and "in_proj multiplier=0.5" in repr(mha)
+    opt = abcparam.wrap(torch.optim.Adam(mha.parameters(), lr=1e-3), mha)  # every tensor owned: no warning
+    assert {g["abc_role"] for g in opt.param_groups} <= {"hidden", "vector", "mixed"}
+    with pytest.raises(ValueError, match="add_bias_kv"):
+        MultiheadAttention(64, 4, add_bias_kv=True, param=p)
+    with pytest.raises(ValueError, match="kdim, vdim"):
+        MultiheadAttention(64, 4, kdim=32, param=p)
+    with pytest.raises(ValueError, match="must divide"):
+        MultiheadAttention(64, 5, param=p)

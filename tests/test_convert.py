@@ -183,7 +183,7 @@ class _Odd(nn.Module):
         super().__init__()
         self.scale = nn.Parameter(torch.ones(64))
         self.conv = nn.Conv1d(64, 64, 1)
-        self.mha = nn.MultiheadAttention(64, 4)
+        self.mha = nn.MultiheadAttention(64, 4, kdim=32, vdim=32)  # keys of another size: not supported
         self.sub = _MyLinear(64, 64)
 
 
@@ -197,7 +197,7 @@ def test_every_tensor_holding_module_left_alone_is_reported():
     why = dict(report.skipped)
     assert "holds tensors of its own (scale)" in why["<root>"]
     assert "Conv1d holds tensors of its own (weight, bias)" in why["conv"]
-    assert "nn.MultiheadAttention uses its tensors directly" in why["mha"]
+    assert "kdim/vdim other than embed_dim: not supported" in why["mha"]
     assert "_MyLinear is a subclass of nn.Linear" in why["sub"]
 
 
@@ -265,3 +265,25 @@ def test_a_converted_transformer_encoder_layer_is_kept_off_torchs_fused_path():
     torch.testing.assert_close(eval_out, train_out.detach())  # the eval (fused) path would differ by ~10 here
     buf = __import__("io").BytesIO()
     torch.save(enc, buf)  # the hook is a plain object: the model still pickles
+
+
+def test_a_transformer_encoder_converts_whole_and_keeps_its_function():
+    torch.manual_seed(0)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(64, 4, 256, dropout=0.0, batch_first=True), 2,
+                                enable_nested_tensor=False)
+    x = torch.randn(3, 5, 64)
+    enc.eval()
+    with torch.no_grad():
+        before = enc(x)
+    keys = {k: v.shape for k, v in enc.state_dict().items()}
+    report = abcparam.convert(enc, abcparam.ntk(64, 16), widths=[64, 256], init="keep")
+    kinds = {c.name: c.kind for c in report.converted}
+    assert kinds["layers.0.self_attn"] == "MultiheadAttention" and kinds["layers.1.norm2"] == "LayerNorm"
+    assert {k: v.shape for k, v in enc.state_dict().items()} == keys
+    with torch.no_grad():
+        torch.testing.assert_close(enc(x), before, rtol=1e-5, atol=1e-5)  # the same function, NTK multipliers and all
+    enc.train()
+    torch.testing.assert_close(enc(x).detach(), before, rtol=1e-5, atol=1e-5)
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("error")  # every tensor is owned: wrap does not warn
+        abcparam.wrap(torch.optim.AdamW(enc.parameters(), lr=1e-3), enc)
