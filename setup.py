@@ -18,6 +18,7 @@ setup(
         "plot": ["matplotlib"],
         "progress": ["tqdm"],
         "word2vec": ["gensim"],
+        "hf": ["transformers"],
         "dev": ["pytest", "hypothesis", "mutmut>=3.3"],
         "all": ["pytest", "hypothesis", "matplotlib", "tqdm", "gensim"],
     },

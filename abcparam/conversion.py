@@ -60,11 +60,12 @@ class ConversionReport:
     skipped: List[Tuple[str, str]] = field(default_factory=list)
     blocks: List[Tuple[str, Tuple[str, ...]]] = field(default_factory=list)
     init: str = "reinit"
+    attention: List[Tuple[str, float, float]] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"converted {len(self.converted)} layer(s):"]
         lines += [f"  {c.name or '<root>'}: {c.kind}{c.shape} -> {c.role}" for c in self.converted]
-        drawn = [c for c in self.converted if c.kind in ("Linear", "Embedding")]
+        drawn = [c for c in self.converted if c.kind in ("Linear", "Embedding", "Conv1D", "MultiheadAttention")]
         if drawn:
             lines.append(f"weights: {len(drawn)} layer(s) re-initialised by the parametrization, their previous weights "
                          "replaced (init='keep' keeps them)" if self.init == "reinit" else
@@ -72,6 +73,10 @@ class ConversionReport:
         if self.skipped:
             lines.append(f"left {len(self.skipped)} layer(s) unchanged:")
             lines += [f"  {n}: {why}" for n, why in self.skipped]
+        if self.attention:
+            lines.append(f"attention scales set to the parametrization's (docs/theory.md section 14; the head dimension is "
+                         f"taken to grow with the width):")
+            lines += [f"  {n}: {old:.6g} -> {new:.6g}" for n, old, new in self.attention]
         if self.blocks:
             lines.append(f"residual blocks ({len(self.blocks)}; docs/theory.md section 12): each branch's output scaled by "
                          "m_L^-alpha with a forward hook, every tensor of the block trained with the depth factors; the "
@@ -118,6 +123,7 @@ def convert(
     blocks: Optional[str] = None,
     branches: Optional[Iterable[str]] = None,
     init: str = "reinit",
+    scale_attention: bool = True,
     **layer_kwargs: Any,
 ) -> ConversionReport:
     """Replace ``nn.Linear``/``nn.Embedding`` in ``model`` by abcparam layers, in place.
@@ -133,7 +139,12 @@ def convert(
     parametrization's initialisation; the previous weights are replaced, and
     the report says so) or ``"keep"`` (the previous weights become the layers'
     effective weights: the same function at this width).  A roles pattern that
-    matches no layer is an error.
+    matches no layer is an error.  ``scale_attention`` (default True): an
+    attention module that exposes its logit scale as a numeric ``scaling``
+    attribute with a ``head_dim`` (HF transformers' attention classes) gets
+    ``param.attention_scale(head_dim)`` (docs/theory.md section 14), which assumes
+    a fixed number of heads whose size grows with the width; pass False to
+    keep the model's scales.
 
     ``blocks`` (an fnmatch pattern such as ``"transformer.h.*"``) names the
     residual blocks for depth scaling (docs/theory.md section 12, with a
@@ -262,6 +273,12 @@ def convert(
     for parent, name, fqn, layer in new_norms:
         setattr(parent, name, layer)
         report.converted.append(Converted(fqn, type(layer).__name__, "vector", tuple(layer.normalized_shape)[-1:] * 2))
+    if scale_attention:
+        for fqn, mod in model.named_modules():
+            old, d = getattr(mod, "scaling", None), getattr(mod, "head_dim", None)
+            if isinstance(old, float) and isinstance(d, int) and not hasattr(mod, "abc_scales"):
+                mod.scaling = param.attention_scale(d)
+                report.attention.append((fqn, old, mod.scaling))
     for fqn, mod in model.named_modules():
         # torch's fused inference path of a transformer layer reads linear1/linear2's tensors directly, bypassing
         # the abcparam layers' forward (their multipliers); any forward hook on the layer makes torch take the
