@@ -175,6 +175,7 @@ def convert(
     plan: List[Tuple[nn.Module, str, str, nn.Module, str]] = []
     norms: List[Tuple[nn.Module, str, str, nn.Module]] = []
     mhas: List[Tuple[nn.Module, str, str, nn.Module]] = []
+    foreign_norms: List[Tuple[str, nn.Module]] = []
     report = ConversionReport(init=init)
 
     def visit(parent: nn.Module, prefix: str) -> None:
@@ -219,6 +220,8 @@ def convert(
                     raise ValueError(f"roles: embedding {fqn!r} can only be an input layer, got {role!r}")
                 param.role(role)  # a missing role (mean field: no hidden) fails here, before any change
                 plan.append((parent, child_name, fqn, child, role))
+            elif _is_foreign_norm(child, width_set) and not (filter_fn and not filter_fn(child, fqn)):
+                foreign_norms.append((fqn, child))
             else:
                 own = [n for n, _ in child.named_parameters(recurse=False)]
                 if own:
@@ -273,6 +276,14 @@ def convert(
     for parent, name, fqn, layer in new_norms:
         setattr(parent, name, layer)
         report.converted.append(Converted(fqn, type(layer).__name__, "vector", tuple(layer.normalized_shape)[-1:] * 2))
+    if foreign_norms:
+        from .layers import _scales
+
+        vector = _scales(param.canonical(), "vector", (0,))
+        for fqn, mod in foreign_norms:  # a norm class of the model's own (HF's LlamaRMSNorm): its tensors marked in place
+            mod.abc_scales = _VectorScales({n: vector for n, _ in mod.named_parameters(recurse=False)})
+            d = next(iter(mod.parameters())).shape[0]
+            report.converted.append(Converted(fqn, f"{type(mod).__name__} (gains marked vector-like in place)", "vector", (d, d)))
     if scale_attention:
         for fqn, mod in model.named_modules():
             old, d = getattr(mod, "scaling", None), getattr(mod, "head_dim", None)
@@ -338,6 +349,24 @@ def _plan_blocks(model: nn.Module, pattern: str, branches: Optional[Iterable[str
 
 
 _FAST_PATH_LAYERS = (nn.TransformerEncoderLayer,)
+
+
+class _VectorScales:
+    """``abc_scales`` of a norm module of the model's own class, marked in place (a plain object: picklable)."""
+
+    def __init__(self, scales: Dict[str, Any]) -> None:
+        self.scales = scales
+
+    def __call__(self) -> Dict[str, Any]:
+        return dict(self.scales)
+
+
+def _is_foreign_norm(mod: nn.Module, widths: frozenset) -> bool:
+    """A norm of a class abcparam does not know (HF's LlamaRMSNorm): "norm" in its class name, and its own tensors
+    only a width-sized gain (and bias)."""
+    own = dict(mod.named_parameters(recurse=False))
+    return (bool(own) and "norm" in type(mod).__name__.lower() and set(own) <= {"weight", "bias"}
+            and all(p.dim() == 1 and p.shape[0] in widths for p in own.values()) and not hasattr(mod, "abc_scales"))
 
 
 class _NoFastPath:
@@ -527,6 +556,9 @@ def to_torch(model: nn.Module, *, untie: bool = False) -> nn.Module:
     replaced = abc_modules(out)
     tables: Dict[int, nn.Parameter] = {}
     for name, mod in replaced.items():
+        if isinstance(getattr(mod, "abc_scales", None), _VectorScales):  # a foreign norm marked in place: unmark it
+            del mod.abc_scales
+            continue
         if not hasattr(mod, "weight_multiplier"):  # a norm: the plain torch module with the same tensors
             plain_norm = _plain_norm(mod)
             _set_module(out, name, plain_norm)

@@ -77,12 +77,18 @@ def test_gpt2_blocks_become_residual_branches():
     assert model(IDX).logits.shape == (2, 8, 50)
 
 
-def test_llama_converts_its_linears_and_reports_its_own_norms():
+def test_llama_converts_its_linears_and_marks_its_own_norms():
     model = llama(64)
     report = abcparam.convert(model, abcparam.mup(64, 64), widths=[64, 128, 32])
     kinds = {c.name: c.role for c in report.converted}
     assert kinds["model.layers.0.self_attn.q_proj"] == "hidden" and kinds["lm_head"] == "output"
-    assert kinds["model.embed_tokens"] == "input"
-    why = dict(report.skipped)
-    assert "LlamaRMSNorm holds tensors of its own (weight)" in why["model.layers.0.input_layernorm"]
+    assert kinds["model.embed_tokens"] == "input" and kinds["model.layers.0.input_layernorm"] == "vector"
+    assert "LlamaRMSNorm (gains marked vector-like in place)" in str(report)
     assert model(IDX).logits.shape == (2, 8, 50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its RMSNorm gains are owned now: nothing unowned
+        opt = abcparam.wrap(torch.optim.SGD(model.parameters(), lr=0.1), model)
+    lr = {id(t): g["lr"] for g in opt.param_groups for t in g["params"]}
+    assert lr[id(model.model.norm.weight)] == pytest.approx(0.1)  # vector-like under SGD at m = 1
+    buf = __import__("io").BytesIO()
+    torch.save(model, buf)  # the marker pickles
