@@ -74,8 +74,8 @@ class ConversionReport:
             lines.append(f"left {len(self.skipped)} layer(s) unchanged:")
             lines += [f"  {n}: {why}" for n, why in self.skipped]
         if self.attention:
-            lines.append(f"attention scales set to the parametrization's (docs/theory.md section 14; the head dimension is "
-                         f"taken to grow with the width):")
+            lines.append("attention scales set to the parametrization's (docs/theory.md section 14; the head dimension is "
+                         "taken to grow with the width):")
             lines += [f"  {n}: {old:.6g} -> {new:.6g}" for n, old, new in self.attention]
         if self.blocks:
             lines.append(f"residual blocks ({len(self.blocks)}; docs/theory.md section 12): each branch's output scaled by "
