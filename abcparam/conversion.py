@@ -36,7 +36,7 @@ from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 
-from .layers import Conv1D, Embedding, Linear, TiedReadout, abc_modules
+from .layers import Conv1D, Embedding, Linear, TiedReadout, _can_tie, abc_modules
 from .parametrizations import Parametrization
 
 __all__ = ["convert", "ConversionReport", "Converted", "to_torch", "from_torch", "effective_state_dict"]
@@ -415,8 +415,7 @@ def _plan_ties(plan: List[Tuple[nn.Module, str, str, nn.Module, str]], param: Pa
             if role != "output":
                 raise ValueError(f"roles: {fqn!r} shares its weight with the embedding {tables[id(child.weight)]!r}, so it "
                                  f"is a tied readout; give it the role 'output', not {role!r}")
-            inp, out = param.role("input"), param.role("output")
-            if (inp.b, inp.c_sgd, inp.c_adam) != (out.b, out.c_sgd, out.c_adam):
+            if not _can_tie(param):
                 raise ValueError(
                     f"param: {fqn!r} is tied to the embedding {tables[id(child.weight)]!r}, but {param.name!r} gives the input "
                     "and output roles different init or learning-rate exponents, so one tensor cannot follow both; convert "

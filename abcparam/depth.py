@@ -135,7 +135,7 @@ def classify_depth(alpha: Any, *, optimizer: Any = "adam", lr_exponent: Any = No
     ('unstable', '1')
     """
     a = exponent(alpha, "alpha")
-    fam = optimizer_family(optimizer) if not isinstance(optimizer, str) or optimizer not in ("sgd", "adam", "spectral", "relative") else optimizer
+    fam = optimizer_family(optimizer)
     c = depth_lr_exponent(a, fam) if lr_exponent is None else exponent(lr_exponent, "lr_exponent")
     u = -c if fam != "sgd" else -(c + a)
     init = max(Fraction(0), HALF - a)
@@ -169,4 +169,4 @@ def classify_depth(alpha: Any, *, optimizer: Any = "adam", lr_exponent: Any = No
             reasons.append(f"block update: {why_u} = {u} < 0, each block's own update vanishes like {_L(u)}: the blocks are lazy "
                            "(linear around their initialisation) as depth grows")
     return DepthVerdict(a, c, fam, init, change, u, init_ok, stable, nontrivial, regime, tuple(reasons),
-                        _NAMES.get(a) if lr_exponent is None or c == depth_lr_exponent(a, fam) else None)
+                        _NAMES.get(a) if c == depth_lr_exponent(a, fam) else None)

@@ -47,7 +47,7 @@ from torch import nn
 from . import coord_stats
 from .coord import Batch, Fit, _Decision, _default_loss, _make_optimizer, _output_tensor, _rms, _split_batch
 from .depth import DepthVerdict, classify_depth
-from .layers import abc_modules
+from .layers import Conv1D, abc_modules
 from .residual import DepthScales
 
 __all__ = ["depth_check", "DepthReport", "QUANTITIES"]
@@ -146,9 +146,7 @@ def _first_layer(branch: nn.Module) -> Optional[nn.Module]:
 def _own_update(layer: nn.Module, w0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """(W_t - W_0) x through the layer's effective weight (its multiplier applied)."""
     dw = (layer.weight.detach() - w0) * float(getattr(layer, "weight_multiplier", 1.0))
-    if dw.shape[-1] != x.shape[-1]:  # an embedding-shaped table used as a readout (n x V): x W^T with W = table
-        dw = dw.t()
-    return F.linear(x, dw)
+    return x @ dw if isinstance(layer, Conv1D) else F.linear(x, dw)  # Conv1D stores its weight in x out
 
 
 def _measure(build: Callable[[int], nn.Module], depth: int, seed: int, batch: Batch, optimizer: Any, lr: float, steps: int,

@@ -535,6 +535,16 @@ class Conv1D(Linear):
         return self.weight * self.weight_multiplier
 
 
+def _tie_rates(ex: Any) -> Tuple[Any, ...]:
+    """What one tensor shared by the input and output roles must agree on: b and c for every optimizer family."""
+    return (ex.b, ex.c_sgd, ex.c_adam, ex.c_spectral, ex.c_relative)
+
+
+def _can_tie(param: Parametrization) -> bool:
+    """Whether ``param`` lets one tensor be both the embedding and the readout (docs/theory.md section 7)."""
+    return _tie_rates(param.role("input")) == _tie_rates(param.role("output"))
+
+
 class TiedReadout(Linear):
     """A readout that shares an :class:`Embedding`'s table (``logits = m^-a_out * h E^T``).
 
@@ -560,10 +570,7 @@ class TiedReadout(Linear):
             raise TypeError(f"embedding: expected an abcparam.Embedding, got {type(embedding).__name__}")
         param = _check_param(param)
         inp, out = param.role("input"), param.role("output")
-        def rates(ex: Any) -> Tuple[Any, ...]:
-            return (ex.b, ex.c_sgd, ex.c_adam, ex.c_spectral, ex.c_relative)
-
-        if rates(inp) != rates(out):
+        if not _can_tie(param):
             raise ValueError(
                 f"param: {param.name!r} gives the input and output roles different init or learning-rate "
                 f"exponents (input b={inp.b}, c={inp.c_sgd}/{inp.c_adam}/{inp.c_spectral}/{inp.c_relative}; output "

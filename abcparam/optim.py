@@ -258,10 +258,12 @@ def _model_widths(model: nn.Module) -> str:
     return ", ".join(f"{w}/{b}" for w, b in pairs)
 
 
-def _lr_factor(scales: ParamScales, fam: str, p: torch.Tensor, group: Dict[str, Any], opt: Any) -> float:
-    """The factor on a tensor's learning rate: m^-c of its family, and for torch's Muon the ratio of Muon's own
-    shape factor at base width to the one it applies at this width (so the total is m^-c times the base-width rate)."""
-    f = scales.lr(fam)
+def _lr_factor(scales: ParamScales, fam: str, p: torch.Tensor, group: Dict[str, Any], opt: Any,
+               ds: Optional[DepthScales]) -> float:
+    """The factor on a tensor's learning rate: m^-c of its family, the depth factor inside a residual branch
+    (section 12), and for torch's Muon the ratio of Muon's own shape factor at base width to the one it applies at
+    this width (so the total is m^-c times the base-width rate)."""
+    f = scales.lr(fam) * (ds.lr(fam) if ds is not None else 1.0)
     if isinstance(opt, _MUON) and p.dim() == 2 and scales.width_dims:
         adjust = group.get("adjust_lr_fn")
         f *= _muon_factor(adjust, scales.base_shape(p.shape)) / _muon_factor(adjust, p.shape)
@@ -282,13 +284,9 @@ def _split_group(
     buckets: Dict[Tuple[float, ...], Tuple[ParamScales, float, List[torch.Tensor]]] = {}
     for p in group["params"]:
         scales = owned[id(p)][1] if id(p) in owned else _UNIT
-        lr_f = _lr_factor(scales, fam, p, group, opt)
-        eps_f = _eps_factors(scales, fam, scale_eps)
-        if id(p) in depth:
-            ds = depth[id(p)][1]
-            lr_f *= ds.lr(fam)
-            if scale_eps and fam in ("adam", "relative"):
-                eps_f = (eps_f[0] * ds.eps, eps_f[1])
+        ds = depth[id(p)][1] if id(p) in depth else None
+        lr_f = _lr_factor(scales, fam, p, group, opt, ds)
+        eps_f = _eps_factors(scales, fam, scale_eps, ds)
         key = (lr_f,) + eps_f
         if key in buckets and buckets[key][0].role != scales.role:
             buckets[key] = (buckets[key][0]._replace(role="mixed"), lr_f, buckets[key][2])
@@ -323,11 +321,12 @@ def _split_group(
     return out
 
 
-def _eps_factors(scales: ParamScales, fam: str, scale_eps: bool) -> Tuple[float, float]:
-    """(factor on Adam's eps or Adafactor's eps1, factor on Adafactor's eps2) for one tensor (sections 10, 11)."""
+def _eps_factors(scales: ParamScales, fam: str, scale_eps: bool, ds: Optional[DepthScales]) -> Tuple[float, float]:
+    """(factor on Adam's eps or Adafactor's eps1, factor on Adafactor's eps2) for one tensor (sections 10-12; inside
+    a residual branch the gradient, so eps1, also carries the depth factor)."""
     if not scale_eps or fam not in ("adam", "relative"):
         return (1.0, 1.0)
-    return (scales.eps, scales.rms if fam == "relative" else 1.0)
+    return (scales.eps * (ds.eps if ds is not None else 1.0), scales.rms if fam == "relative" else 1.0)
 
 
 def _install_hooks(optimizer: torch.optim.Optimizer, model: nn.Module, options: Dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from fractions import Fraction
 from typing import Any, Dict, Optional, Tuple
 
 from . import theory
+from .depth import depth_lr_exponent
 from .theory import Preset, exponent, optimizer_family
 
 __all__ = [
@@ -165,9 +166,7 @@ class Parametrization:
     def depth_lr_scale(self, optimizer: str) -> float:
         """The depth factor on the learning rate of a tensor inside a residual branch (section 12):
         m_L^(2 alpha - 1) SGD-like, m_L^(alpha - 1) for every normalised family."""
-        fam = optimizer_family(optimizer)
-        al = self.depth_alpha
-        return _power(self.depth_mult, 2 * al - 1 if fam == "sgd" else al - 1)
+        return _power(self.depth_mult, -depth_lr_exponent(self.depth_alpha, optimizer))
 
     def depth_eps_scale(self) -> float:
         """The depth factor on Adam's epsilon (and Adafactor's eps1) inside a residual branch: m_L^-alpha."""

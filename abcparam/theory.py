@@ -251,6 +251,11 @@ def _gamma_offset(family: str, a: Fraction, b: Fraction, k: Fraction) -> Fractio
     return a + b  # relative
 
 
+def _family_arg(optimizer: Any) -> Any:
+    """``optimizer`` as the calculus takes it: a list of per-layer entries as given, else its family."""
+    return optimizer if isinstance(optimizer, (list, tuple)) else optimizer_family(optimizer)
+
+
 def _family_label(families: Tuple[str, ...]) -> str:
     """The family of a verdict: the family itself when every layer shares it, else ``"hybrid"``."""
     return families[0] if len(set(families)) == 1 else "hybrid"
@@ -746,8 +751,7 @@ def classify(
     >>> print(v.reasons[0])
     layer 2 features: r_2 = -1 < 0, Delta h^2 blows up like n^1 (own update s_2 = -1)
     """
-    if not isinstance(optimizer, (list, tuple)):
-        optimizer = optimizer_family(optimizer)
+    optimizer = _family_arg(optimizer)
     align = _alignment_name(alignment)
     if not isinstance(linear, bool):
         raise TypeError(f"linear: expected True or False, got {linear!r}")
@@ -892,7 +896,7 @@ def canonical(a: Any, b: Any = None, c: Any = None, *, optimizer: Any = "sgd") -
     >>> [str(x) for x in e.b], [str(x) for x in e.c]
     (['0', '1/2', '1'], ['-1', '0', '1'])
     """
-    fam_arg = optimizer if isinstance(optimizer, (list, tuple)) else optimizer_family(optimizer)
+    fam_arg = _family_arg(optimizer)
     exps = _as_exponents(a if b is None and c is None else (a, b, c), fam_arg, "a")
     L1 = len(exps.a)
     fams = _families(fam_arg, L1)
@@ -907,7 +911,7 @@ def equivalent(p: Any, q: Any, optimizer: Any = "sgd") -> bool:
     >>> equivalent(preset("mup"), preset("mup_table8"), "adam")
     True
     """
-    fam_arg = optimizer if isinstance(optimizer, (list, tuple)) else optimizer_family(optimizer)
+    fam_arg = _family_arg(optimizer)
     e1, e2 = _as_exponents(p, fam_arg, "p"), _as_exponents(q, fam_arg, "q")
     return len(e1.a) == len(e2.a) and e1.beta() == e2.beta() and e1.gamma(fam_arg) == e2.gamma(fam_arg)
 

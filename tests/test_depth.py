@@ -368,3 +368,24 @@ def test_cli_prints_the_depth_verdict(capsys):
     out = capsys.readouterr().out
     assert "depth verdict: unstable" in out and "blows up" in out
     assert main(["classify", "--preset", "mup", "--depth-lr-exponent", "0"]) == 2
+
+
+def test_a_blocks_own_update_follows_the_layers_weight_layout():
+    from abcparam.depthcheck import _own_update
+    from abcparam.layers import Conv1D
+
+    p = abcparam.mup(64, 16)
+    x = torch.randn(3, 64)
+    for layer in (abcparam.Linear(64, 64, param=p), Conv1D(64, 64, param=p)):  # square: shapes cannot tell the layout
+        w0 = layer.weight.detach().clone()
+        with torch.no_grad():
+            layer.weight.add_(torch.randn_like(layer.weight))
+        direct = layer(x).detach() - _with_weight(layer, w0)(x).detach()
+        torch.testing.assert_close(_own_update(layer, w0, x), direct, rtol=1e-5, atol=1e-5)  # the biases cancel
+
+
+def _with_weight(layer, w):
+    other = copy.deepcopy(layer)
+    with torch.no_grad():
+        other.weight.copy_(w)
+    return other
