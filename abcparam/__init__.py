@@ -52,6 +52,8 @@ _LAZY = {
     "from_torch": "conversion",
     "effective_state_dict": "conversion",
     "coord_check": "coord",
+    "inspect": "inspection",
+    "Inspection": "inspection",
     "Residual": "residual",
     "mark_branch": "residual",
     "mark_block": "residual",

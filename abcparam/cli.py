@@ -11,6 +11,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from typing import Any, List, Optional, Sequence
@@ -282,8 +283,65 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0 if agree_all else 1
 
 
+def _add_inspect(sub: Any) -> None:
+    p = sub.add_parser("inspect", help="infer the parametrization of your own model code, then classify it",
+                       description="Build FILE.py's build(width) at several widths, infer each trained tensor's role and "
+                       "exponents (a from the module's multiplier, b from the init, c from the optimizer's learning "
+                       "rate), and print the exact verdict, naming the tensors to blame (docs/theory.md section 15).")
+    p.add_argument("target", metavar="FILE.py:build", help="a Python file and the function width -> nn.Module in it")
+    p.add_argument("--optimizer", required=True, metavar="NAME|FILE.py:factory",
+                   help="a torch.optim class name (adam, adamw, sgd, muon, adafactor, ...) or a factory "
+                   "params -> optimizer (or (params, lr) -> optimizer) in a Python file")
+    p.add_argument("--lr", type=float, required=True)
+    p.add_argument("--widths", nargs="+", type=int, default=[64, 128, 256])
+    p.add_argument("--expect", choices=_REGIMES, help="exit 1 unless the inferred regime is this one")
+    p.add_argument("--json", action="store_true", help="print the inspection as JSON")
+    p.set_defaults(run=_run_inspect)
+
+
+_REGIMES = ("feature_learning", "kernel", "trivial", "unstable")
+
+
+def _load(target: str, what: str) -> Any:
+    """``FILE.py:name`` -> the object ``name`` defined by running FILE.py."""
+    import runpy
+
+    path, sep, name = target.rpartition(":")
+    if not sep or not path.endswith(".py") or not name:
+        raise ValueError(f"{what}: expected FILE.py:name, got {target!r}")
+    if not os.path.isfile(path):
+        raise ValueError(f"{what}: no file {path!r}")
+    namespace = runpy.run_path(path, run_name="abcparam_inspect_target")
+    if name not in namespace:
+        raise ValueError(f"{what}: {path} defines no {name!r}")
+    return namespace[name]
+
+
+def _torch_optimizer(name: str) -> Any:
+    import torch
+
+    table = {k.lower(): v for k, v in vars(torch.optim).items() if isinstance(v, type) and issubclass(v, torch.optim.Optimizer)}
+    key = name.lower()
+    if key not in table:
+        raise ValueError(f"optimizer: unknown torch optimizer {name!r}; allowed: {', '.join(sorted(table))}, or FILE.py:factory")
+    return table[key]
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from .inspection import inspect
+
+    build = _load(args.target, "FILE.py:build")
+    opt = _load(args.optimizer, "optimizer") if ":" in args.optimizer else _torch_optimizer(args.optimizer)
+    result = inspect(build, optimizer=opt, lr=args.lr, widths=args.widths)
+    print(result.to_json(indent=2) if args.json else str(result))
+    if args.expect is not None and result.regime != args.expect:
+        print(f"abcparam inspect: expected {args.expect}, inferred {result.regime}", file=sys.stderr)
+        return EXIT_DISAGREES
+    return 0
+
+
 # Subcommands beyond classify.
-_EXTRA_COMMANDS: list = [_add_coordcheck, _add_demo]
+_EXTRA_COMMANDS: list = [_add_coordcheck, _add_demo, _add_inspect]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -455,10 +455,38 @@ def _readout_bias(mod: nn.Module) -> Optional[torch.Tensor]:
     return None
 
 
+class _Declared:
+    """A module that is not an abcparam layer, seen through exponents declared for it (``coord_check(exponents=...)``,
+    as :func:`abcparam.inspect` infers them): what the prediction reads from an abcparam layer."""
+
+    def __init__(self, module: nn.Module, role: str, a: Fraction, b: Fraction, c: Fraction, family: str) -> None:
+        self.module, self.role, self.a, self.b, self.family = module, role, a, b, family
+        setattr(self, "c_" + family, c)
+        self.bias = getattr(module, "bias", None) if isinstance(getattr(module, "bias", None), torch.Tensor) else None
+
+    def abc_scales(self) -> Dict[str, Any]:
+        return {}
+
+
+def _check_declared(exponents: Any) -> Dict[str, Tuple[str, Fraction, Fraction, Fraction, str]]:
+    if exponents is None:
+        return {}
+    if not isinstance(exponents, Mapping):
+        raise TypeError(f"exponents: expected a mapping module name -> (role, a, b, c, family), got {type(exponents).__name__}")
+    out = {}
+    for name, v in exponents.items():
+        if not (isinstance(v, (tuple, list)) and len(v) == 5 and v[0] in ("input", "hidden", "output")):
+            raise ValueError(f"exponents: {name!r} -> {v!r}; expected (role, a, b, c, family) with role input, hidden or output")
+        out[name] = (v[0], theory.exponent(v[1], f"{name}.a"), theory.exponent(v[2], f"{name}.b"),
+                     theory.exponent(v[3], f"{name}.c"), theory.optimizer_family(v[4]))
+    return out
+
+
 class _Recorder:
     """Forward hooks that keep every call's output of the tracked modules (a module called twice is kept twice)."""
 
-    def __init__(self, modules: Dict[str, nn.Module]):
+    def __init__(self, modules: Dict[str, nn.Module], readouts: Sequence[str] = ()):
+        self.readouts = set(readouts)  # declared readouts (not abcparam layers) whose bias is left out too
         self.order: List[str] = []
         self.outputs: Dict[str, List[torch.Tensor]] = {}
         self.handles = [m.register_forward_hook(self._hook(name)) for name, m in modules.items()]
@@ -469,6 +497,8 @@ class _Recorder:
             if t is None:
                 return
             bias = _readout_bias(mod)
+            if bias is None and name in self.readouts and isinstance(getattr(mod, "bias", None), torch.Tensor):
+                bias = mod.bias
             if bias is not None:
                 t = t - bias.detach()  # the weight term: a readout bias is order one at every width
             if name not in self.outputs:
@@ -536,6 +566,7 @@ def _measure(
     extra: Sequence[str],
     family: Optional[str],
     attention_calls: Optional[List[Tuple[int, float]]] = None,
+    declared: Optional[Dict[str, Tuple[str, Fraction, Fraction, Fraction, str]]] = None,
 ) -> Tuple[Dict[Tuple[str, str, int], float], List[str], Dict[str, nn.Module], Optional[Dict[str, str]], List[str]]:
     torch.manual_seed(seed)
     model = build(width)
@@ -543,11 +574,13 @@ def _measure(
         raise TypeError(f"build: build({width}) returned {type(model).__name__}, not an nn.Module")
     tracked = dict(abc_modules(model))
     named = dict(model.named_modules())
-    for name in extra:
+    declared = declared or {}
+    for name in list(extra) + list(declared):
         if name not in named:
-            raise ValueError(f"modules: the model has no module named {name!r}")
+            raise ValueError(f"{'modules' if name in extra else 'exponents'}: the model has no module named {name!r}")
         tracked.setdefault(name, named[name])
     owned_ids = {id(p) for m in abc_modules(model).values() for n in m.abc_scales() for p in [getattr(m, n, None)] if p is not None}
+    owned_ids |= {id(p) for n in declared for p in named[n].parameters(recurse=False)}  # predicted from their exponents
     fam: Optional[Dict[str, str]] = None
     if steps == 0:  # initialisation only: no optimizer needed
         opts: List[torch.optim.Optimizer] = []
@@ -558,6 +591,7 @@ def _measure(
         # the family that trains each abcparam layer's weight (a hybrid set-up has several)
         by_tensor = {id(p): g.get("abc_family") for o in opts for g in o.param_groups for p in g["params"]}
         fam = {n: by_tensor.get(id(getattr(m, "weight", None))) for n, m in abc_modules(model).items()}
+        fam.update({n: d[4] for n, d in declared.items() if by_tensor.get(id(getattr(named[n], "weight", None)))})
     unowned_names = [n for n, p in model.named_parameters() if id(p) in trained and id(p) not in owned_ids]
     # Modules that train tensors no abcparam layer owns are measured too (not predicted): a plain
     # nn.Linear whose learning rate is not scaled shows itself by growing with width.
@@ -565,7 +599,7 @@ def _measure(
         if name and name not in tracked and any(id(p) in trained and id(p) not in owned_ids for p in mod.parameters(recurse=False)):
             tracked[name] = mod
     args, kwargs, y = _split_batch(batch)
-    rec = _Recorder(tracked)
+    rec = _Recorder(tracked, [n for n, d in declared.items() if d[0] == "output"])
     values: Dict[Tuple[str, str, int], float] = {}
     try:
         def observe() -> Tuple[Dict[str, torch.Tensor], Optional[torch.Tensor]]:
@@ -699,6 +733,7 @@ def coord_check(
     alignment: str = "tp4",
     progress: Optional[Callable[[str], None]] = None,
     init_seeds: int = 8,
+    exponents: Optional[Mapping[str, Tuple[Any, ...]]] = None,
 ) -> CoordReport:
     """Train ``build(width)`` for each width and seed, fit width exponents, compare with the theory.
 
@@ -724,6 +759,10 @@ def coord_check(
         init_seeds: seeds for the quantities at initialisation (h and f at
             step 0), which need one forward pass each and no training: the
             ``seeds`` plus extra ones up to this number (default 8).
+        exponents: predictions for modules that are not abcparam layers, by
+            module name: ``(role, a, b, c, family)`` of the weight each uses,
+            as :func:`abcparam.inspect` infers them (the optimizer is then
+            not rescaled for them: they are measured as built).
 
     With ``depths=`` instead of ``widths`` (``build(depth) -> model`` at a
     fixed width) this is the depth check of docs/theory.md section 12,
@@ -759,6 +798,7 @@ def coord_check(
     if isinstance(init_seeds, bool) or not isinstance(init_seeds, numbers.Integral) or init_seeds < 1:
         raise ValueError(f"init_seeds: an int >= 1, got {init_seeds!r}")
     loss_fn = loss or _default_loss
+    declared = _check_declared(exponents)
 
     raw: Dict[Tuple[str, str, int], List[List[float]]] = {}
     nonfinite: List[Tuple[int, int, int, str]] = []
@@ -772,7 +812,7 @@ def coord_check(
         for si, seed in enumerate(seeds):
             calls: Optional[List[Tuple[int, float]]] = [] if si == 0 else None
             values, order_w, tracked_w, fams_w, unowned_w = _measure(build, width, seed, batch, optimizer, lr, steps, loss_fn, modules,
-                                                                     family, calls)
+                                                                     family, calls, declared)
             if calls is not None:
                 attention_calls.append(calls)
             if wi == 0 and si == 0:
@@ -791,18 +831,21 @@ def coord_check(
         # Quantities at initialisation need no training: more seeds cost one forward pass each.
         for k in range(max(0, init_seeds - len(seeds))):
             extra = 7919 * (k + 1) + seeds[0]
-            values = _measure(build, width, extra, batch, optimizer, lr, 0, loss_fn, modules, family)[0]
+            values = _measure(build, width, extra, batch, optimizer, lr, 0, loss_fn, modules, family, None, declared)[0]
             for key, v in values.items():
                 if key in raw:
                     raw[key][wi].append(v)
 
+    # what the prediction reads: abcparam layers themselves, other modules through their declared exponents
+    tracked = {n: (_Declared(m, *declared[n]) if n in declared and not hasattr(m, "abc_scales") else m) for n, m in tracked.items()}
     verdict, index, notes, no_prediction = _predict(order, tracked, fams, alignment)
     fam = _family_text(fams)
     slopes_by_step = {t: verdict.predicted_slopes(t) for t in range(1, steps + 1)} if verdict is not None else {}
 
     unowned_modules = {n for n in order if not hasattr(tracked.get(n), "abc_scales") and n not in modules}
     readouts = [n for n in order if getattr(tracked.get(n), "role", None) == "output"]
-    readout_bias = any(_readout_bias(tracked[n]) is not None for n in readouts)
+    readout_bias = any(_readout_bias(tracked[n]) is not None or getattr(tracked[n], "bias", None) is not None and n in declared
+                       for n in readouts)
     if readout_bias:
         notes.append("the readout has a bias (order one at every width): f_0 and Delta f are judged on the readout's "
                      "weight term (its output minus the bias); the model output is measured, not predicted")

@@ -98,7 +98,7 @@ class _Attention(nn.Module):
 
     def __init__(self, width: int, n_heads: int, scale: float, param: Parametrization) -> None:
         super().__init__()
-        self.n_heads, self.scale = n_heads, scale
+        self.n_heads, self.scale, self.head_dim = n_heads, scale, width // n_heads  # the scale, observable (inspect)
         self.qkv = Linear(width, 3 * width, False, param=param)
         self.proj = Linear(width, width, param=param)
 

@@ -24,7 +24,7 @@ from .coord import CoordReport, coord_check
 from .theory import REGIMES
 
 __all__ = ["CI_WIDTHS", "CI_DEPTHS", "CI_SEEDS", "CI_STEPS", "Inconclusive", "assert_regime", "assert_stable",
-           "assert_feature_learning", "assert_matches_theory", "assert_depth_regime"]
+           "assert_feature_learning", "assert_matches_theory", "assert_depth_regime", "assert_inferred_regime"]
 
 _INCONCLUSIVE_MODES = ("raise", "skip")
 
@@ -103,6 +103,22 @@ def assert_stable(build: Callable[[int], nn.Module], *, batch: Any, optimizer: A
 def assert_feature_learning(build: Callable[[int], nn.Module], **kw: Any) -> CoordReport:
     """Shorthand for ``assert_regime(build, "feature_learning", ...)``."""
     return assert_regime(build, "feature_learning", **kw)
+
+
+def assert_inferred_regime(build: Callable[[int], nn.Module], regime: str, *, optimizer: Any, lr: float,
+                           widths: Sequence[int] = (64, 128, 256), **kw: Any) -> Any:
+    """The parametrization :func:`abcparam.inspect` infers from ``build`` (any model code) has ``regime``; the
+    failure message is the whole inspection, naming the tensors to blame.  Returns the :class:`Inspection`."""
+    from .inspection import inspect
+
+    if regime not in REGIMES:
+        raise ValueError(f"regime: got {regime!r}; allowed: {', '.join(REGIMES)}")
+    result = inspect(build, optimizer=optimizer, lr=lr, widths=widths, **kw)
+    if result.regime != regime:
+        raise AssertionError(f"expected the inferred regime {regime!r}, got {result.regime!r}\n{result}")
+    if result.coord is not None and result.confirmed is False:
+        raise AssertionError(f"the coordinate check contradicts the inferred regime {regime!r}\n{result}")
+    return result
 
 
 CI_DEPTHS = (2, 4, 8, 16, 32)
