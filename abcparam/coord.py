@@ -518,9 +518,9 @@ class _Recorder:
             h.remove()
 
 
-def _make_optimizer(optimizer: Any, model: nn.Module, lr: float, family: Optional[str]) -> List[torch.optim.Optimizer]:
-    """The optimizers that train ``model``, wrapped: a class, or a factory returning one optimizer or several (a
-    hybrid set-up such as Muon for the hidden matrices and AdamW for the rest)."""
+def _build_optimizers(optimizer: Any, model: nn.Module, lr: float) -> List[torch.optim.Optimizer]:
+    """The optimizers ``optimizer`` makes for ``model``, as built: a class, or a factory returning one optimizer or
+    several (a hybrid set-up such as Muon for the hidden matrices and AdamW for the rest)."""
     if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
         made: Any = optimizer(model.parameters(), lr=lr)
     elif callable(optimizer):
@@ -531,6 +531,12 @@ def _make_optimizer(optimizer: Any, model: nn.Module, lr: float, family: Optiona
     for o in opts:
         if not isinstance(o, torch.optim.Optimizer):
             raise TypeError(f"optimizer: the factory returned {type(o).__name__}, not a torch optimizer (or a list of them)")
+    return opts
+
+
+def _make_optimizer(optimizer: Any, model: nn.Module, lr: float, family: Optional[str]) -> List[torch.optim.Optimizer]:
+    """The optimizers that train ``model`` (:func:`_build_optimizers`), wrapped."""
+    opts = _build_optimizers(optimizer, model, lr)
     wrapped = [any("abc_lr_scale" in g for g in o.param_groups) for o in opts]
     if all(wrapped):
         return opts

@@ -372,21 +372,14 @@ def _make_optimizer(optimizer: Any, model: nn.Module, lr: float) -> List[torch.o
     layers (which gives them their rates and leaves every other tensor's alone)."""
     import warnings
 
-    from .coord import _takes_lr
+    from .coord import _build_optimizers
     from .layers import abc_modules
     from .optim import wrap
 
     if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
         theory.optimizer_family(optimizer)  # one outside the theory is refused with the reason, before it is built
-        made: Any = optimizer(model.parameters(), lr=lr)
-    elif callable(optimizer):
-        made = optimizer(model.parameters(), lr) if _takes_lr(optimizer) else optimizer(model.parameters())
-    else:
-        raise TypeError(f"optimizer: expected a torch optimizer class or a factory params -> optimizer, got {optimizer!r}")
-    opts = list(made) if isinstance(made, (list, tuple)) else [made]
+    opts = _build_optimizers(optimizer, model, lr)
     for o in opts:
-        if not isinstance(o, torch.optim.Optimizer):
-            raise TypeError(f"optimizer: the factory returned {type(o).__name__}, not a torch optimizer (or a list of them)")
         theory.optimizer_family(o)
     if abc_modules(model) and not any("abc_lr_scale" in g for o in opts for g in o.param_groups):
         with warnings.catch_warnings():
