@@ -525,7 +525,7 @@ def inspect(
             b = _decay(ws, r, min(0.125, max(0.05, 3 * se)), "init RMS")
         # c, family and eps from the optimizer
         got = [rt.get(id(p)) for rt, p in zip(rates, ps)]
-        if not ps[0].requires_grad or any(g is None for g in got):
+        if not ps[0].requires_grad or any(g is None or not g[0] > 0 for g in got):
             c = eps = Estimate(None, how="not trained")
             fam = opt_name = None
         else:

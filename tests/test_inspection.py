@@ -310,3 +310,18 @@ def test_readme_shows_the_real_inspect_verdicts(example, label, capsys):
 
     assert verdict(shown) and verdict(shown) == verdict(out)
     assert exponents(shown) == exponents(out)
+
+
+def test_frozen_tensors_are_left_out_of_the_verdict_and_said_so():
+    def build(n):
+        m = plain_mlp(n)
+        m[0].bias.requires_grad_(False)
+        return m
+
+    def opt(params, lr):
+        params = [p for p in params if p.requires_grad]
+        return torch.optim.Adam([{"params": params[:-1]}, {"params": params[-1:], "lr": 0.0}], lr=lr)
+
+    r = abcparam.inspect(build, optimizer=opt, lr=1e-3)
+    assert str(r.use("0.bias").c) == "not trained" and str(r.use("4.bias").c) == "not trained"
+    assert r.regime == "unstable" and any("0.bias is not trained" in n for n in r.notes)
