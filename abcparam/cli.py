@@ -294,12 +294,9 @@ def _add_inspect(sub: Any) -> None:
                    "params -> optimizer (or (params, lr) -> optimizer) in a Python file")
     p.add_argument("--lr", type=float, required=True)
     p.add_argument("--widths", nargs="+", type=int, default=[64, 128, 256])
-    p.add_argument("--expect", choices=_REGIMES, help="exit 1 unless the inferred regime is this one")
+    p.add_argument("--expect", choices=theory.REGIMES, help="exit 1 unless the inferred regime is this one")
     p.add_argument("--json", action="store_true", help="print the inspection as JSON")
     p.set_defaults(run=_run_inspect)
-
-
-_REGIMES = ("feature_learning", "kernel", "trivial", "unstable")
 
 
 def _load(target: str, what: str) -> Any:

@@ -460,7 +460,7 @@ class _Declared:
     as :func:`abcparam.inspect` infers them): what the prediction reads from an abcparam layer."""
 
     def __init__(self, module: nn.Module, role: str, a: Fraction, b: Fraction, c: Fraction, family: str) -> None:
-        self.module, self.role, self.a, self.b, self.family = module, role, a, b, family
+        self.module, self.role, self.a, self.b = module, role, a, b
         setattr(self, "c_" + family, c)
         self.bias = getattr(module, "bias", None) if isinstance(getattr(module, "bias", None), torch.Tensor) else None
 
@@ -560,6 +560,15 @@ def _takes_lr(fn: Callable[..., Any]) -> bool:
     return len(params) >= 2
 
 
+def seeded_build(build: Callable[[int], nn.Module], size: int, seed: int) -> nn.Module:
+    """``build(size)`` under ``torch.manual_seed(seed)``, refused unless it is an nn.Module."""
+    torch.manual_seed(seed)
+    model = build(size)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"build: build({size}) returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
 def _measure(
     build: Callable[[int], nn.Module],
     width: int,
@@ -574,10 +583,7 @@ def _measure(
     attention_calls: Optional[List[Tuple[int, float]]] = None,
     declared: Optional[Dict[str, Tuple[str, Fraction, Fraction, Fraction, str]]] = None,
 ) -> Tuple[Dict[Tuple[str, str, int], float], List[str], Dict[str, nn.Module], Optional[Dict[str, str]], List[str]]:
-    torch.manual_seed(seed)
-    model = build(width)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"build: build({width}) returned {type(model).__name__}, not an nn.Module")
+    model = seeded_build(build, width, seed)
     tracked = dict(abc_modules(model))
     named = dict(model.named_modules())
     declared = declared or {}
@@ -850,8 +856,7 @@ def coord_check(
 
     unowned_modules = {n for n in order if not hasattr(tracked.get(n), "abc_scales") and n not in modules}
     readouts = [n for n in order if getattr(tracked.get(n), "role", None) == "output"]
-    readout_bias = any(_readout_bias(tracked[n]) is not None or getattr(tracked[n], "bias", None) is not None and n in declared
-                       for n in readouts)
+    readout_bias = any(_readout_bias(tracked[n]) is not None for n in readouts)
     if readout_bias:
         notes.append("the readout has a bias (order one at every width): f_0 and Delta f are judged on the readout's "
                      "weight term (its output minus the bias); the model output is measured, not predicted")

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import coord_stats
-from .coord import Batch, Fit, _Decision, _default_loss, _make_optimizer, _output_tensor, _rms, _split_batch
+from .coord import Batch, Fit, _Decision, _default_loss, _make_optimizer, _output_tensor, _rms, _split_batch, seeded_build
 from .depth import DepthVerdict, classify_depth
 from .layers import Conv1D, abc_modules
 from .residual import DepthScales
@@ -152,10 +152,7 @@ def _own_update(layer: nn.Module, w0: torch.Tensor, x: torch.Tensor) -> torch.Te
 def _measure(build: Callable[[int], nn.Module], depth: int, seed: int, batch: Batch, optimizer: Any, lr: float, steps: int,
              loss_fn: Callable[[Any, Any], torch.Tensor], family: Optional[str], perturb: Optional[Callable[..., None]]
              ) -> Tuple[Dict[Tuple[str, str, int], float], Dict[str, Any]]:
-    torch.manual_seed(seed)
-    model = build(depth)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"build: build({depth}) returned {type(model).__name__}, not an nn.Module")
+    model = seeded_build(build, depth, seed)
     branches = _branches(model)
     if not branches:
         raise ValueError(

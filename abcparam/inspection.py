@@ -38,6 +38,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ._torch import torch
 from . import theory
+from .coord import seeded_build
+from .coord_stats import _ols
 
 nn = torch.nn
 F = torch.nn.functional
@@ -193,11 +195,6 @@ class Inspection:
 # ----------------------------------------------------------------------------
 
 
-def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-
-
 def _snap(x: float, tol: float) -> Optional[Fraction]:
     best = min((Fraction(round(x * d), d) for d in range(1, MAX_DENOMINATOR + 1)), key=lambda f: (abs(x - f), f.denominator))
     return best if abs(x - float(best)) <= tol else None
@@ -207,7 +204,7 @@ def _decay(widths: Sequence[int], values: Sequence[float], tol: float, what: str
     """The exponent e of values ~ n^-e, snapped; ``None`` with the fit when it is not a simple power of n."""
     xs = [math.log(w) for w in widths]
     ys = [math.log(v) for v in values]
-    e = -_slope(xs, ys)
+    e = -_ols(xs, ys)[0]
     # the largest departure of the points from the best line, so a curve that is no power law shows
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     spread = max(abs(y - (my - e * (x - mx))) for x, y in zip(xs, ys))
@@ -238,7 +235,7 @@ def _owners(model: nn.Module) -> Dict[int, List[Tuple[str, nn.Module, str]]]:
     """For each parameter: the modules that use it, (module name, module, attribute).  A module uses a tensor it
     registers, or one its ``weight`` attribute returns (abcparam's TiedReadout reads its embedding's table)."""
     owners: Dict[int, List[Tuple[str, nn.Module, str]]] = {}
-    for mname, mod in model.named_modules(remove_duplicate=False):
+    for mname, mod in model.named_modules():  # a module registered under two names counts once
         seen = set()
         for attr, p in mod._parameters.items():
             if p is not None:
@@ -249,12 +246,6 @@ def _owners(model: nn.Module) -> Dict[int, List[Tuple[str, nn.Module, str]]]:
             p = getattr(mod, "weight", None)
             if isinstance(p, nn.Parameter) and id(p) not in seen:
                 owners.setdefault(id(p), []).append((mname, mod, "weight"))
-    # a module registered twice (under two names) counts once
-    for pid, lst in owners.items():
-        uniq: Dict[Tuple[int, str], Tuple[str, nn.Module, str]] = {}
-        for mname, mod, attr in lst:
-            uniq.setdefault((id(mod), attr), (mname, mod, attr))
-        owners[pid] = list(uniq.values())
     return owners
 
 
@@ -431,14 +422,6 @@ def _check_args(build: Any, widths: Any, lr: Any) -> List[int]:
     return [int(w) for w in ws]
 
 
-def _build(build: Callable[[int], nn.Module], width: int, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    model = build(width)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"build: build({width}) returned {type(model).__name__}, not an nn.Module")
-    return model
-
-
 def inspect(
     build: Callable[[int], nn.Module],
     *,
@@ -473,7 +456,7 @@ def inspect(
     if batch is not None and len(ws) < 3:
         raise ValueError(f"widths: the coordinate check (batch=) needs at least 3 widths, got {ws}")
     theory._alignment_name(alignment)
-    models = [_build(build, w, 0) for w in ws]
+    models = [seeded_build(build, w, 0) for w in ws]
     names = [[n for n, _ in m.named_parameters()] for m in models]
     for w, ns in zip(ws[1:], names[1:]):
         if ns != names[0]:
@@ -492,7 +475,7 @@ def inspect(
     rel_var: Dict[str, List[float]] = {}  # variance of log RMS per width, from the spread of the squared entries
     for wi, (w, m) in enumerate(zip(ws, models)):
         small = min(p.numel() for p in m.parameters())
-        draws = [m] + [_build(build, w, s) for s in range(1, min(MAX_DRAWS, math.ceil(MIN_ENTRIES / max(1, small))))]
+        draws = [m] + [seeded_build(build, w, s) for s in range(1, min(MAX_DRAWS, math.ceil(MIN_ENTRIES / max(1, small))))]
         tables = [dict(d.named_parameters()) for d in draws]
         for n in names[0]:
             sq = torch.cat([t[n].detach().double().flatten().pow(2) for t in tables])
@@ -507,7 +490,6 @@ def inspect(
     for n in names[0]:
         ps = [p[n] for p in params]
         shapes = tuple(tuple(p.shape) for p in ps)
-        notes: List[str] = []
         growing = len(set(shapes)) > 1
         # b from the init RMS
         r = rms[n]
@@ -535,7 +517,7 @@ def inspect(
             eps = _decay(ws, e, EXACT_TOL, "epsilon") if all(x for x in e) and fam != "sgd" else Estimate(None, how="-")
         for mname, mod, attr in owners[0][id(ps[0])]:
             fan_in, fan_out, note = _layout(mod, attr, ps[0].dim())
-            use_notes = list(notes) + ([note] if note else [])
+            use_notes = [note] if note else []
             role = _role(list(shapes), fan_in, fan_out)
             mods = []
             for own, prm in zip(owners, params):
@@ -668,6 +650,7 @@ def _conclude(ws: List[int], uses: List[TensorUse], attention: List[Tuple[str, E
     notes: List[str] = []
     zero: List[str] = []
     groups: Dict[str, Dict[Tuple[Fraction, Fraction, Fraction, str], List[str]]] = {}
+    classified: List[Tuple[Fraction, Fraction, Fraction, str]] = []  # what the verdict is computed from
     for u in uses:
         if u.role == "fixed":
             continue
@@ -684,6 +667,7 @@ def _conclude(ws: List[int], uses: List[TensorUse], attention: List[Tuple[str, E
         elif u.b.value is None and u.b.how == "zero init":
             zero.append(u.tensor)
         groups.setdefault(u.role, {}).setdefault(ex, []).append(u.tensor)
+        classified.append(ex)
     if zero:
         notes.append(f"zero-initialised, classified as tensors whose initial contribution vanishes: {_label(zero)}")
     verdicts: List[Tuple[Dict[str, List[str]], theory.Verdict]] = []
@@ -729,6 +713,5 @@ def _conclude(ws: List[int], uses: List[TensorUse], attention: List[Tuple[str, E
     preset = None
     if verdicts and all(v.equivalent_to for _, v in verdicts) and len({v.equivalent_to for _, v in verdicts}) == 1:
         preset = verdicts[0][1].equivalent_to
-    classified = [u for u in uses if u.role != "fixed" and _classified(u) is not None]
-    sp_like = bool(classified) and all(_classified(u)[0] == 0 and _classified(u)[2] == 0 for u in classified)  # type: ignore[index]
+    sp_like = bool(classified) and all(a == 0 and c == 0 for a, _, c, _ in classified)
     return Inspection(ws, uses, attention, verdicts, regime, reasons, preset, sp_like, notes)
