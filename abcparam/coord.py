@@ -485,8 +485,8 @@ def _check_declared(exponents: Any) -> Dict[str, Tuple[str, Fraction, Fraction, 
 class _Recorder:
     """Forward hooks that keep every call's output of the tracked modules (a module called twice is kept twice)."""
 
-    def __init__(self, modules: Dict[str, nn.Module], readouts: Sequence[str] = ()):
-        self.readouts = set(readouts)  # declared readouts (not abcparam layers) whose bias is left out too
+    def __init__(self, modules: Dict[str, nn.Module], views: Optional[Dict[str, "_Declared"]] = None):
+        self.views = views or {}  # modules seen through declared exponents: their readout bias is left out too
         self.order: List[str] = []
         self.outputs: Dict[str, List[torch.Tensor]] = {}
         self.handles = [m.register_forward_hook(self._hook(name)) for name, m in modules.items()]
@@ -496,9 +496,7 @@ class _Recorder:
             t = _output_tensor(out)
             if t is None:
                 return
-            bias = _readout_bias(mod)
-            if bias is None and name in self.readouts and isinstance(getattr(mod, "bias", None), torch.Tensor):
-                bias = mod.bias
+            bias = _readout_bias(self.views.get(name, mod))
             if bias is not None:
                 t = t - bias.detach()  # the weight term: a readout bias is order one at every width
             if name not in self.outputs:
@@ -611,7 +609,10 @@ def _measure(
         if name and name not in tracked and any(id(p) in trained and id(p) not in owned_ids for p in mod.parameters(recurse=False)):
             tracked[name] = mod
     args, kwargs, y = _split_batch(batch)
-    rec = _Recorder(tracked, [n for n, d in declared.items() if d[0] == "output"])
+    # what the prediction reads: abcparam layers themselves, other modules through their declared exponents
+    views = {n: _Declared(named[n], *d) for n, d in declared.items() if not hasattr(named[n], "abc_scales")}
+    seen_as = {n: views.get(n, m) for n, m in tracked.items()}
+    rec = _Recorder(tracked, views)
     values: Dict[Tuple[str, str, int], float] = {}
     try:
         def observe() -> Tuple[Dict[str, torch.Tensor], Optional[torch.Tensor]]:
@@ -637,7 +638,7 @@ def _measure(
         if f0 is not None:
             values[("output", "f", 0)] = _rms(f0)
         if steps == 0:
-            return values, order, tracked, fam, unowned_names
+            return values, order, seen_as, fam, unowned_names
         for step in range(1, steps + 1):
             model.train()
             for o in opts:
@@ -656,7 +657,7 @@ def _measure(
                 values[("output", "df", step)] = _rms(ft - f0)
     finally:
         rec.close()
-    return values, order, tracked, fam, unowned_names
+    return values, order, seen_as, fam, unowned_names
 
 
 # ----------------------------------------------------------------------------
@@ -848,8 +849,6 @@ def coord_check(
                 if key in raw:
                     raw[key][wi].append(v)
 
-    # what the prediction reads: abcparam layers themselves, other modules through their declared exponents
-    tracked = {n: (_Declared(m, *declared[n]) if n in declared and not hasattr(m, "abc_scales") else m) for n, m in tracked.items()}
     verdict, index, notes, no_prediction = _predict(order, tracked, fams, alignment)
     fam = _family_text(fams)
     slopes_by_step = {t: verdict.predicted_slopes(t) for t in range(1, steps + 1)} if verdict is not None else {}
