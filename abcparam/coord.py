@@ -35,21 +35,38 @@ from . import coord_stats, theory
 from .layers import abc_modules
 from .optim import wrap
 
-__all__ = ["coord_check", "CoordReport", "Fit", "DEFAULT_TOLERANCE"]
+__all__ = ["coord_check", "CoordReport", "Fit", "DEFAULT_TOLERANCE", "QUANTITIES"]
 
 DEFAULT_TOLERANCE = 0.2
 LOSS_RISE = 2.0  # the loss at the smallest width rising past this factor of its start: the learning rate is too large
 Batch = Union[torch.Tensor, Tuple[Any, ...], Mapping[str, Any]]
+
+# What the check measures: each quantity, what it is, and (in brackets) the prediction it is compared with; the
+# predictions themselves are computed in one place, _prediction (and _attention_fits for the scale).
+QUANTITIES: Dict[str, str] = {
+    "h": "RMS of a layer's output at initialisation [0 below the readout; f_0's exponent for the readout]",
+    "h_own": "a tied readout's logit of each position's own input token at initialisation (the other tokens' logits are "
+             "its h) [between f_0's exponent and 1/2 more: docs/theory.md section 14]",
+    "dh": "RMS of a layer's output change since initialisation after a step [Delta h of section 8; the readout's: Delta f]",
+    "f": "RMS of the model output at initialisation (a tied readout's: the other tokens' logits) [f_0's exponent]",
+    "f_own": "the model output's logit of each position's own input token at initialisation, with a tied readout [as h_own]",
+    "df": "RMS of the model output's change after a step [Delta f of section 8]",
+    "scale": "the exponent in d_head of an F.scaled_dot_product_attention call's scale, read exactly across widths "
+             "[the parametrization's attention exponent; a scale that makes the logits grow fails a stable model]",
+}
 
 
 @dataclass(frozen=True)
 class Fit:
     """One fitted slope: ``quantity`` of ``layer`` after ``step`` updates.
 
-    ``quantity`` is ``"h"`` (RMS of the layer's output; only at step 0, at
-    initialisation) or ``"dh"`` (RMS of its change since initialisation); for
-    the model output the layer is ``"output"`` and the quantities are ``"f"``
-    (at step 0) and ``"df"``.  A readout's bias has no width dimension and
+    ``quantity`` is a key of :data:`QUANTITIES`: ``"h"`` (RMS of the layer's
+    output; only at step 0, at initialisation) or ``"dh"`` (RMS of its change
+    since initialisation); for the model output the layer is ``"output"`` and
+    the quantities are ``"f"`` (at step 0) and ``"df"``; a tied readout's
+    logits at initialisation are split by token (``"h"``/``"f"`` the other
+    tokens', ``"h_own"``/``"f_own"`` the input token's own, predicted between
+    ``predicted_low`` and ``predicted``).  A readout's bias has no width dimension and
     starts at order one, so for readout layers the check measures the part the
     theory predicts, the weight term ``output - bias``.  ``slope`` is the
     least-squares slope of the seed-averaged log RMS against log width;
@@ -74,6 +91,7 @@ class Fit:
     margin: float = 0.0
     reason: str = ""
     settle: str = ""
+    predicted_low: Optional[Fraction] = None
 
 
 class _Decision:
@@ -238,6 +256,8 @@ class CoordReport(_Decision):
         rows = [("layer", "role", "quantity", "step", "measured", "noise", "predicted", "decision")]
         for f in self.fits:
             pred = "-" if f.predicted is None else (f"{f.predicted}" + (" (bound)" if self._bound(f) else ""))
+            if f.predicted_low is not None and not self._bound(f):
+                pred = f"{f.predicted_low}..{f.predicted}"
             decision = {"agree": "yes", "disagree": "NO", "inconclusive": "?"}.get(f.status, "-")
             if f.status == "agree" and f.reason and self.verdict is not None and self.verdict.regime != "unstable":
                 decision = "yes (corrected)"
@@ -318,6 +338,7 @@ class CoordReport(_Decision):
                     "slope": _json_float(f.slope),
                     "spread": _json_float(f.spread),
                     "predicted": None if f.predicted is None else str(f.predicted),
+                    "predicted_low": None if f.predicted_low is None else str(f.predicted_low),
                     "ok": f.ok,
                     "status": f.status,
                     "noise": _json_float(f.noise),
@@ -502,18 +523,53 @@ class _Recorder:
             if name not in self.outputs:
                 self.outputs[name] = []
                 self.order.append(name)
-            self.outputs[name].append(t.detach().float().flatten().clone())
+            self.outputs[name].append(t.detach().float().clone())
 
         return hook
 
-    def take(self) -> Dict[str, torch.Tensor]:
-        out = {k: torch.cat(v) for k, v in self.outputs.items()}
-        self.outputs = {}
+    def take(self) -> Dict[str, List[torch.Tensor]]:
+        """Every call's output since the last take, by module, in call order, as shaped."""
+        out, self.outputs = self.outputs, {}
         return out
 
     def close(self) -> None:
         for h in self.handles:
             h.remove()
+
+
+def _main_tensor(mod: nn.Module) -> Any:
+    """The tensor whose optimizer family stands for an abcparam module's: its weight, else (abcparam's
+    MultiheadAttention) the first tensor it owns."""
+    if hasattr(mod, "weight"):
+        return mod.weight
+    return getattr(mod, next(iter(mod.abc_scales()), ""), None)
+
+
+def _flat(ts: List[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.flatten() for t in ts])
+
+
+def _token_ids(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[torch.Tensor]:
+    """The model's input token ids: its first positional input or ``input_ids=``, when an integer tensor."""
+    ids = args[0] if args else kwargs.get("input_ids")
+    if isinstance(ids, torch.Tensor) and not ids.is_floating_point() and not ids.is_complex() and ids.dtype != torch.bool:
+        return ids
+    return None
+
+
+def _record_init(values: Dict[Tuple[str, str, int], float], name: str, q: str, ts: List[torch.Tensor],
+                 ids: Optional[torch.Tensor]) -> None:
+    """The RMS of a quantity at initialisation; for the logits of a tied readout (``ids`` given), split by token:
+    ``q`` over the tokens other than each position's input token, ``q + "_own"`` over the input token's own logit
+    (docs/theory.md section 14: the residual stream carries the input token's embedding, so its logit is larger)."""
+    t = ts[0] if len(ts) == 1 else None
+    if (ids is not None and t is not None and t.dim() >= 1 and t.shape[:-1] == ids.shape and ids.numel()
+            and int(ids.min()) >= 0 and int(ids.max()) < t.shape[-1]):
+        own = nn.functional.one_hot(ids.long(), t.shape[-1]).bool()
+        values[(name, q, 0)] = _rms(t[~own])
+        values[(name, q + "_own", 0)] = _rms(t[own])
+        return
+    values[(name, q, 0)] = _rms(_flat(ts))
 
 
 def _build_optimizers(optimizer: Any, model: nn.Module, lr: float) -> List[torch.optim.Optimizer]:
@@ -600,7 +656,7 @@ def _measure(
         trained = {id(p) for o in opts for g in o.param_groups for p in g["params"]}
         # the family that trains each abcparam layer's weight (a hybrid set-up has several)
         by_tensor = {id(p): g.get("abc_family") for o in opts for g in o.param_groups for p in g["params"]}
-        fam = {n: by_tensor.get(id(getattr(m, "weight", None))) for n, m in abc_modules(model).items()}
+        fam = {n: by_tensor.get(id(_main_tensor(m))) for n, m in abc_modules(model).items()}
         fam.update({n: d[4] for n, d in declared.items() if by_tensor.get(id(getattr(named[n], "weight", None)))})
     unowned_names = [n for n, p in model.named_parameters() if id(p) in trained and id(p) not in owned_ids]
     # Modules that train tensors no abcparam layer owns are measured too (not predicted): a plain
@@ -614,15 +670,19 @@ def _measure(
     seen_as = {n: views.get(n, m) for n, m in tracked.items()}
     rec = _Recorder(tracked, views)
     values: Dict[Tuple[str, str, int], float] = {}
+    ids = _token_ids(args, kwargs)
+    tables = {id(m.weight) for m in named.values() if isinstance(m, nn.Embedding)}
+    tied = [n for n, m in tracked.items() if getattr(seen_as[n], "role", None) == "output" and id(getattr(m, "weight", None)) in tables]
+    tied = tied if ids is not None else []  # readouts sharing an embedding's table: their logits are split by token
     try:
-        def observe() -> Tuple[Dict[str, torch.Tensor], Optional[torch.Tensor]]:
+        def observe() -> Tuple[Dict[str, List[torch.Tensor]], Optional[torch.Tensor]]:
             was = model.training
             model.eval()
             with torch.no_grad():
                 out = model(*args, **kwargs)
             model.train(was)
             f = _output_tensor(out)
-            return rec.take(), None if f is None else f.detach().float().flatten().clone()
+            return rec.take(), None if f is None else f.detach().float().clone()
 
         if attention_calls is not None:  # every F.scaled_dot_product_attention call of the first forward, with its scale
             from .attention import ScaleObserver
@@ -633,10 +693,11 @@ def _measure(
         else:
             h0, f0 = observe()
         order = list(rec.order)
-        for name, t in h0.items():
-            values[(name, "h", 0)] = _rms(t)
+        for name, ts in h0.items():
+            _record_init(values, name, "h", ts, ids if name in tied else None)
         if f0 is not None:
-            values[("output", "f", 0)] = _rms(f0)
+            _record_init(values, "output", "f", [f0], ids if tied else None)
+        h0 = {name: _flat(ts) for name, ts in h0.items()}
         if steps == 0:
             return values, order, seen_as, fam, unowned_names
         for step in range(1, steps + 1):
@@ -651,7 +712,8 @@ def _measure(
             for o in opts:
                 o.step()
             ht, ft = observe()
-            for name, t in ht.items():
+            for name, ts in ht.items():
+                t = _flat(ts)
                 values[(name, "dh", step)] = _rms(t - h0[name]) if t.shape == h0[name].shape else float("nan")
             if ft is not None and f0 is not None:
                 values[("output", "df", step)] = _rms(ft - f0)
@@ -863,14 +925,14 @@ def coord_check(
     fits: List[Fit] = []
     for name in order + ["output"]:
         role = getattr(tracked.get(name), "role", "output" if name == "output" else "-")
-        for step in range(0, steps + 1):
-            q = ("h" if name != "output" else "f") if step == 0 else ("dh" if name != "output" else "df")
+        init, change = ("h", "dh") if name != "output" else ("f", "df")
+        for q, step in [(init, 0), (init + "_own", 0)] + [(change, t) for t in range(1, steps + 1)]:
             key = (name, q, step)
             if key not in raw:
                 continue
-            pred = _prediction(verdict, slopes_by_step, index, name, q, step)
+            pred, low = _prediction(verdict, slopes_by_step, index, name, q, step)
             if name == "output" and readout_bias:
-                pred = None
+                pred = low = None
             if _structural_zero(raw, name, q, step, steps):
                 fits.append(Fit(name, role, q, step, float("nan"), 0.0, pred, None, "-", 0.0, 0.0,
                                 "exactly zero at every width and seed before a later step moves it (a zero-initialised "
@@ -890,10 +952,13 @@ def coord_check(
             if unstable:
                 # only a lower bound (section 8): what counts is whether something measurably grows
                 j = coord_stats.judge_growth(widths, raw[key], tolerance)
+            elif low is not None:
+                j = coord_stats.judge_between(widths, raw[key], float(low), float(pred), tolerance, at_init=(step == 0))
             else:
                 j = coord_stats.judge(widths, raw[key], float(pred), tolerance, at_init=(step == 0))
             ok = {"agree": True, "disagree": False}.get(j.status) if not unstable else None
-            fits.append(Fit(name, role, q, step, j.slope, j.spread, pred, ok, j.status, j.noise, j.margin, j.reason, j.settle))
+            fits.append(Fit(name, role, q, step, j.slope, j.spread, pred, ok, j.status, j.noise, j.margin, j.reason, j.settle,
+                            predicted_low=low))
 
     fits.extend(_attention_fits(attention_calls, tracked, verdict))
 
@@ -993,23 +1058,32 @@ def _check_widths(widths: Sequence[int]) -> List[int]:
 
 def _prediction(
     verdict: Optional[theory.Verdict], slopes: Dict[int, theory.Slopes], index: Dict[str, int], name: str, q: str, step: int
-) -> Optional[Fraction]:
+) -> Tuple[Optional[Fraction], Optional[Fraction]]:
+    """The predicted exponent of ``q`` (a key of :data:`QUANTITIES`) for layer ``name`` after ``step`` updates, as
+    ``(predicted, None)``, or ``(upper, lower)`` for a quantity predicted to lie between two exponents; ``(None,
+    None)`` when there is no prediction."""
     if verdict is None:
-        return None
+        return None, None
     L = verdict.depth
+    own = q.endswith("_own")
     if name == "output":
-        return verdict.f0_exponent if q == "f" else slopes[step].delta_f
-    if name not in index:
-        return None
-    i = index[name]
-    if q == "h":
+        p = verdict.f0_exponent if q in ("f", "f_own") else slopes[step].delta_f
+    elif name not in index:
+        return None, None
+    elif q in ("h", "h_own"):
         # pre-activations at init: Theta(1) for l <= L when stable at init; the readout's is f_0
-        if i == L:
-            return verdict.f0_exponent
-        return Fraction(0) if verdict.stable_at_init else None
-    if i == L:
-        return slopes[step].delta_f  # the readout layer's own output change
-    return slopes[step].delta_h[i]
+        if index[name] != L:
+            return (Fraction(0) if verdict.stable_at_init else None), None
+        p = verdict.f0_exponent
+    elif index[name] == L:
+        p = slopes[step].delta_f  # the readout layer's own output change
+    else:
+        p = slopes[step].delta_h[index[name]]
+    if own:
+        # the input token's own logit: its embedding, carried by a residual stream, meets itself in the readout (a sum
+        # of n correlated terms, n^(1/2) more than the others' n^f0); without such a path it is like the others
+        return p + Fraction(1, 2), p
+    return p, None
 
 
 def _measured_regime(fits: List[Fit], order: List[str], tracked: Dict[str, nn.Module], steps: int, tol: float,

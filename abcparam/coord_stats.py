@@ -46,7 +46,7 @@ import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-__all__ = ["AGREE", "DISAGREE", "INCONCLUSIVE", "Judgement", "fit_slope", "judge", "NOISE_FACTOR"]
+__all__ = ["AGREE", "DISAGREE", "INCONCLUSIVE", "Judgement", "fit_slope", "judge", "judge_between", "NOISE_FACTOR"]
 
 AGREE, DISAGREE, INCONCLUSIVE = "agree", "disagree", "inconclusive"
 NO_GROWTH = "-"  # judge_growth: this quantity does not grow (not a disagreement: one grower satisfies a lower bound)
@@ -199,6 +199,22 @@ def judge(widths: Sequence[int], per_width: List[List[float]], predicted: float,
                          "wider widths (finite-width corrections fade like n^-1/2)" + ("; more seeds" if noise > tolerance / 2 else ""))
     return Judgement(INCONCLUSIVE, slope, spread, noise, 0.0, f"{dev:+.2f} from the prediction, but the noise ({noise:.2f}) is "
                      "larger than the tolerance", _settle_noise(noise, tolerance))
+
+
+def judge_between(widths: Sequence[int], per_width: List[List[float]], low: float, high: float, tolerance: float, *,
+                  at_init: bool = False) -> Judgement:
+    """Decide whether the table agrees with a quantity of order between n^low and n^high (``low <= high``).
+
+    Inside the interval (widened by the tolerance) it agrees; outside, it is
+    judged against the nearer end by :func:`judge`.
+    """
+    slope, spread = fit_slope(widths, per_width)
+    if math.isfinite(slope) and low - tolerance <= slope <= high + tolerance:
+        noise = _noise(widths, per_width, spread)
+        if noise <= tolerance:
+            return Judgement(AGREE, slope, spread, noise, min(tolerance, slope - low + tolerance, high + tolerance - slope),
+                             f"between n^{low:g} and n^{high:g}")
+    return judge(widths, per_width, low if math.isfinite(slope) and slope < low else high, tolerance, at_init=at_init)
 
 
 def curvature(widths: Sequence[int], log_values_or_values: Sequence[float], log_noise: float) -> Tuple[float, float]:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import abcparam
+from abcparam import coord_stats
 from abcparam.attention import ScaleObserver, ScaledDotProductAttention, classify_attention, scale_exponent
 from abcparam.models import TinyTransformer
 
@@ -145,3 +146,51 @@ def test_multihead_attention_scales_with_its_parametrization_and_refuses_what_it
         MultiheadAttention(64, 4, kdim=32, param=p)
     with pytest.raises(ValueError, match="must divide"):
         MultiheadAttention(64, 5, param=p)
+
+
+class _TiedNoResidual(nn.Module):
+    """Embedding -> a hidden layer -> tied readout, with no residual path: the readout's input does not carry the
+    input token's embedding."""
+
+    def __init__(self, width, param):
+        super().__init__()
+        self.tok = abcparam.Embedding(50, width, param=param)
+        self.mid = abcparam.Linear(width, width, param=param)
+        self.head = abcparam.TiedReadout(self.tok, param=param)
+
+    def forward(self, idx):
+        return self.head(torch.tanh(self.mid(torch.tanh(self.tok(idx)))))
+
+
+def _own_rows(r):
+    return {(f.layer, f.quantity): f for f in r.fits if f.step == 0 and f.role == "output"}
+
+
+def test_a_tied_readouts_logits_are_split_by_token_at_initialisation():
+    # residual stream: the input token's own logit is Theta(1), the others n^-1/2 (docs/theory.md section 14); before
+    # the split the RMS over all logits read -0.16 against -1/2 and the correct model failed
+    build = lambda n: TinyTransformer(50, n, param=abcparam.mup(n, 64, form="table8"), context=16, tie=True)  # noqa: E731
+    r = abcparam.coord_check(build, [64, 128, 256, 512], TOKENS, optimizer=torch.optim.AdamW, lr=1e-2, loss=lm_loss, steps=1)
+    rows = _own_rows(r)
+    other, own = rows[("head", "h")], rows[("head", "h_own")]
+    assert other.predicted == Fraction(-1, 2) and other.predicted_low is None and abs(other.slope + 0.5) < 0.05, str(r)
+    assert (own.predicted_low, own.predicted) == (Fraction(-1, 2), 0) and abs(own.slope) < 0.1, str(r)
+    assert own.status == other.status == "agree" and rows[("output", "f_own")].status == "agree"
+    assert "-1/2..0" in str(r) and r.to_dict()["fits"][[f.quantity for f in r.fits].index("h_own")]["predicted_low"] == "-1/2"
+    # the old statistic on the same tables: the RMS over every logit falls far slower than n^-1/2
+    everything = [[(a ** 2 * 49 / 50 + b ** 2 / 50) ** 0.5 for a, b in zip(x, y)]
+                  for x, y in zip(r.rms[("head", "h", 0)], r.rms[("head", "h_own", 0)])]
+    assert abs(coord_stats.fit_slope(r.widths, everything)[0] + 0.5) > 0.2
+
+
+def test_without_a_residual_path_the_own_logit_sits_at_the_low_end_and_agrees():
+    r = abcparam.coord_check(lambda n: _TiedNoResidual(n, abcparam.mup(n, 64, form="table8")), [64, 128, 256, 512], TOKENS,
+                             optimizer=torch.optim.AdamW, lr=1e-2, loss=lm_loss, steps=1)
+    own = _own_rows(r)[("head", "h_own")]
+    assert own.slope < -0.3 and own.status == "agree", str(r)
+
+
+def test_an_untied_readout_is_not_split():
+    build = lambda n: TinyTransformer(50, n, param=abcparam.mup(n, 64), context=16)  # noqa: E731
+    r = abcparam.coord_check(build, [64, 128, 256], TOKENS, optimizer=torch.optim.AdamW, lr=1e-2, loss=lm_loss, steps=1)
+    assert not [f for f in r.fits if f.quantity.endswith("_own")]

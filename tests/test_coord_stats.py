@@ -71,3 +71,15 @@ def test_fit_slope_and_curvature_on_exact_curves():
     assert c == pytest.approx(0.7, rel=1e-9) and se > 0
     assert cs.curvature(W, [w ** 0.4 for w in W], 0.01)[0] == pytest.approx(0.0, abs=1e-9)
     assert cs.two_part_fit(W, [w ** -0.25 * math.sqrt(4 + 512 / w) for w in W], -0.25)[1] == pytest.approx(2 / math.sqrt(4.5), abs=0.01)
+
+
+@given(st.floats(-1.0, 1.0), st.floats(0.0, 1.0), st.floats(0.0, 1.0))
+@settings(max_examples=60, deadline=None)
+def test_an_interval_prediction_agrees_inside_and_is_judged_by_the_nearer_end_outside(low, width, t):
+    high = low + width
+    p = low + t * width
+    j = cs.judge_between(W, table(lambda w: 2.0 * w ** p), low, high, 0.2)
+    assert j.status == cs.AGREE and abs(j.slope - p) < 1e-9 and j.margin == pytest.approx(0.2)  # inside: the whole tolerance
+    for q, end in ((high + 0.9, high), (low - 0.9, low)):  # far outside: the nearer end's judgement, a disagreement
+        out = cs.judge_between(W, table(lambda w: w ** q), low, high, 0.2)
+        assert out.status == cs.DISAGREE and out == cs.judge(W, table(lambda w: w ** q), end, 0.2)
