@@ -14,7 +14,7 @@ import argparse
 import os
 import re
 import sys
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, NoReturn, Optional, Sequence
 
 from . import theory
 
@@ -24,7 +24,7 @@ __all__ = ["main"]
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are a single line and exit status 2."""
 
-    def error(self, message: str) -> "NoReturn":  # type: ignore[override]  # noqa: F821
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

@@ -65,7 +65,7 @@ class ConversionReport:
     def __str__(self) -> str:
         lines = [f"converted {len(self.converted)} layer(s):"]
         lines += [f"  {c.name or '<root>'}: {c.kind}{c.shape} -> {c.role}" for c in self.converted]
-        drawn = [c for c in self.converted if c.kind in ("Linear", "Embedding", "Conv1D", "MultiheadAttention")]
+        drawn = [c for c in self.converted if c.role in ("input", "hidden", "output") and c.kind != "Linear (tied)"]
         if drawn:
             lines.append(f"weights: {len(drawn)} layer(s) re-initialised by the parametrization, their previous weights "
                          "replaced (init='keep' keeps them)" if self.init == "reinit" else
@@ -199,11 +199,11 @@ def convert(
                     raise ValueError(f"roles: {fqn!r} is a MultiheadAttention, whose projections are hidden layers; got {role!r}")
                 mhas.append((parent, child_name, fqn, child))
                 continue
-            if isinstance(child, (nn.Linear, nn.Embedding)) and type(child) not in (nn.Linear, nn.Embedding):
+            if isinstance(child, (nn.Linear, nn.Embedding)) and not _plain_subclass(child):
                 report.skipped.append((fqn, f"{type(child).__name__} is a subclass of nn.{'Linear' if isinstance(child, nn.Linear) else 'Embedding'} "
                                             "with behaviour of its own, which replacing it would lose: not converted"))
                 continue
-            if type(child) in (nn.Linear, nn.Embedding) or _is_hf_conv1d(child):
+            if isinstance(child, (nn.Linear, nn.Embedding)) or _is_hf_conv1d(child):
                 if filter_fn is not None and not filter_fn(child, fqn):
                     report.skipped.append((fqn, "filter_fn said no"))
                     continue
@@ -211,6 +211,8 @@ def convert(
                 why = "role 'skip' in roles"
                 if role is None and width_set:
                     role, why = _role_from_widths(fqn, child, width_set)
+                    if role == "output":
+                        readouts_from_widths.append((fqn, child))
                 elif role is None:
                     why = "matched no pattern in roles"
                 if role in (None, "skip"):
@@ -229,7 +231,16 @@ def convert(
                                                 "abcparam layer replaces: they keep torch's behaviour and the base learning rate"))
                 visit(child, fqn)
 
+    readouts_from_widths: List[Tuple[str, nn.Module]] = []
     visit(model, "")
+    if len(readouts_from_widths) > 1:
+        sizes = sorted({int(c.out_features if isinstance(c, nn.Linear) else c.weight.shape[1]) for _, c in readouts_from_widths})
+        raise ValueError(
+            f"widths: {len(readouts_from_widths)} layers would be readouts (only their input is a width): "
+            f"{', '.join(n for n, _ in readouts_from_widths)}. A model usually has one; if the others are inside the network "
+            f"(grouped keys and values, a bottleneck), add their output size(s) {sizes} to widths, or name the roles in "
+            "roles={pattern: role}"
+        )
     own_root = [n for n, _ in model.named_parameters(recurse=False)]
     if own_root and not hasattr(model, "abc_scales"):
         report.skipped.append(("<root>", f"{type(model).__name__} holds tensors of its own ({', '.join(own_root)})"))
@@ -249,8 +260,8 @@ def convert(
         setattr(parent, name, layer)
         built[fqn] = layer
         kind = type(child).__name__
-        shape = ((child.in_features, child.out_features) if kind == "Linear" else (child.num_embeddings, child.embedding_dim)
-                 if kind == "Embedding" else tuple(child.weight.shape))
+        shape = ((child.in_features, child.out_features) if isinstance(child, nn.Linear) else (child.num_embeddings, child.embedding_dim)
+                 if isinstance(child, nn.Embedding) else tuple(child.weight.shape))
         report.converted.append(Converted(fqn, kind, role, shape))
     for readout_fqn, (parent, name, child, emb_fqn) in ties.items():
         tied = TiedReadout(built[emb_fqn], param=param, bias=child.bias is not None)  # type: ignore[arg-type]
@@ -290,6 +301,10 @@ def convert(
             if isinstance(old, float) and isinstance(d, int) and not hasattr(mod, "abc_scales"):
                 mod.scaling = param.attention_scale(d)
                 report.attention.append((fqn, old, mod.scaling))
+            elif "attention" in type(mod).__name__.lower() and not _reached_attention(mod) and fqn not in dict(report.skipped):
+                report.skipped.append((fqn, f"{type(mod).__name__} looks like attention, but exposes no scale abcparam can set "
+                                            "(a float `scaling` with an int `head_dim`): its logits keep the model's own scale; "
+                                            "use param.attention_scale(head_dim) or abcparam.ScaledDotProductAttention in it"))
     for fqn, mod in model.named_modules():
         # torch's fused inference path of a transformer layer reads linear1/linear2's tensors directly, bypassing
         # the abcparam layers' forward (their multipliers); any forward hook on the layer makes torch take the
@@ -297,8 +312,10 @@ def convert(
         if isinstance(mod, _FAST_PATH_LAYERS) and any(hasattr(m, "abc_scales") for m in mod.modules()):
             if not any(isinstance(h, _NoFastPath) for h in mod._forward_pre_hooks.values()):
                 mod.register_forward_pre_hook(_NoFastPath())
+            attn = getattr(mod, "self_attn", None)
+            left = "" if attn is None or hasattr(attn, "abc_scales") else "; its self-attention is not converted"
             report.skipped.append((fqn or "<root>", f"{type(mod).__name__}: torch's fused inference path disabled (it would "
-                                                    "bypass the converted layers' multipliers); its self-attention is not converted"))
+                                                    f"bypass the converted layers' multipliers){left}"))
     if block_plan:
         from .residual import mark_block, mark_branch
 
@@ -395,6 +412,22 @@ def _plain_norm(mod: nn.Module) -> nn.Module:
             setattr(plain, n, nn.Parameter(t.detach().clone(), requires_grad=t.requires_grad))
     plain.train(mod.training)
     return plain
+
+
+def _reached_attention(mod: nn.Module) -> bool:
+    """An attention module whose scale is abcparam's already (abcparam's own modules, or one holding them)."""
+    from .attention import MultiheadAttention, ScaledDotProductAttention
+
+    return isinstance(mod, (MultiheadAttention, ScaledDotProductAttention)) or any(
+        isinstance(m, ScaledDotProductAttention) for m in mod.modules())
+
+
+def _plain_subclass(mod: nn.Module) -> bool:
+    """``nn.Linear``/``nn.Embedding`` itself, or a subclass that keeps its forward and adds no tensors (torch's
+    ``NonDynamicallyQuantizableLinear``, a marker class): converting it loses nothing."""
+    base = nn.Linear if isinstance(mod, nn.Linear) else nn.Embedding
+    own = {n for n, _ in mod.named_parameters(recurse=False)} - {"weight", "bias"}
+    return type(mod).forward is base.forward and not own and not list(mod.children())
 
 
 def _is_hf_conv1d(mod: nn.Module) -> bool:

@@ -287,3 +287,57 @@ def test_a_transformer_encoder_converts_whole_and_keeps_its_function():
     with __import__("warnings").catch_warnings():
         __import__("warnings").simplefilter("error")  # every tensor is owned: wrap does not warn
         abcparam.wrap(torch.optim.AdamW(enc.parameters(), lr=1e-3), enc)
+
+
+class _MarkerLinear(nn.Linear):
+    """A subclass that only marks the class (as torch's NonDynamicallyQuantizableLinear does)."""
+
+
+def test_a_subclass_that_keeps_linears_forward_is_converted():
+    model = nn.Sequential(nn.Linear(8, 64), nn.Tanh(), _MarkerLinear(64, 64), nn.Tanh(), _MyLinear(64, 4))
+    report = abcparam.convert(model, abcparam.mup(64, 16), widths=[64])
+    assert {c.name: c.kind for c in report.converted} == {"0": "Linear", "2": "_MarkerLinear"}
+    assert isinstance(model[2], abcparam.Linear) and model[2].role == "hidden"
+    assert isinstance(model[4], _MyLinear)  # its own forward: left alone, and said why
+    assert "with behaviour of its own" in dict(report.skipped)["4"]
+
+
+def test_several_readouts_inferred_from_widths_are_refused_before_any_change():
+    # grouped keys/values half the width, with only the width named: they would silently become readouts
+    class Attn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.v = nn.Linear(64, 64), nn.Linear(64, 32), nn.Linear(64, 32)
+            self.head = nn.Linear(64, 10)
+
+    model = Attn()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"widths: 3 layers would be readouts .*k, v, head.*add their output size\(s\) \[10, 32\]"):
+        abcparam.convert(model, abcparam.mup(64, 16), widths=[64])
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and type(model.k) is nn.Linear
+    report = abcparam.convert(model, abcparam.mup(64, 16), widths=[64, 32])
+    assert {c.name: c.role for c in report.converted} == {"q": "hidden", "k": "hidden", "v": "hidden", "head": "output"}
+
+
+class CausalSelfAttention(nn.Module):
+    """nanoGPT's attention: one qkv projection, F.scaled_dot_product_attention with its default 1/sqrt(d_head)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.c_attn, self.c_proj, self.n_head = nn.Linear(n, 3 * n), nn.Linear(n, n), 4
+
+    def forward(self, x):
+        b, t, n = x.shape
+        q, k, v = self.c_attn(x).view(b, t, 3, self.n_head, n // self.n_head).permute(2, 0, 3, 1, 4)
+        y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.c_proj(y.transpose(1, 2).reshape(b, t, n))
+
+
+def test_attention_convert_cannot_reach_is_reported():
+    model = nn.Sequential(nn.Embedding(50, 64), CausalSelfAttention(64), nn.Linear(64, 50))
+    report = abcparam.convert(model, abcparam.mup(64, 16, form="table8"), widths=[64, 192])
+    why = dict(report.skipped)
+    assert "CausalSelfAttention looks like attention, but exposes no scale" in why["1"]
+    assert {c.name for c in report.converted} == {"0", "1.c_attn", "1.c_proj", "2"}  # its projections are converted
+    mha = nn.Sequential(nn.MultiheadAttention(64, 4))
+    assert not abcparam.convert(mha, abcparam.mup(64, 16), widths=[64]).skipped  # torch's MHA is reached: replaced
