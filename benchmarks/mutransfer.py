@@ -17,6 +17,14 @@ at the base width, minus the best loss at width n.
     python benchmarks/mutransfer.py           # about 15 minutes
     python benchmarks/mutransfer.py --plot docs/mutransfer.png
     python benchmarks/mutransfer.py --optimizer muon --seeds 1   # about 30 minutes
+    python benchmarks/mutransfer.py --model transformer          # about 15 minutes
+
+``--model transformer`` is TP5's Figure 1 setting at CPU scale: a 2-block
+pre-norm causal transformer (``abcparam.models.TinyTransformer``, 4 heads whose
+size grows with width, next character at every one of 32 positions) under
+AdamW; SP is the same architecture as plain torch modules with 1/sqrt(d_head)
+attention and the unwrapped optimizer, muP its abcparam layers (Table 8 form,
+1/d_head attention) with the wrapped one.
 
 ``--optimizer muon`` is the usual hybrid (docs/theory.md section 11): torch's Muon
 (``adjust_lr_fn`` left at its default) on the hidden width x width matrices
@@ -44,9 +52,11 @@ from torch import nn
 
 import abcparam
 from abcparam.data import char_corpus
+from abcparam.models import TinyTransformer
 
 CONTEXT, EMB = 8, 16
 MUON_TO_ADAMW = 8  # --optimizer muon: AdamW's rate is the swept Muon rate / 8
+T_CONTEXT = 32  # --model transformer: characters per sequence
 
 
 class CharMLP(nn.Module):
@@ -65,16 +75,33 @@ class CharMLP(nn.Module):
         return self.out(h)
 
 
-def batches(ids: torch.Tensor, steps: int, batch: int, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def batches(ids: torch.Tensor, steps: int, batch: int, seed: int, context: int = CONTEXT,
+            sequence: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``steps`` batches of ``batch`` windows of ``context`` characters and their next characters (every position's
+    next one with ``sequence=True``, for a causal model; else the last one)."""
     g = torch.Generator().manual_seed(seed)
-    starts = torch.randint(0, ids.numel() - CONTEXT - 1, (steps, batch), generator=g)
-    window = ids[starts[..., None] + torch.arange(CONTEXT + 1)]
-    return window[..., :-1], window[..., -1]
+    starts = torch.randint(0, ids.numel() - context - 1, (steps, batch), generator=g)
+    window = ids[starts[..., None] + torch.arange(context + 1)]
+    return window[..., :-1], (window[..., 1:] if sequence else window[..., -1])
+
+
+def transformer(param_name: str, vocab: int, width: int, base: int) -> nn.Module:
+    """A pre-norm causal transformer (abcparam.models.TinyTransformer: 2 blocks, 4 heads whose size grows with the
+    width, MLP 4x, untied readout).  muP: its abcparam layers in the Table 8 form, attention 1/d_head; SP: the same
+    architecture as plain torch modules (nn.Embedding, nn.Linear: abcparam.to_torch of the SP build, torch's usual
+    initialisation scales) with 1/sqrt(d_head) attention, trained by the unwrapped optimizer."""
+    if param_name == "muP":
+        return TinyTransformer(vocab, width, param=abcparam.mup(width, base, form="table8"), context=T_CONTEXT)
+    return abcparam.to_torch(TinyTransformer(vocab, width, param=abcparam.sp(width, base), context=T_CONTEXT, mup_attention=False))
 
 
 def run(param_name: str, width: int, base: int, lr: float, data: Tuple[torch.Tensor, torch.Tensor], vocab: int, depth: int,
-        seed: int, optimizer: str = "adam") -> float:
+        seed: int, optimizer: str = "adam", model_name: str = "mlp") -> float:
     torch.manual_seed(seed)
+    if model_name == "transformer":
+        model = transformer(param_name, vocab, width, base)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+        return train(model, [abcparam.wrap(opt, model) if param_name == "muP" else opt], data)
     p = abcparam.sp(width, base) if param_name == "SP" else abcparam.mup(width, base)
     model = CharMLP(vocab, width, depth, p)
     # SP is the plain torch optimizer (its c = 0: every group at lr; eps left as practitioners leave it)
@@ -99,7 +126,8 @@ def train(model: nn.Module, opts: List[torch.optim.Optimizer], data: Tuple[torch
     tail = max(1, steps // 10)
     losses = []
     for t in range(steps):
-        loss = nn.functional.cross_entropy(model(xs[t]), ys[t])
+        logits = model(xs[t])
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ys[t].reshape(-1))
         if not torch.isfinite(loss):
             return float("inf")
         for opt in opts:
@@ -145,8 +173,14 @@ def main(argv: Sequence[str]) -> None:
     ap.add_argument("--log2-lr", type=int, nargs="+", default=None, help="exponents of the learning-rate grid")
     ap.add_argument("--optimizer", choices=["adam", "sgd", "muon"], default="adam",
                     help="Adam (default), SGD with momentum 0.9, or Muon on the hidden matrices with AdamW on the rest")
+    ap.add_argument("--model", choices=["mlp", "transformer"], default="mlp",
+                    help="the char MLP (default) or a 2-block pre-norm transformer (AdamW; SP = plain torch modules)")
     ap.add_argument("--plot", metavar="PATH")
     args = ap.parse_args(list(argv))
+    if args.model == "transformer":
+        if args.optimizer != "adam":
+            sys.exit("--model transformer trains with AdamW: leave --optimizer at its default")
+        return main_transformer(args)
     widths = args.widths or ([128, 256, 512, 1024] if args.quick else [32, 64, 128, 256, 512, 1024])
     steps = args.steps or (200 if args.quick else 500)
     seeds = args.seeds or (1 if args.quick else 2)
@@ -185,6 +219,39 @@ def main(argv: Sequence[str]) -> None:
         print(f"figure: {args.plot}")
 
 
+def main_transformer(args: argparse.Namespace) -> None:
+    widths = args.widths or ([64, 128, 256] if args.quick else [32, 64, 128, 256, 512])
+    base = args.base_width if args.base_width in widths else 64
+    steps = args.steps or (100 if args.quick else 200)
+    seeds = args.seeds or (1 if args.quick else 2)
+    grid = args.log2_lr or (list(range(-11, -4, 2)) if args.quick else list(range(-11, -4)))
+    batch = 16 if args.batch == 64 else args.batch
+    torch.set_num_threads(2)
+    ids, vocab = char_corpus()
+    print(f"data: CPython help topics, {ids.numel():,} characters, vocabulary {len(vocab)}; pre-norm transformer, 2 blocks, 4 heads, "
+          f"context {T_CONTEXT}, AdamW, batch {batch} sequences, {steps} steps, {seeds} seed(s), base width {base}")
+    print(f"training loss (next character at every position) = mean over the last {max(1, steps // 10)} steps; "
+          f"learning rates 2^{grid[0]}..2^{grid[-1]}\n")
+    results: Dict[Tuple[str, int, int], List[float]] = {}
+    update, close = _progress(2 * len(widths) * len(grid) * seeds)
+    t0 = time.time()
+    for seed in range(seeds):
+        data = batches(ids, steps, batch, seed, context=T_CONTEXT, sequence=True)
+        for name in ("SP", "muP"):
+            for w in widths:
+                for k in grid:
+                    results.setdefault((name, w, k), []).append(
+                        run(name, w, base, 2.0 ** k, data, len(vocab), 0, seed, model_name="transformer"))
+                    update(1)
+    close()
+    elapsed = time.time() - t0
+    transfer_tables(("SP", "muP"), widths, base, grid, results, seeds, axis="width")
+    print(f"({elapsed:.0f} s; spread = std over seeds of the loss at the best learning rate)")
+    if args.plot:
+        _plot(args.plot, widths, grid, results, mean)
+        print(f"figure: {args.plot}")
+
+
 def mean(v: List[float]) -> float:
     """Mean over seeds; a diverged run (inf) makes the cell diverged."""
     return sum(v) / len(v) if all(math.isfinite(x) for x in v) else float("inf")
@@ -208,6 +275,11 @@ def transfer_tables(names: Sequence[str], sizes: Sequence[int], base: int, grid:
             cells = " | ".join(("div" if not math.isfinite(v) else f"{v:.3f}") for v in losses.values())
             print(f"| {w} | {cells} | 2^{best} | {best - best_base:+d} | {penalty:.3f} | {spread:.3f} |")
             summary[(name, w)] = (best, losses[best], penalty)
+        interp = {w: interpolated_optimum(grid, [mean(results[(name, w, k)]) for k in grid]) for w in sizes}
+        print("interpolated optimum (log2 lr; a parabola through the best rate and its neighbours): "
+              + ", ".join(f"{w}: {'edge' if v is None else f'{v:.2f}'}" for w, v in interp.items())
+              + (f"; drift from the base {axis}: {max(abs(v - interp[base]) for v in interp.values()):.2f} octaves"
+                 if None not in interp.values() else ""))
         bests = [summary[(name, w)][1] for w in sizes]
         better = all(b2 <= b1 + 1e-9 for b1, b2 in zip(bests, bests[1:]))
         print(f"optimum drift over {axis}s {sizes[0]}..{sizes[-1]}: "
@@ -215,6 +287,19 @@ def transfer_tables(names: Sequence[str], sizes: Sequence[int], base: int, grid:
               f"largest transfer penalty {max(summary[(name, w)][2] for w in sizes):.3f} nats; "
               f"{'wider' if axis == 'width' else 'deeper'} is better at the optimum: {'yes' if better else 'no'}\n")
     return summary
+
+
+def interpolated_optimum(grid: Sequence[int], losses: Sequence[float]) -> "float | None":
+    """The log2 learning rate at the vertex of the parabola through the best grid point and its two neighbours
+    (the grid's argmin moves by a whole octave on a tie; this does not); None at the grid's edge or on a diverged
+    neighbour."""
+    i = min(range(len(grid)), key=lambda j: losses[j])
+    if i in (0, len(grid) - 1) or not all(math.isfinite(losses[j]) for j in (i - 1, i, i + 1)):
+        return None
+    f0, f1, f2 = losses[i - 1], losses[i], losses[i + 1]
+    step = grid[i + 1] - grid[i]
+    curvature = f0 - 2 * f1 + f2
+    return float(grid[i]) if curvature <= 0 else grid[i] + step * 0.5 * (f0 - f2) / curvature
 
 
 def _plot(path, widths, grid, results, mean, names=("SP", "muP"), axis="width") -> None:
