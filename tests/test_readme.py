@@ -41,6 +41,8 @@ _FIXTURES = {"abc_coord_check": _coord_check_fixture}
 @pytest.mark.parametrize("index", range(len(_blocks())))
 def test_readme_python_block(index):
     code = _checked(_blocks()[index])
+    if re.search(r"^import .*\btransformers\b", code, flags=re.M):
+        pytest.importorskip("transformers")  # the optional [hf] extra
     namespace = {"Fraction": __import__("fractions").Fraction}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a snippet a user copies must run without a warning
