@@ -955,7 +955,7 @@ def max_stable_lr_exponents(a: Any, b: Any, optimizer: Any = "sgd", alignment: s
     rho = max(ZERO, O[L] - beta_out)
     # smallest stable gamma_l: the readout's makes its own update Theta(1); an earlier layer's makes its own update
     # (carried by the backward signal g, zero for normalised families) move the readout by Theta(1)
-    g = min(beta_out, A[L]) if "sgd" in fams else ZERO
+    g = min(beta_out, A[L])
     gl = [g if f == "sgd" else ZERO for f in fams]
     gamma = [rho - gl[0]] + [rho + A[i] - gl[i] for i in range(1, L)] + [A[L]]
     ks = kappa(L)

@@ -397,3 +397,41 @@ def test_coord_check_reads_logits_and_losses_of_structured_outputs(kind):
         r2 = abcparam.coord_check(lambda n: _Wrapped(n, kind), [128, 256, 512, 1024], {"x": x, "y": y},
                                   optimizer=torch.optim.Adam, lr=1e-2)
         assert r2.status == "pass", str(r2)
+
+
+class _StubReport:
+    """What abcparam.testing reads of a report, for a decision that is inconclusive (or passes)."""
+
+    def __init__(self, status):
+        self.status, self.passed = status, status == "pass"
+        self.agrees, self.comparison = status == "pass", {"pass": "agree"}.get(status, status)
+
+    def __str__(self):
+        return f"STUB REPORT ({self.status})"
+
+
+@pytest.mark.parametrize("helper", ["assert_regime", "assert_stable", "assert_matches_theory"])
+def test_an_inconclusive_check_raises_inconclusive_with_its_report_or_skips(helper, monkeypatch):
+    stub = _StubReport("inconclusive")
+    monkeypatch.setattr(abcparam.testing, "coord_check", lambda *a, **k: stub)
+    args = (lambda n: None,) + (("feature_learning",) if helper == "assert_regime" else ())
+    call = getattr(abcparam.testing, helper)
+    with pytest.raises(abcparam.testing.Inconclusive) as info:
+        call(*args, batch=None, optimizer=torch.optim.SGD, lr=0.1)
+    assert isinstance(info.value, AssertionError) and info.value.report is stub
+    assert "inconclusive" in str(info.value) and "STUB REPORT (inconclusive)" in str(info.value)
+    with pytest.raises(pytest.skip.Exception, match="STUB REPORT"):
+        call(*args, batch=None, optimizer=torch.optim.SGD, lr=0.1, inconclusive="skip")
+
+
+def test_assert_feature_learning_asks_for_that_regime(monkeypatch):
+    seen = {}
+
+    def fake(*a, **k):
+        seen.update(k)
+        return _StubReport("pass")
+
+    monkeypatch.setattr(abcparam.testing, "coord_check", fake)
+    report = abcparam.testing.assert_feature_learning(lambda n: None, batch=None, optimizer=torch.optim.SGD, lr=0.1)
+    assert report.passed and seen["expect"] == "feature_learning" and seen["seeds"] == abcparam.testing.CI_SEEDS
+    assert seen["steps"] == abcparam.testing.CI_STEPS

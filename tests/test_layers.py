@@ -374,3 +374,40 @@ def test_describe_names_every_role_and_the_widths():
                     "hidden: a=0 b=1/2 c_sgd=1 c_adam=1 c_spectral=1 c_relative=1; "
                     "output: a=0 b=1/2 c_sgd=1 c_adam=1 c_spectral=1 c_relative=1")
     assert "hidden" not in abcparam.mean_field(128, 64).describe()
+
+
+@pytest.mark.parametrize("options", [{}, {"padding_idx": 2, "max_norm": 1.5, "norm_type": 1.0, "scale_grad_by_freq": True,
+                                          "sparse": True, "freeze": False}])
+def test_from_pretrained_has_torchs_defaults_and_passes_every_option_on(options):
+    table = torch.randn(10, 64)
+    mine = abcparam.Embedding.from_pretrained(table, param=abcparam.mup(64, 16), **options)
+    theirs = nn.Embedding.from_pretrained(table, **options)
+    for attr in ("padding_idx", "max_norm", "norm_type", "scale_grad_by_freq", "sparse"):
+        assert getattr(mine, attr) == getattr(theirs, attr), attr
+    assert mine.weight.requires_grad == theirs.weight.requires_grad
+
+
+@pytest.mark.parametrize("field", ["a", "b", "c_sgd", "c_adam", "c_spectral", "c_relative"])
+def test_a_bad_role_exponent_is_named_by_role_and_field(field):
+    from abcparam.parametrizations import RoleExponents
+
+    values = {"a": 0, "b": "1/2", "c_sgd": 1, "c_adam": "1/2", "c_spectral": 0, "c_relative": 0}
+    values[field] = "zz"
+    with pytest.raises(ValueError, match=rf"^hidden\.{field}: "):
+        RoleExponents.of(values["a"], values["b"], values["c_sgd"], values["c_adam"], values["c_spectral"], values["c_relative"],
+                         role="hidden")
+
+
+def test_the_spectral_and_relative_rates_default_from_adams():
+    from fractions import Fraction as F
+
+    from abcparam.parametrizations import RoleExponents
+
+    # docs/theory.md section 11: c_spectral = c_adam - kappa (kappa = 1 for a hidden layer, 1/2 for input and output);
+    # c_relative = c_adam - b
+    r = RoleExponents.of(0, "1/2", 1, "1/2", role="hidden")
+    assert (r.c_spectral, r.c_relative) == (F(-1, 2), 0)
+    r = RoleExponents.of("1/2", "1/2", "1/2", 1, role="output")
+    assert (r.c_spectral, r.c_relative) == (F(1, 2), F(1, 2))
+    with pytest.raises(ValueError, match="c_spectral: required"):
+        RoleExponents.of(0, 0, 0, 0, role="other")
