@@ -74,9 +74,10 @@ def test_coord_check_fails_a_transformer_with_the_wrong_attention_scale(mup_atte
     rows = [f for f in r.fits if f.quantity == "scale"]
     assert len(rows) == 2 and all(f.predicted == -1 for f in rows)  # two blocks, muP declares d_head^-1
     if mup_attention:
-        assert r.status == "pass" and all(f.status == "agree" and f.slope == -1 for f in rows), str(r)
+        assert r.status == "pass" and all(f.status == "agree" and f.ok is True and f.slope == -1 for f in rows), str(r)
     else:
-        assert r.status == "fail" and all(f.status == "disagree" and f.slope == -0.5 for f in rows), str(r)
+        assert r.status == "fail" and all(f.status == "disagree" and f.ok is False and f.slope == -0.5 for f in rows), str(r)
+        assert rows[0] in r.mismatches and r.to_dict()["fits"][r.fits.index(rows[0])]["ok"] is False
         assert "blow up" in str(r)
 
 

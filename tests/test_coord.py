@@ -435,3 +435,20 @@ def test_assert_feature_learning_asks_for_that_regime(monkeypatch):
     report = abcparam.testing.assert_feature_learning(lambda n: None, batch=None, optimizer=torch.optim.SGD, lr=0.1)
     assert report.passed and seen["expect"] == "feature_learning" and seen["seeds"] == abcparam.testing.CI_SEEDS
     assert seen["steps"] == abcparam.testing.CI_STEPS
+
+
+@pytest.mark.parametrize("spec,err,msg", [
+    ([("lin", "hidden")], TypeError, r"exponents: expected a mapping"),
+    ({"lin": ("hidden", 0, 0)}, ValueError, r"'lin' -> .*expected \(role, a, b, c, family\)"),
+    ({"lin": ("middle", 0, 0, 0, "adam")}, ValueError, r"expected \(role, a, b, c, family\) with role input, hidden or output"),
+    ({"lin": ("hidden", "zz", 0, 0, "adam")}, ValueError, r"^lin\.a: "),
+    ({"lin": ("hidden", 0, "zz", 0, "adam")}, ValueError, r"^lin\.b: "),
+    ({"lin": ("hidden", 0, 0, "zz", "adam")}, ValueError, r"^lin\.c: "),
+    ({"lin": ("hidden", 0, 0, 0, "lbfgs")}, ValueError, r"lbfgs"),
+])
+def test_declared_exponents_are_checked_and_named_before_anything_is_built(spec, err, msg):
+    built = []
+    with pytest.raises(err, match=msg):
+        abcparam.coord_check(lambda n: built.append(n), [8, 16, 32], torch.randn(2, 4), optimizer=torch.optim.Adam, lr=1e-2,
+                             exponents=spec)
+    assert built == []
