@@ -452,3 +452,9 @@ def test_declared_exponents_are_checked_and_named_before_anything_is_built(spec,
         abcparam.coord_check(lambda n: built.append(n), [8, 16, 32], torch.randn(2, 4), optimizer=torch.optim.Adam, lr=1e-2,
                              exponents=spec)
     assert built == []
+
+
+def test_an_unknown_inconclusive_mode_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"^inconclusive: got 'maybe'; allowed: 'raise', 'skip'$"):
+        abcparam.testing.assert_regime(lambda n: None, "feature_learning", batch=None, optimizer=torch.optim.SGD, lr=0.1,
+                                       inconclusive="maybe")

@@ -112,7 +112,11 @@ def test_bad_inputs_and_unsupported_settings():
         OmegaNetwork(DENSE, 0)
 
 
-@pytest.mark.parametrize("cfg", [DENSE, ONE_HOT], ids=["dense", "one-hot"])
+# forward multipliers other than 1 (each enters the kernel squared: a wrong power is off at every width)
+SCALED = LinearNetConfig(d_in=5, d_out=3, base_width=32, lr=0.02, alpha_u=2.0, alpha_v=0.5)
+
+
+@pytest.mark.parametrize("cfg", [DENSE, ONE_HOT, SCALED], ids=["dense", "one-hot", "multipliers"])
 def test_ntk_limit_step_is_the_limit_of_finite_ntk_networks(cfg):
     """One SGD step with a linear loss (chi = c, fixed): the change of f at any x is the tangent kernel times c.
 
@@ -140,3 +144,24 @@ def test_ntk_limit_step_is_the_limit_of_finite_ntk_networks(cfg):
     assert scale > 1e-3
     assert errors[-1] < 0.1 * scale  # at n = 16384 the finite step is the limit's to 10%
     assert fit_slope(widths, errors) == pytest.approx(-0.5, abs=0.15)
+
+
+@pytest.mark.parametrize("field,bad", [(f, v) for f in ("d_in", "d_out", "base_width") for v in (2.5, "4", True, 0, -3)]
+                         + [(f, v) for f in ("lr", "alpha_u", "alpha_v") for v in ("0.1", True, 0, 0.0, -1.0, float("inf"), float("nan"))])
+def test_a_config_refuses_each_bad_size_and_rate_by_name(field, bad):
+    kw = {"d_in": 4, "d_out": 2}
+    kw[field] = bad
+    with pytest.raises(ValueError, match=rf"^{field}: a (positive int|finite positive number), got"):
+        LinearNetConfig(**kw)
+    LinearNetConfig(**{**kw, field: {"d_in": 4, "d_out": 2, "base_width": 8}.get(field, 0.5)})  # a good value is accepted
+
+
+@pytest.mark.parametrize("nonlinearity", [None, "linear", "identity"])
+def test_the_linear_settings_the_limit_covers_are_accepted(nonlinearity):
+    assert check_supported(nonlinearity=nonlinearity, optimizer="SGD", depth=1) is None
+
+
+def test_the_limits_refuse_a_config_of_the_wrong_type_by_name():
+    for cls in (MuPLimit, NTKLimit):
+        with pytest.raises(TypeError, match=r"^cfg: expected a LinearNetConfig, got dict$"):
+            cls({"d_in": 4})
