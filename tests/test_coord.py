@@ -458,3 +458,36 @@ def test_an_unknown_inconclusive_mode_is_refused_by_name():
     with pytest.raises(ValueError, match=r"^inconclusive: got 'maybe'; allowed: 'raise', 'skip'$"):
         abcparam.testing.assert_regime(lambda n: None, "feature_learning", batch=None, optimizer=torch.optim.SGD, lr=0.1,
                                        inconclusive="maybe")
+
+
+@pytest.mark.parametrize("helper", ["assert_regime", "assert_matches_theory", "assert_stable"])
+def test_the_helpers_pass_their_options_on_to_the_check(helper, monkeypatch):
+    seen = {}
+
+    def fake(*a, **k):
+        seen.update(k)
+        return _StubReport("pass")
+
+    monkeypatch.setattr(abcparam.testing, "coord_check", fake)
+    args = (lambda n: None,) + (("feature_learning",) if helper == "assert_regime" else ())
+    getattr(abcparam.testing, helper)(*args, batch=None, optimizer=torch.optim.SGD, lr=0.1, seeds=(5, 6), tolerance=0.3)
+    assert seen["seeds"] == (5, 6) and seen["tolerance"] == 0.3
+
+
+def test_a_disagreeing_check_says_so():
+    class Disagrees(_StubReport):
+        def __init__(self):
+            super().__init__("fail")
+            self.comparison = "disagree"
+
+    import unittest.mock as mock
+
+    with mock.patch.object(abcparam.testing, "coord_check", lambda *a, **k: Disagrees()):
+        with pytest.raises(AssertionError, match=r"^coordinate check disagrees with the theory\nSTUB REPORT"):
+            abcparam.testing.assert_matches_theory(lambda n: None, batch=None, optimizer=torch.optim.SGD, lr=0.1)
+
+
+def test_the_depth_helper_refuses_an_unknown_inconclusive_mode_by_name():
+    with pytest.raises(ValueError, match=r"^inconclusive: got 'maybe'; allowed: 'raise', 'skip'$"):
+        abcparam.testing.assert_depth_regime(lambda d: None, "feature_learning", batch=None, optimizer=torch.optim.SGD, lr=0.1,
+                                             inconclusive="maybe")
