@@ -491,3 +491,32 @@ def test_the_depth_helper_refuses_an_unknown_inconclusive_mode_by_name():
     with pytest.raises(ValueError, match=r"^inconclusive: got 'maybe'; allowed: 'raise', 'skip'$"):
         abcparam.testing.assert_depth_regime(lambda d: None, "feature_learning", batch=None, optimizer=torch.optim.SGD, lr=0.1,
                                              inconclusive="maybe")
+
+
+class _FakeInspection:
+    def __init__(self, regime, coord, confirmed):
+        self.regime, self.coord, self.confirmed = regime, coord, confirmed
+
+    def __str__(self):
+        return "FAKE INSPECTION"
+
+
+@pytest.mark.parametrize("coord,confirmed,ok", [(None, None, True), ("a report", True, True), ("a report", False, False)])
+def test_assert_inferred_regime_passes_its_widths_and_trusts_a_confirming_check(coord, confirmed, ok, monkeypatch):
+    seen = {}
+
+    def fake(build, **kw):
+        seen.update(kw)
+        return _FakeInspection("feature_learning", coord, confirmed)
+
+    import abcparam.inspection
+
+    monkeypatch.setattr(abcparam.inspection, "inspect", fake)
+    call = lambda: abcparam.testing.assert_inferred_regime(lambda n: None, "feature_learning", optimizer="adam", lr=1e-3,  # noqa: E731
+                                                           widths=(32, 64, 128))
+    if ok:
+        assert call().confirmed is confirmed
+    else:
+        with pytest.raises(AssertionError, match="the coordinate check contradicts the inferred regime 'feature_learning'"):
+            call()
+    assert seen["widths"] == (32, 64, 128) and seen["lr"] == 1e-3
