@@ -179,20 +179,16 @@ def _mutate(net: nn.Module, mutant: Optional[str], n: int, *, readout: str, embe
         _set(net, readout, _SharedTie(net.get_submodule(embedding)))
     elif mutant == "plain_mlp":
         block = mlp(net)
-        old = getattr(block, mlp_up)
-        fan_in, fan_out = (old.weight.shape[1], old.weight.shape[0]) if not _is_conv1d(old) else old.weight.shape
-        setattr(block, mlp_up, _conv1d_like(old, fan_in, fan_out) if _is_conv1d(old) else nn.Linear(fan_in, fan_out, bias=old.bias is not None))
+        setattr(block, mlp_up, _plain_like(getattr(block, mlp_up)))
 
 
-def _is_conv1d(mod: nn.Module) -> bool:
-    return type(mod).__name__ == "Conv1D" or (hasattr(mod, "nf") and mod.weight.dim() == 2 and not isinstance(mod, nn.Linear) and
-                                             not isinstance(mod, abcparam.Linear))
+def _plain_like(layer: abcparam.Linear) -> nn.Module:
+    """The plain torch module of a converted layer's shape: HF's Conv1D for abcparam's Conv1D (GPT-2), else nn.Linear."""
+    if isinstance(layer, abcparam.layers.Conv1D):
+        from transformers.pytorch_utils import Conv1D
 
-
-def _conv1d_like(old: nn.Module, fan_in: int, fan_out: int) -> nn.Module:
-    import transformers.pytorch_utils as pu
-
-    return pu.Conv1D(fan_out, fan_in)
+        return Conv1D(layer.out_features, layer.in_features)
+    return nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
 
 
 def _set(root: nn.Module, name: str, module: nn.Module) -> None:
