@@ -520,3 +520,41 @@ def test_assert_inferred_regime_passes_its_widths_and_trusts_a_confirming_check(
         with pytest.raises(AssertionError, match="the coordinate check contradicts the inferred regime 'feature_learning'"):
             call()
     assert seen["widths"] == (32, 64, 128) and seen["lr"] == 1e-3
+
+
+@pytest.mark.parametrize("status", ["pass", "fail", "inconclusive"])
+def test_the_depth_helper_passes_its_options_on_and_decides_by_the_report(status, monkeypatch):
+    seen = {}
+    stub = _StubReport(status)
+
+    def fake(build, depths, batch, **kw):
+        seen.update(kw, depths=depths, batch=batch)
+        return stub
+
+    import abcparam.depthcheck
+
+    monkeypatch.setattr(abcparam.depthcheck, "depth_check", fake)
+    call = lambda **extra: abcparam.testing.assert_depth_regime(lambda d: None, "lazy", batch="BATCH",  # noqa: E731
+                                                                optimizer=torch.optim.SGD, lr=0.1, depths=(2, 4), **extra)
+    if status == "pass":
+        assert call(seeds=(7,), width=32) is stub
+        assert seen["seeds"] == (7,) and seen["width"] == 32 and seen["steps"] == abcparam.testing.CI_STEPS
+        assert seen["expect"] == "lazy" and seen["depths"] == (2, 4) and seen["batch"] == "BATCH" and seen["lr"] == 0.1
+        assert call()  # the CI defaults when none are given
+        assert seen["seeds"] == abcparam.testing.CI_SEEDS
+    elif status == "fail":
+        with pytest.raises(AssertionError, match=r"^expected depth regime 'lazy'\nSTUB REPORT \(fail\)$"):
+            call()
+    else:
+        with pytest.raises(abcparam.testing.Inconclusive, match=r"^expected depth regime 'lazy': inconclusive\n") as info:
+            call()
+        assert info.value.report is stub
+        with pytest.raises(pytest.skip.Exception, match="STUB REPORT"):
+            call(inconclusive="skip")
+
+
+def test_the_depth_helper_refuses_an_unknown_regime_by_name():
+    from abcparam.depth import DEPTH_REGIMES
+
+    with pytest.raises(ValueError, match=r"^regime: got 'deep'; allowed: " + ", ".join(DEPTH_REGIMES) + "$"):
+        abcparam.testing.assert_depth_regime(lambda d: None, "deep", batch=None, optimizer=torch.optim.SGD, lr=0.1)

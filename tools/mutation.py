@@ -60,7 +60,7 @@ def report(modules, sample=None) -> int:
     if sample is not None and DIRECT_FILE.exists():  # a sample's mutants were run by run_direct
         import json
 
-        every.update({n: st for n, st in json.loads(DIRECT_FILE.read_text()).items()})
+        every.update(json.loads(DIRECT_FILE.read_text()).get("results", {}))
     print("| module | mutants | run | killed | timed out | survived | no test reaches it | score |" + (" 95% interval |" if sample else ""))
     print("|---|---|---|---|---|---|---|---|" + ("---|" if sample else ""))
     worst = 100.0
@@ -84,12 +84,23 @@ def report(modules, sample=None) -> int:
 DIRECT_FILE = ROOT / "mutants" / "direct.json"  # mutants run by run_direct: name -> status
 
 
+def _fingerprint() -> str:
+    """A hash of the package and the tests as they are now: direct results are kept only while it is unchanged."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted([*(ROOT / "abcparam").glob("*.py"), *(ROOT / "tests").glob("*.py")]):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _run_one(name: str, tests_of: dict, duration: dict) -> str:
     function = name.rsplit("__mutmut_", 1)[0]
-    tests = sorted(tests_of.get(function, []))
+    # fastest first: a mutant some quick test catches is done in seconds (pytest -x stops at the first failure)
+    tests = sorted(tests_of.get(function, []), key=lambda t: (duration.get(t, 0.0), t))
     if not tests:
         return "no tests"
-    limit = 60 + 10 * sum(duration.get(t, 0.0) for t in tests)
+    limit = 60 + 4 * sum(duration.get(t, 0.0) for t in tests)
     env = dict(os.environ, MUTANT_UNDER_TEST=name, OMP_NUM_THREADS="1")
     try:
         rc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests], cwd=ROOT / "mutants",
@@ -101,7 +112,7 @@ def _run_one(name: str, tests_of: dict, duration: dict) -> str:
 
 def run_direct(names, processes: int = 2) -> dict:
     """Run each mutant's tests (mutmut's test map) in ./mutants with the mutant active, stopping at the first failure,
-    under a wall-clock limit of 60 s + 10x the tests' recorded time: "killed" when a test fails, "survived" when all
+    under a wall-clock limit of 60 s + 4x the tests' recorded time: "killed" when a test fails, "survived" when all
     pass, "timeout" when it runs past the limit, "no tests" when no test reaches the function.  Used instead of
     ``mutmut run`` for samples: mutmut's CPU-time limit misfires with multi-threaded torch here (some of its
     "time-outs" pass every test) and burns the whole limit on each."""
@@ -110,12 +121,15 @@ def run_direct(names, processes: int = 2) -> dict:
 
     stats = json.loads((ROOT / "mutants" / "mutmut-stats.json").read_text())
     tests_of, duration = stats["tests_by_mangled_function_name"], stats["duration_by_test"]
-    done = json.loads(DIRECT_FILE.read_text()) if DIRECT_FILE.exists() else {}
+    stamp = _fingerprint()
+    saved = json.loads(DIRECT_FILE.read_text()) if DIRECT_FILE.exists() else {}
+    # results of another state of the package or the tests are not reused (a new test may kill an old survivor)
+    done = saved.get("results", {}) if saved.get("fingerprint") == stamp else {}
     todo = [n for n in names if n not in done]
     with cf.ThreadPoolExecutor(processes) as pool:
         for name, status in zip(todo, pool.map(lambda n: _run_one(n, tests_of, duration), todo)):
             done[name] = status
-            DIRECT_FILE.write_text(json.dumps(done, indent=1))
+            DIRECT_FILE.write_text(json.dumps({"fingerprint": stamp, "results": done}, indent=1))
             print(f"  {name}: {status}", file=sys.stderr, flush=True)
     return done
 
