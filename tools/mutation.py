@@ -170,7 +170,15 @@ def main(argv) -> int:
     elif args.sample is not None:
         sample = set(draw_sample(modules, args.sample, args.seed))
         print(f"running a sample of {len(sample)} mutants ...", file=sys.stderr, flush=True)
-        run_direct(sorted(sample), processes=args.max_children or 2)
+        # modules taken in turn, so that a sample stopped early has measured every module
+        seen = Counter()
+        turns = []
+        for name in sorted(sample):
+            module = name.split(".")[1]
+            turns.append((seen[module], name))
+            seen[module] += 1
+        order = [name for _, name in sorted(turns)]
+        run_direct(order, processes=args.max_children or 2)
     elif not args.report:
         for mod in modules:
             print(f"mutating abcparam/{mod}.py ...", file=sys.stderr, flush=True)
