@@ -411,3 +411,34 @@ def test_the_spectral_and_relative_rates_default_from_adams():
     assert (r.c_spectral, r.c_relative) == (F(1, 2), F(1, 2))
     with pytest.raises(ValueError, match="c_spectral: required"):
         RoleExponents.of(0, 0, 0, 0, role="other")
+
+
+@pytest.mark.parametrize("batch,n_in,n_out,scaled", [
+    (4, 2, 8, "input"),      # input 8 < weight 16 < output 32 numbers
+    (1, 64, 512, "input"),   # one row: the input is smallest
+    (512, 16, 8, "weight"),  # a long batch through a small matrix
+    (8, 256, 4, "output"),   # a readout to a few classes: the factor and the bias in one pass on the output
+    (2, 64, 64, "input"),    # input and output tie: the input (the output path needs fewer outputs than inputs)
+])
+def test_the_multiplier_is_applied_to_the_smallest_operand(batch, n_in, n_out, scaled):
+    from torch.overrides import TorchFunctionMode
+
+    from abcparam.layers import _scaled_linear
+
+    x, w, b = torch.randn(batch, n_in), torch.randn(n_out, n_in), torch.randn(n_out)
+    shapes = {"input": (batch, n_in), "weight": (n_out, n_in), "output": (batch, n_out)}
+    seen = []
+
+    class Record(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func in (torch.Tensor.mul, torch.Tensor.__mul__, torch.mul):
+                seen.append(("mul", tuple(args[0].shape)))
+            elif func is torch.add and "alpha" in kwargs:
+                seen.append(("add", tuple(args[1].shape)))
+            return func(*args, **kwargs)
+
+    with Record():
+        y = _scaled_linear(x, w, b, 0.25)
+    torch.testing.assert_close(y, 0.25 * x @ w.T + b)
+    assert [s for _, s in seen] == [shapes[scaled]], seen
