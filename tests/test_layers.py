@@ -442,3 +442,11 @@ def test_the_multiplier_is_applied_to_the_smallest_operand(batch, n_in, n_out, s
         y = _scaled_linear(x, w, b, 0.25)
     torch.testing.assert_close(y, 0.25 * x @ w.T + b)
     assert [s for _, s in seen] == [shapes[scaled]], seen
+
+
+@pytest.mark.parametrize("s,err,msg", [("x", ValueError, r"^s: cannot read 'x' as an exponent"),
+                                       (None, TypeError, r"^s: got NoneType None"),
+                                       (0.1, ValueError, r"^s: the float 0.1 is not exactly a simple fraction")])
+def test_up_names_its_exponent_s_in_errors(s, err, msg):
+    with pytest.raises(err, match=msg):
+        abcparam.up(s, 64, 64)

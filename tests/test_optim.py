@@ -429,5 +429,10 @@ def test_a_subclass_of_a_torch_optimizer_is_wrapped_by_its_family():
             super().__init__(params, {"lr": 1e-3})
 
     net = mlp(abcparam.mup(WIDTH, BASE))
-    with pytest.raises(ValueError, match="cannot tell the family of Custom; pass family="):
+    with pytest.raises(ValueError, match="cannot tell the family of Custom; pass family=") as info:
         abcparam.wrap(Custom(net.parameters()), net)
+    # the message says what each family means, so the user can place their optimizer
+    for family, meaning in (("sgd", "update proportional to the gradient"), ("adam", "entrywise normalised"),
+                            ("spectral", "orthogonalised matrix update, like Muon"),
+                            ("relative", "update proportional to the weight's RMS, like Adafactor")):
+        assert f"'{family}' ({meaning})" in str(info.value)

@@ -94,13 +94,14 @@ def _fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
-def _run_one(name: str, tests_of: dict, duration: dict) -> str:
+def _run_one(name: str, tests_of: dict, duration: dict, factor: float = 4.0) -> str:
     function = name.rsplit("__mutmut_", 1)[0]
     # fastest first: a mutant some quick test catches is done in seconds (pytest -x stops at the first failure)
     tests = sorted(tests_of.get(function, []), key=lambda t: (duration.get(t, 0.0), t))
     if not tests:
         return "no tests"
-    limit = 60 + 4 * sum(duration.get(t, 0.0) for t in tests)
+    # the recorded time is the tests' call phase only, measured with all threads: hundreds of small tests take longer
+    limit = 60 + factor * sum(duration.get(t, 0.0) for t in tests)
     env = dict(os.environ, MUTANT_UNDER_TEST=name, OMP_NUM_THREADS="1")
     try:
         rc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests], cwd=ROOT / "mutants",
@@ -112,9 +113,9 @@ def _run_one(name: str, tests_of: dict, duration: dict) -> str:
 
 def run_direct(names, processes: int = 2) -> dict:
     """Run each mutant's tests (mutmut's test map) in ./mutants with the mutant active, stopping at the first failure,
-    under a wall-clock limit of 60 s + 4x the tests' recorded time: "killed" when a test fails, "survived" when all
-    pass, "timeout" when it runs past the limit, "no tests" when no test reaches the function.  Used instead of
-    ``mutmut run`` for samples: mutmut's CPU-time limit misfires with multi-threaded torch here (some of its
+    under a wall-clock limit of 60 s + 4x the tests' recorded time (a time-out is retried once at 12x): "killed" when
+    a test fails, "survived" when all pass, "timeout" when it runs past the limit, "no tests" when no test reaches
+    the function.  Used instead of ``mutmut run`` for samples: mutmut's CPU-time limit misfires with multi-threaded torch here (some of its
     "time-outs" pass every test) and burns the whole limit on each."""
     import concurrent.futures as cf
     import json
@@ -126,8 +127,14 @@ def run_direct(names, processes: int = 2) -> dict:
     # results of another state of the package or the tests are not reused (a new test may kill an old survivor)
     done = saved.get("results", {}) if saved.get("fingerprint") == stamp else {}
     todo = [n for n in names if n not in done]
+
+    def run(name):
+        status = _run_one(name, tests_of, duration)
+        # a time-out is retried once with a limit 3 times longer: most are a large test set, not a slower mutant
+        return _run_one(name, tests_of, duration, factor=12.0) if status == "timeout" else status
+
     with cf.ThreadPoolExecutor(processes) as pool:
-        for name, status in zip(todo, pool.map(lambda n: _run_one(n, tests_of, duration), todo)):
+        for name, status in zip(todo, pool.map(run, todo)):
             done[name] = status
             DIRECT_FILE.write_text(json.dumps({"fingerprint": stamp, "results": done}, indent=1))
             print(f"  {name}: {status}", file=sys.stderr, flush=True)
