@@ -385,8 +385,12 @@ def test_classify_bad_inputs_name_the_argument():
         classify([0, 0], [0, H], 0, optimizer=["adam", "adam", "sgd"])
     with pytest.raises(ValueError, match=r"^alignment: got 'partial'"):
         classify([0, 0], [0, H], 0, alignment="partial")
-    with pytest.raises(TypeError, match="not both"):
+    with pytest.raises(TypeError, match=r"^b, c: give either a preset or the exponents \(a, b, c\), not both$"):
         classify(preset("mup"), [0, 0, 0])
+    with pytest.raises(TypeError, match=r"^b, c: give either an Exponents object or the exponents \(a, b, c\), not both$"):
+        classify(Exponents.of([0, 0], [0, H], 0), None, [0, 0])
+    with pytest.raises(TypeError, match=r"^classify: give the exponents a, b and c \(or a preset"):
+        classify([0, 0], [0, H])
     with pytest.raises(ValueError, match="depth"):
         preset("mup", 0)
     with pytest.raises(ValueError, match="unknown preset"):
