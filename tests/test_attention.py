@@ -195,3 +195,28 @@ def test_an_untied_readout_is_not_split():
     build = lambda n: TinyTransformer(50, n, param=abcparam.mup(n, 64), context=16)  # noqa: E731
     r = abcparam.coord_check(build, [64, 128, 256], TOKENS, optimizer=torch.optim.AdamW, lr=1e-2, loss=lm_loss, steps=1)
     assert not [f for f in r.fits if f.quantity.endswith("_own")]
+
+
+class _AttentionOnlyWhenSmall(nn.Module):
+    """Calls F.scaled_dot_product_attention at the smallest width only: the number of calls changes with width."""
+
+    def __init__(self, width, param):
+        super().__init__()
+        self.width = width
+        self.inp = abcparam.Embedding(50, width, param=param)
+        self.out = abcparam.Linear(width, 50, role="output", param=param)
+
+    def forward(self, idx):
+        h = self.inp(idx)
+        if self.width == 64:
+            q = h.view(*h.shape[:2], 4, -1).transpose(1, 2)
+            h = h + F.scaled_dot_product_attention(q, q, q, scale=1.0 / q.shape[-1]).transpose(1, 2).reshape(h.shape)
+        return self.out(h)
+
+
+def test_attention_calls_that_change_in_number_with_width_make_the_check_inconclusive():
+    r = abcparam.coord_check(lambda n: _AttentionOnlyWhenSmall(n, abcparam.mup(n, 64)), [64, 128, 256], TOKENS,
+                             optimizer=torch.optim.Adam, lr=1e-2, loss=lm_loss, steps=1, seeds=[0])
+    (row,) = [f for f in r.fits if f.quantity == "scale"]
+    assert row.layer == "attention" and row.status == "inconclusive" and math.isnan(row.slope)
+    assert "the number of attention calls changes with width" in str(r) and r.status == "inconclusive", str(r)

@@ -165,3 +165,15 @@ def test_the_limits_refuse_a_config_of_the_wrong_type_by_name():
     for cls in (MuPLimit, NTKLimit):
         with pytest.raises(TypeError, match=r"^cfg: expected a LinearNetConfig, got dict$"):
             cls({"d_in": 4})
+
+
+def test_mse_is_half_the_squared_error_summed_over_outputs_and_averaged_over_the_batch():
+    from abcparam.limits import mse
+
+    f = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
+    y = torch.tensor([[0.0, 0.0], [3.0, 1.0]])
+    # by hand: rows (1 + 4) and (9 + 4), halved, averaged over the two rows: (2.5 + 6.5) / 2
+    assert mse(f, y).item() == 4.5
+    f.requires_grad_(True)
+    mse(f, y).backward()
+    torch.testing.assert_close(f.grad, (f - y).detach() / 2)  # chi = (f - y) / N, N = 2
