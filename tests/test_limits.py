@@ -4,6 +4,7 @@ About 5 s: widths 2^6 to 2^12, 8 seeds, 8 SGD steps, for dense and one-hot input
 """
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -34,7 +35,12 @@ def fit_slope(widths, values):
     return sum((a - mx) * (b - my) for a, b in zip(xs, ys)) / sum((a - mx) ** 2 for a in xs)
 
 
-@pytest.mark.parametrize("cfg", [DENSE, ONE_HOT], ids=["dense", "one-hot"])
+# forward multipliers and init stds other than the defaults: each must reach its layer
+NON_DEFAULT = dict(alpha_u=2.0, sigma_u=0.5, alpha_v=0.5, sigma_v=1.5)
+
+
+@pytest.mark.parametrize("cfg", [DENSE, ONE_HOT, replace(DENSE, **NON_DEFAULT), replace(ONE_HOT, **NON_DEFAULT)],
+                         ids=["dense", "one-hot", "dense-non-default", "one-hot-non-default"])
 def test_abcparam_layers_are_the_omega_recursion(cfg):
     x, y = data(cfg)
     for n in (64, 512):
