@@ -106,6 +106,8 @@ def test_coord_check_reads_the_modules_scale_and_skips_fixed_heads():
                                  optimizer=torch.optim.Adam, lr=1e-2, loss=lm_loss)
         (row,) = [f for f in r.fits if f.quantity == "scale"]
         assert row.status == ("-" if fixed else "agree"), str(r)
+        if fixed:  # nothing to compare, and the row says why
+            assert row.slope == 0.0 and row.margin == 0.0 and "does not change" in row.reason, row
 
 
 @pytest.mark.parametrize("batch_first", [False, True])

@@ -450,3 +450,15 @@ def test_the_multiplier_is_applied_to_the_smallest_operand(batch, n_in, n_out, s
 def test_up_names_its_exponent_s_in_errors(s, err, msg):
     with pytest.raises(err, match=msg):
         abcparam.up(s, 64, 64)
+
+
+@pytest.mark.parametrize("kwargs,err,msg", [
+    (dict(alpha=0.0), ValueError, r"^alpha: must be > 0, got 0"),
+    (dict(alpha=-1), ValueError, r"^alpha: must be > 0, got -1"),
+    (dict(sigma=-0.5), ValueError, r"^sigma: "),
+    (dict(sigma=float("inf")), TypeError, r"^sigma: expected a finite number"),
+])
+def test_embedding_refuses_bad_constants_by_name(kwargs, err, msg):
+    with pytest.raises(err, match=msg):
+        Embedding(10, 64, param=abcparam.mup(64, 64), **kwargs)
+    assert Embedding(10, 64, param=abcparam.mup(64, 64), sigma=0.0).weight.abs().max() == 0  # sigma 0 is allowed: zeros

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from decimal import Decimal
 from fractions import Fraction as F
 
 import pytest
@@ -340,7 +341,8 @@ def test_from_dict_refuses_altered_data():
 
 @pytest.mark.parametrize(
     "value,expected",
-    [(0, F(0)), (-1, F(-1)), (F(1, 3), F(1, 3)), ("1/2", H), (" -1/2 ", -H), ("0.25", F(1, 4)), (0.5, H), (-1.5, F(-3, 2))],
+    [(0, F(0)), (-1, F(-1)), (F(1, 3), F(1, 3)), ("1/2", H), (" -1/2 ", -H), ("0.25", F(1, 4)), (0.5, H), (-1.5, F(-3, 2)),
+     (Decimal("0.25"), F(1, 4)), (Decimal("-3"), F(-3))],
 )
 def test_exponent_accepts(value, expected):
     assert exponent(value) == expected and isinstance(exponent(value), F)
@@ -359,6 +361,8 @@ def test_exponent_accepts(value, expected):
         ("1/2/3", ValueError, "cannot read"),
         (None, TypeError, "NoneType"),
         ([1], TypeError, "list"),
+        (Decimal("Infinity"), ValueError, r"^a\[0\]: got Decimal\('Infinity'\); exponents must be finite"),
+        (Decimal("NaN"), ValueError, r"^a\[0\]: got Decimal\('NaN'\); exponents must be finite"),
     ],
 )
 def test_exponent_refuses(value, err, msg):
