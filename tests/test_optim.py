@@ -436,3 +436,20 @@ def test_a_subclass_of_a_torch_optimizer_is_wrapped_by_its_family():
                             ("spectral", "orthogonalised matrix update, like Muon"),
                             ("relative", "update proportional to the weight's RMS, like Adafactor")):
         assert f"'{family}' ({meaning})" in str(info.value)
+
+
+def test_a_tensor_shared_by_two_layers_must_have_one_set_of_scales():
+    a = abcparam.Linear(64, 64, role="hidden", param=abcparam.mup(64, 16))
+    other = abcparam.Linear(64, 64, role="hidden", param=abcparam.mup(64, 32))  # another base width: other factors
+    other.weight = a.weight
+    net = nn.Sequential(a, other)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    before = [dict(g) for g in opt.param_groups]
+    with pytest.raises(ValueError, match=r"^model: the tensor 1\.weight is shared with 0\.weight under different scales$"):
+        abcparam.wrap(opt, net)
+    assert [dict(g) for g in opt.param_groups] == before  # nothing changed
+    same = abcparam.Linear(64, 64, role="hidden", param=abcparam.mup(64, 16))
+    same.weight = a.weight
+    net = nn.Sequential(a, same)
+    wrapped = abcparam.wrap(torch.optim.Adam(net.parameters(), lr=1e-3), net)
+    assert sum(p is a.weight for g in wrapped.param_groups for p in g["params"]) == 1  # the shared tensor, once
