@@ -462,3 +462,10 @@ def test_embedding_refuses_bad_constants_by_name(kwargs, err, msg):
     with pytest.raises(err, match=msg):
         Embedding(10, 64, param=abcparam.mup(64, 64), **kwargs)
     assert Embedding(10, 64, param=abcparam.mup(64, 64), sigma=0.0).weight.abs().max() == 0  # sigma 0 is allowed: zeros
+
+
+def test_the_canonical_form_is_named_once_and_is_its_own_canonical_form():
+    p = abcparam.mup(256, 64).canonical()
+    again = p.canonical()
+    assert p.name == again.name == "mup(a=0)"
+    assert all(again.role(r) == p.role(r) for r in ("input", "hidden", "output"))

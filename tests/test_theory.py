@@ -383,8 +383,10 @@ def test_classify_bad_inputs_name_the_argument():
         classify(0, [0, H], 0)
     with pytest.raises(ValueError, match=r"^optimizer: 'Adadelta' is outside the theory .*one eps"):
         classify([0, 0], [0, H], 0, optimizer="Adadelta")
-    with pytest.raises(ValueError, match=r"^optimizer: unknown optimizer 'Shampoo2'.*'spectral'.*'relative'"):
+    with pytest.raises(ValueError, match=r"^optimizer: unknown optimizer 'Shampoo2'.*'spectral'.*'relative'") as info:
         classify([0, 0], [0, H], 0, optimizer="Shampoo2")
+    names = [n for members in theory.OPTIMIZER_FAMILIES.values() for n in members]
+    assert str(info.value).endswith("; known names: " + ", ".join(names)) and "adamw" in names and "muon" in names
     with pytest.raises(ValueError, match=r"^optimizer: got 3 families for 2 layers"):
         classify([0, 0], [0, H], 0, optimizer=["adam", "adam", "sgd"])
     with pytest.raises(ValueError, match=r"^alignment: got 'partial'"):
