@@ -469,3 +469,14 @@ def test_the_canonical_form_is_named_once_and_is_its_own_canonical_form():
     again = p.canonical()
     assert p.name == again.name == "mup(a=0)"
     assert all(again.role(r) == p.role(r) for r in ("input", "hidden", "output"))
+
+
+@pytest.mark.parametrize("field,bad,msg", [("input", "x", r"^input: expected RoleExponents, got str$"),
+                                           ("output", 3, r"^output: expected RoleExponents, got int$"),
+                                           ("hidden", "h", r"^hidden: expected RoleExponents or None, got str$"),
+                                           ("attention", 0.5, r"^attention: expected a Fraction, got float$")])
+def test_a_parametrization_refuses_fields_of_the_wrong_type_by_name(field, bad, msg):
+    import dataclasses
+
+    with pytest.raises(TypeError, match=msg):
+        dataclasses.replace(abcparam.mup(64, 64), **{field: bad})
