@@ -6,6 +6,7 @@ The whole file runs in about 20 s on 2 cores: each check trains widths 128 to
 
 import dataclasses
 import json
+import math
 from fractions import Fraction as F
 
 import pytest
@@ -104,7 +105,7 @@ def test_a_diverged_run_never_passes_and_names_where():
     assert w in WIDTHS and 1 <= step <= 4 and where
     text = report.summary()
     assert f"first at width {w}, seed {seed}, step {step}" in text and "PASS" not in text
-    assert report.to_dict()["nonfinite"][0]["width"] == w
+    assert report.to_dict()["nonfinite"][0] == {"width": w, "seed": seed, "step": step, "where": where}
     with pytest.raises(AssertionError, match="non-finite"):
         testing.assert_matches_theory(build, batch=batch(), optimizer=torch.optim.SGD, lr=1e3, steps=4, widths=WIDTHS)
 
@@ -312,6 +313,8 @@ def test_a_readout_off_by_a_controlled_exponent(delta, status):
         assert report.status == status, str(report)
     if status == "fail":
         assert any(f.layer == "layers.2" for f in report.mismatches)
+        # each disagreement says why, and the report carries it
+        assert all(isinstance(f.reason, str) and f.reason and f.reason in str(report) for f in report.mismatches), str(report)
 
 
 def test_default_loss_is_cross_entropy_for_integer_targets():
@@ -576,3 +579,19 @@ def test_the_measured_regime_reads_the_last_hidden_layer(last_hidden, other_chan
     fits = [_fit("h1", "h", 0.0, step=0), _fit("h2", "h", 0.0, step=0), _fit("output", "f", -0.5, step=0),
             _fit("h1", "dh", other_change), last_hidden, _fit("output", "df", 0.0)]
     assert coord._measured_regime(fits, ["h1", "h2", "out"], tracked, 3, 0.2, None, None) == expected
+
+
+def test_a_zero_initialised_readout_is_not_compared_where_it_is_exactly_zero():
+    def build(n):
+        model = MLP(16, n, 4, depth=2, param=abcparam.mup(n, 128))
+        nn.init.zeros_(model.layers[-1].weight)
+        nn.init.zeros_(model.layers[-1].bias)
+        return model
+
+    report = abcparam.coord_check(build, WIDTHS, batch(), optimizer=torch.optim.Adam, lr=1e-2)
+    assert report.status == "pass", str(report)
+    why = "exactly zero at every width and seed before a later step moves it (a zero-initialised layer): no slope, not compared"
+    zeros = {(f.layer, f.quantity, f.step) for f in report.fits if f.reason == why}
+    # the readout at initialisation, and the layers below it after the first step (their backward signal is zero)
+    assert zeros == {("layers.2", "h", 0), ("output", "f", 0), ("layers.0", "dh", 1), ("layers.1", "dh", 1)}
+    assert all(f.status == "-" and math.isnan(f.slope) for f in report.fits if f.reason == why)
