@@ -191,7 +191,9 @@ def test_tied_readout_shares_the_table():
     tf, tu = TiedReadout(folded, param=tp4), TiedReadout(unfolded, param=tp4)
     assert tf.weight_multiplier == pytest.approx(0.25 / 8)  # default alpha = 1 / sqrt(base fan-in) = 1/8
     torch.testing.assert_close(tf(h), tu(h), rtol=1e-6, atol=0)
-    with pytest.raises(ValueError, match="form='table8'"):
+    with pytest.raises(ValueError, match=r"^param: 'sp' gives the input and output roles different init or learning-rate "
+                                         r"exponents \(input b=.*so one shared tensor cannot follow both; use "
+                                         r"abcparam\.mup\(\.\.\., form='table8'\) or untie the readout$"):
         TiedReadout(Embedding(30, 256, param=abcparam.sp(256, 64)), param=abcparam.sp(256, 64))
     # the same b but another learning-rate exponent (c_adam) for the readout: one tensor cannot follow both
     same_b = abcparam.parametrization(input=(0, 0, -1, 0), hidden=(0, "1/2", 0, 1), output=(1, 0, -1, "1/2"), width=256, base_width=64)
@@ -480,3 +482,11 @@ def test_a_parametrization_refuses_fields_of_the_wrong_type_by_name(field, bad, 
 
     with pytest.raises(TypeError, match=msg):
         dataclasses.replace(abcparam.mup(64, 64), **{field: bad})
+
+
+def test_a_tied_readouts_bias_follows_the_tables_dtype():
+    p = abcparam.mup(256, 64, form="table8")
+    emb = Embedding(30, 256, param=p, dtype=torch.float64)
+    head = TiedReadout(emb, param=p, bias=True)
+    assert head.weight is emb.weight and head.bias.dtype == torch.float64 and head.bias.device == emb.weight.device
+    assert head(torch.randn(3, 256, dtype=torch.float64)).dtype == torch.float64
