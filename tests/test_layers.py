@@ -413,6 +413,11 @@ def test_the_spectral_and_relative_rates_default_from_adams():
     assert (r.c_spectral, r.c_relative) == (F(1, 2), F(1, 2))
     with pytest.raises(ValueError, match="c_spectral: required"):
         RoleExponents.of(0, 0, 0, 0, role="other")
+    # without a role, errors name the field under the generic "role"
+    with pytest.raises(ValueError, match=r"^role\.a: cannot read 'x'"):
+        RoleExponents.of("x", 0, 0, 0, 0)
+    with pytest.raises(ValueError, match=r"^role\.c_spectral: required for a role other than input, hidden, output, vector$"):
+        RoleExponents.of(0, 0, 0, 0)
 
 
 @pytest.mark.parametrize("batch,n_in,n_out,scaled", [
