@@ -211,8 +211,16 @@ def test_report_renders(tmp_path):
     assert d["passed"] is True and d["verdict"]["regime"] == "feature_learning"
     pytest.importorskip("matplotlib")
     out = tmp_path / "coord.png"
-    report.plot(str(out))
+    fig = report.plot(str(out))
     assert out.stat().st_size > 10_000
+    # one panel per step; in each, a dotted line per predicted slope, rising at exactly that slope in log-log
+    assert len(fig.axes) == report.steps + 1
+    for ax, step in zip(fig.axes, range(report.steps + 1)):
+        dotted = sorted(round(math.log(ln.get_ydata()[-1] / ln.get_ydata()[0]) / math.log(WIDTHS[-1] / WIDTHS[0]), 6)
+                        for ln in ax.get_lines() if ln.get_linestyle() == ":")
+        want = sorted(float(f.predicted) for f in report.fits
+                      if f.step == step and f.predicted is not None and f.quantity in ("h", "f", "dh", "df"))
+        assert dotted == pytest.approx(want) and dotted, (step, dotted, want)
 
 
 @pytest.mark.parametrize(
