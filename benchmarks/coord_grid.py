@@ -158,6 +158,39 @@ def run(cell: Cell, x_y: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, see
                                     steps=3, seeds=seeds, expect=expected_regime(cell))
 
 
+def check_group(group: Tuple[str, str, int, str]) -> List[Tuple[Cell, str, str]]:
+    """One (model, nonlinearity, depth, family) group: its correct cells at every learning rate, with and without
+    biases, and each applicable mutant of a muP cell whose correct model passes; (cell, status, report) each."""
+    model, nonlinearity, depth, family = group
+    x_y = batch()
+    out = []
+    for lr, bias in itertools.product(LRS[family], (True, False)):
+        cell = Cell(model, nonlinearity, depth, family, lr, bias)
+        report = run(cell, x_y)
+        out.append((cell, report.status, str(report)))
+        if report.status == "pass" and model.startswith("mup"):
+            for mutant in MUTANTS:
+                if mutant_applies(mutant, model, family):
+                    broken = Cell(model, nonlinearity, depth, family, lr, bias, mutant)
+                    mutated = run(broken, x_y)
+                    out.append((broken, mutated.status, str(mutated)))
+    return out
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)  # two single-threaded processes use 2 cores better than one process with 2 threads
+
+
+def check_groups(groups, processes: int = 2) -> Dict[Tuple[str, str, int, str], List[Tuple[Cell, str, str]]]:
+    """:func:`check_group` of every group, in ``processes`` single-threaded worker processes."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    groups = list(groups)
+    with cf.ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+        return dict(zip(groups, pool.map(check_group, groups)))
+
+
 def main(argv: List[str]) -> int:
     ap = argparse.ArgumentParser(description="the coordinate check on correct models and mutants")
     ap.add_argument("--quick", action="store_true")
