@@ -39,8 +39,9 @@ def fit_slope(widths, values):
 NON_DEFAULT = dict(alpha_u=2.0, sigma_u=0.5, alpha_v=0.5, sigma_v=1.5)
 
 
-@pytest.mark.parametrize("cfg", [DENSE, ONE_HOT, replace(DENSE, **NON_DEFAULT), replace(ONE_HOT, **NON_DEFAULT)],
-                         ids=["dense", "one-hot", "dense-non-default", "one-hot-non-default"])
+@pytest.mark.parametrize("cfg", [DENSE, ONE_HOT, replace(DENSE, **NON_DEFAULT), replace(ONE_HOT, **NON_DEFAULT),
+                                 replace(DENSE, d_out=32)],  # as many outputs as half the smallest width: the readout's
+                         ids=["dense", "one-hot", "dense-non-default", "one-hot-non-default", "wide-output"])  # role is declared
 def test_abcparam_layers_are_the_omega_recursion(cfg):
     x, y = data(cfg)
     for n in (64, 512):
