@@ -603,3 +603,12 @@ def test_a_zero_initialised_readout_is_not_compared_where_it_is_exactly_zero():
     # the readout at initialisation, and the layers below it after the first step (their backward signal is zero)
     assert zeros == {("layers.2", "h", 0), ("output", "f", 0), ("layers.0", "dh", 1), ("layers.1", "dh", 1)}
     assert all(f.status == "-" and math.isnan(f.slope) for f in report.fits if f.reason == why)
+
+
+def test_the_main_tensor_of_a_module_is_its_weight_else_its_first_own_tensor():
+    from types import SimpleNamespace as NS
+
+    w, first = torch.zeros(2), torch.ones(3)
+    assert coord._main_tensor(NS(weight=w, abc_scales=lambda: {})) is w
+    assert coord._main_tensor(NS(in_proj=first, abc_scales=lambda: {"in_proj": None, "out": None})) is first
+    assert coord._main_tensor(NS(abc_scales=lambda: {})) is None  # owns nothing: no family to read
