@@ -431,6 +431,9 @@ def test_an_inconclusive_check_raises_inconclusive_with_its_report_or_skips(help
         call(*args, batch=None, optimizer=torch.optim.SGD, lr=0.1)
     assert isinstance(info.value, AssertionError) and info.value.report is stub
     assert "inconclusive" in str(info.value) and "STUB REPORT (inconclusive)" in str(info.value)
+    headline = {"assert_regime": "expected regime 'feature_learning'", "assert_stable": "expected a stable parametrization",
+                "assert_matches_theory": "coordinate check against the theory"}[helper]
+    assert str(info.value) == f"{headline}: inconclusive\nSTUB REPORT (inconclusive)"
     with pytest.raises(pytest.skip.Exception, match="STUB REPORT"):
         call(*args, batch=None, optimizer=torch.optim.SGD, lr=0.1, inconclusive="skip")
 
@@ -612,3 +615,16 @@ def test_the_main_tensor_of_a_module_is_its_weight_else_its_first_own_tensor():
     assert coord._main_tensor(NS(weight=w, abc_scales=lambda: {})) is w
     assert coord._main_tensor(NS(in_proj=first, abc_scales=lambda: {"in_proj": None, "out": None})) is first
     assert coord._main_tensor(NS(abc_scales=lambda: {})) is None  # owns nothing: no family to read
+
+
+def test_numbers_in_the_report_render_signed_and_name_infinities_and_gaps():
+    assert [coord._num(x) for x in (0.5, -0.125, 0.0)] == ["+0.50", "-0.12", "+0.00"]
+    assert [coord._num(x) for x in (float("inf"), float("-inf"), float("nan"))] == ["+inf", "-inf", "n/a"]
+    assert coord._num(1 / 3, digits=3) == "+0.333"
+
+
+def test_the_token_ids_are_the_first_input_or_input_ids_when_integer():
+    ids = torch.tensor([[1, 2, 3]])
+    assert coord._token_ids((ids,), {}) is ids and coord._token_ids((), {"input_ids": ids}) is ids
+    assert coord._token_ids((ids.float(),), {}) is None and coord._token_ids((ids > 1,), {}) is None
+    assert coord._token_ids((), {"x": ids}) is None and coord._token_ids(((ids, ids),), {}) is None
