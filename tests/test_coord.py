@@ -207,6 +207,11 @@ def test_report_renders(tmp_path):
     assert "PASS" in text and "layers.1" in text and "predicted" in text
     md = report.to_markdown()
     assert "| layer | role |" in md
+    header, *rows = report._rows()
+    assert header == ("layer", "role", "quantity", "step", "measured", "noise", "predicted", "decision")
+    assert len(rows) == len(report.fits)
+    for row, f in zip(rows, report.fits):  # a stable model's predictions are shown as they are (no "(bound)")
+        assert row[:4] == (f.layer, f.role, f.quantity, str(f.step)) and row[6] == ("-" if f.predicted is None else str(f.predicted))
     d = json.loads(report.to_json())
     assert d["passed"] is True and d["verdict"]["regime"] == "feature_learning"
     pytest.importorskip("matplotlib")
@@ -234,6 +239,9 @@ def test_report_renders(tmp_path):
         (dict(tolerance=float("nan")), ValueError, "tolerance"),
         (dict(expect="lazy"), ValueError, "expect: got 'lazy'"),
         (dict(steps=0), ValueError, "steps"),
+        (dict(seeds=[]), ValueError, r"^seeds: a non-empty list of ints, got \[\]$"),
+        (dict(seeds=[0, 1.5]), ValueError, r"^seeds: a non-empty list of ints, got \[0, 1.5\]$"),
+        (dict(seeds=[True]), ValueError, r"^seeds: a non-empty list of ints, got \[True\]$"),
         (dict(batch=[1, 2, 3]), TypeError, "batch"),
         (dict(optimizer="adam"), TypeError, "optimizer"),
     ],
@@ -628,3 +636,24 @@ def test_the_token_ids_are_the_first_input_or_input_ids_when_integer():
     assert coord._token_ids((ids,), {}) is ids and coord._token_ids((), {"input_ids": ids}) is ids
     assert coord._token_ids((ids.float(),), {}) is None and coord._token_ids((ids > 1,), {}) is None
     assert coord._token_ids((), {"x": ids}) is None and coord._token_ids(((ids, ids),), {}) is None
+
+
+def test_a_rising_loss_at_the_smallest_width_is_reported_as_its_rise_over_the_first_loss():
+    build = lambda n: MLP(16, n, 4, depth=2, param=abcparam.mup(n, 128))  # noqa: E731
+    x, y = batch()
+    report = abcparam.coord_check(build, WIDTHS, (x, y), optimizer=torch.optim.SGD, lr=1.0, seeds=[0])
+    # the same training by hand at the smallest width: the loss before each of the 3 steps
+    torch.manual_seed(0)
+    model = build(WIDTHS[0])
+    opt = abcparam.wrap(torch.optim.SGD(model.parameters(), lr=1.0), model)
+    losses = []
+    for _ in range(3):
+        loss = nn.functional.mse_loss(model(x), y)
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert max(losses[1:]) > coord.LOSS_RISE * losses[0]  # the case this test is about
+    width, rise = report.lr_too_large
+    assert width == WIDTHS[0] and rise == pytest.approx(max(losses[1:]) / losses[0], rel=1e-6)
+    assert report.status == "inconclusive" and f"the loss rises {rise:.1f}x during the steps at width {width}" in str(report)
