@@ -62,7 +62,7 @@ def report(modules, sample=None) -> int:
         import json
 
         every.update(json.loads(DIRECT_FILE.read_text()).get("results", {}))
-    print("| module | mutants | run | killed | timed out | survived | no test reaches it | score | with time-outs |"
+    print("| module | mutants | run | killed | timed out | survived | no test reaches it (or error) | score | with time-outs |"
           + (" 95% interval |" if sample else ""))
     print("|---|---|---|---|---|---|---|---|---|" + ("---|" if sample else ""))
     worst = 100.0
@@ -71,7 +71,7 @@ def report(modules, sample=None) -> int:
         chosen = {n: st for n, st in mine.items() if sample is None or n in sample}
         c = Counter(chosen.values())
         killed, timeout = c.get("killed", 0), c.get("timeout", 0)
-        survived, unreached = c.get("survived", 0), c.get("no tests", 0)
+        survived, unreached = c.get("survived", 0), c.get("no tests", 0) + c.get("error", 0)
         run = killed + timeout + survived + unreached
         score = 100.0 * killed / max(1, run)
         worst = min(worst, score)
@@ -111,15 +111,18 @@ def _run_one(name: str, tests_of: dict, duration: dict, factor: float = 4.0) -> 
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=limit).returncode
     except subprocess.TimeoutExpired:
         return "timeout"
-    return "survived" if rc == 0 else "killed"
+    # pytest exits 1 when a test failed; any other non-zero code (a collection or usage error, no test found) is not
+    # evidence against the mutant
+    return {0: "survived", 1: "killed"}.get(rc, "error")
 
 
 def run_direct(names, processes: int = 2) -> dict:
     """Run each mutant's tests (mutmut's test map) in ./mutants with the mutant active, stopping at the first failure,
     under a wall-clock limit of 60 s + 4x the tests' recorded time (a time-out is retried once at 12x): "killed" when
     a test fails, "survived" when all pass, "timeout" when it runs past the limit, "no tests" when no test reaches
-    the function.  Used instead of ``mutmut run`` for samples: mutmut's CPU-time limit misfires with multi-threaded torch here (some of its
-    "time-outs" pass every test) and burns the whole limit on each."""
+    the function, "error" when pytest ends otherwise (a collection or usage error).  Used instead of ``mutmut run``
+    for samples: mutmut's CPU-time limit misfires with multi-threaded torch here (some of its "time-outs" pass every
+    test) and burns the whole limit on each."""
     import concurrent.futures as cf
     import json
 
