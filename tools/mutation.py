@@ -147,6 +147,18 @@ def run_direct(names, processes: int = 2) -> dict:
     return done
 
 
+def in_turns(names) -> list:
+    """Mutant names ordered so that the modules take turns (the first of each module, then the second, ...): a
+    sample stopped early has measured every module."""
+    seen = Counter()
+    turns = []
+    for name in sorted(names):
+        module = name.split(".")[1]
+        turns.append((seen[module], name))
+        seen[module] += 1
+    return [name for _, name in sorted(turns)]
+
+
 def draw_sample(modules, per_module: int, seed: int) -> list:
     """``per_module`` mutants of each module drawn at random (seeded) from all mutmut generates."""
     import random
@@ -183,15 +195,7 @@ def main(argv) -> int:
     elif args.sample is not None:
         sample = set(draw_sample(modules, args.sample, args.seed))
         print(f"running a sample of {len(sample)} mutants ...", file=sys.stderr, flush=True)
-        # modules taken in turn, so that a sample stopped early has measured every module
-        seen = Counter()
-        turns = []
-        for name in sorted(sample):
-            module = name.split(".")[1]
-            turns.append((seen[module], name))
-            seen[module] += 1
-        order = [name for _, name in sorted(turns)]
-        run_direct(order, processes=args.max_children or 2)
+        run_direct(in_turns(sample), processes=args.max_children or 2)
     elif not args.report:
         for mod in modules:
             print(f"mutating abcparam/{mod}.py ...", file=sys.stderr, flush=True)

@@ -1,0 +1,27 @@
+"""tools/mutation.py's own arithmetic: the score's interval and the order in which a sample runs."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+
+import mutation  # noqa: E402
+
+
+def test_the_wilson_interval_matches_hand_values():
+    # p = 1/2 of 100: centre 0.5, half-width 1.96 * sqrt(0.25/100 + 1.96^2/40000) / (1 + 1.96^2/100)
+    lo, hi = mutation.wilson(50, 100)
+    assert (lo, hi) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+    lo, hi = mutation.wilson(30, 30)  # all caught: the upper end is 1, the lower end n / (n + z^2)
+    assert hi == 1.0 and lo == pytest.approx(30 / (30 + 1.96 ** 2), abs=1e-9)
+    assert mutation.wilson(0, 0) == (0.0, 1.0)  # nothing run: nothing known
+
+
+def test_a_sample_runs_the_modules_in_turn():
+    names = ["abcparam.coord.x_b__mutmut_2", "abcparam.coord.x_a__mutmut_1", "abcparam.theory.x_c__mutmut_3",
+             "abcparam.coord.x_c__mutmut_9", "abcparam.limits.x_d__mutmut_4"]
+    assert mutation.in_turns(names) == [
+        "abcparam.coord.x_a__mutmut_1", "abcparam.limits.x_d__mutmut_4", "abcparam.theory.x_c__mutmut_3",
+        "abcparam.coord.x_b__mutmut_2", "abcparam.coord.x_c__mutmut_9"]
