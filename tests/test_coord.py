@@ -226,6 +226,10 @@ def test_report_renders(tmp_path):
         want = sorted(float(f.predicted) for f in report.fits
                       if f.step == step and f.predicted is not None and f.quantity in ("h", "f", "dh", "df"))
         assert dotted == pytest.approx(want) and dotted, (step, dotted, want)
+        # each dotted line starts at the first measured point of its layer's line
+        starts = {ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_linestyle() == "-"}
+        assert all(any(ln.get_ydata()[0] == pytest.approx(s0) for s0 in starts)
+                   for ln in ax.get_lines() if ln.get_linestyle() == ":")
 
 
 @pytest.mark.parametrize(
@@ -657,3 +661,17 @@ def test_a_rising_loss_at_the_smallest_width_is_reported_as_its_rise_over_the_fi
     width, rise = report.lr_too_large
     assert width == WIDTHS[0] and rise == pytest.approx(max(losses[1:]) / losses[0], rel=1e-6)
     assert report.status == "inconclusive" and f"the loss rises {rise:.1f}x during the steps at width {width}" in str(report)
+
+
+def test_the_family_text_is_one_family_a_hybrid_listing_or_none_when_unknown():
+    assert coord._family_text({"a": "adam", "b": "adam"}) == "adam"
+    assert coord._family_text({"a": "adam", "b": "spectral", "c": "adam"}) == "hybrid (adam: a, c; spectral: b)"
+    assert coord._family_text({"a": "adam", "b": None}) is None and coord._family_text({}) is None
+
+
+def test_the_models_own_loss_is_a_scalar_tensor_found_in_its_output():
+    loss, f = torch.tensor(1.5), torch.randn(3, 4)
+    assert coord._own_loss(loss) is loss and coord._own_loss(f) is None
+    assert coord._own_loss({"loss": loss, "logits": f}) is loss and coord._own_loss({"logits": f}) is None
+    assert coord._own_loss(_Out(f, loss)) is loss and coord._own_loss(_Out(f, None)) is None
+    assert coord._own_loss((f, loss)) is None  # a tuple's loss is not looked for
