@@ -31,13 +31,14 @@ import itertools
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
 
 import abcparam
+from _workers import worker_pool
 from abcparam.models import MLP
 
 WIDTHS = (128, 256, 512, 1024)
@@ -128,12 +129,16 @@ def cells(quick: bool = False) -> Iterator[Cell]:
             yield Cell(model, nl, depth, family, lr, bias)
 
 
+def mutants_of(cell: Cell) -> List[Cell]:
+    """The mutants checked against a correct cell: each that applies to it, for muP cells only."""
+    if not cell.model.startswith("mup"):
+        return []
+    return [replace(cell, mutant=m) for m in MUTANTS if mutant_applies(m, cell.model, cell.family)]
+
+
 def mutant_cells(quick: bool = False) -> Iterator[Cell]:
     for c in cells(quick):
-        if c.model.startswith("mup"):
-            for mutant in MUTANTS:
-                if mutant_applies(mutant, c.model, c.family):
-                    yield Cell(c.model, c.nonlinearity, c.depth, c.family, c.lr, c.bias, mutant)
+        yield from mutants_of(c)
 
 
 def expected_regime(cell: Cell) -> str:
@@ -159,35 +164,26 @@ def run(cell: Cell, x_y: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, see
 
 
 def check_group(group: Tuple[str, str, int, str]) -> List[Tuple[Cell, str, str]]:
-    """One (model, nonlinearity, depth, family) group: its correct cells at every learning rate, with and without
-    biases, and each applicable mutant of a muP cell whose correct model passes; (cell, status, report) each."""
-    model, nonlinearity, depth, family = group
+    """One (model, nonlinearity, depth, family) group: its correct cells, and the mutants of each correct cell
+    that passes; (cell, status, report) each."""
     x_y = batch()
     out = []
-    for lr, bias in itertools.product(LRS[family], (True, False)):
-        cell = Cell(model, nonlinearity, depth, family, lr, bias)
+    for cell in cells():
+        if (cell.model, cell.nonlinearity, cell.depth, cell.family) != group:
+            continue
         report = run(cell, x_y)
         out.append((cell, report.status, str(report)))
-        if report.status == "pass" and model.startswith("mup"):
-            for mutant in MUTANTS:
-                if mutant_applies(mutant, model, family):
-                    broken = Cell(model, nonlinearity, depth, family, lr, bias, mutant)
-                    mutated = run(broken, x_y)
-                    out.append((broken, mutated.status, str(mutated)))
+        if report.status == "pass":
+            for broken in mutants_of(cell):
+                mutated = run(broken, x_y)
+                out.append((broken, mutated.status, str(mutated)))
     return out
-
-
-def _init_worker() -> None:
-    torch.set_num_threads(1)  # two single-threaded processes use 2 cores better than one process with 2 threads
 
 
 def check_groups(groups, processes: int = 2) -> Dict[Tuple[str, str, int, str], List[Tuple[Cell, str, str]]]:
     """:func:`check_group` of every group, in ``processes`` single-threaded worker processes."""
-    import concurrent.futures as cf
-    import multiprocessing as mp
-
     groups = list(groups)
-    with cf.ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+    with worker_pool(processes) as pool:
         return dict(zip(groups, pool.map(check_group, groups)))
 
 

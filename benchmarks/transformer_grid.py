@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 import abcparam
+from _workers import worker_pool
 from abcparam.models import TinyTransformer
 
 WIDTHS = (128, 256, 512, 1024)
@@ -236,10 +237,6 @@ class Outcome:
         return iter((self.cell, self.status, self.text))
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)  # two single-threaded processes use 2 cores better than one process with 2 threads
-
-
 def check(cell: Cell) -> Outcome:
     report = run(cell)
     fails = [f.margin for f in report.mismatches if math.isfinite(f.margin) and f.quantity != "scale"]  # a scale is read exactly
@@ -250,10 +247,7 @@ def check(cell: Cell) -> Outcome:
 def run_cells(correct: List[Cell], *, mutants_where_passing: bool, processes: int = 2) -> List[Outcome]:
     """Check the correct cells, then their mutants (all of them, or only where the correct model passes), in
     ``processes`` single-threaded worker processes."""
-    import concurrent.futures as cf
-    import multiprocessing as mp
-
-    with cf.ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+    with worker_pool(processes) as pool:
         first = list(pool.map(check, correct))
         todo = [Cell(o.cell.model, o.cell.lr, o.cell.batch, m) for o in first
                 if o.status == "pass" or not mutants_where_passing for m in MUTANTS]
