@@ -18,6 +18,7 @@ Survivors are listed with ``mutmut results``; ``mutmut show NAME`` prints one as
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -30,6 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 SAMPLE_FILE = ROOT / "mutants" / "sample.txt"  # the names of the last --sample, for --report
+DIRECT_FILE = ROOT / "mutants" / "direct.json"  # mutants run by run_direct, with the fingerprint they ran on
+
+
+def _module(name: str) -> str:
+    """The core module of a mutant's name: abcparam.coord.x_fn__mutmut_3 -> coord."""
+    return name.split(".")[1]
 
 
 def statuses() -> dict:
@@ -59,15 +66,13 @@ def report(modules, sample=None) -> int:
     docs/mutation.md); the score counting time-outs as caught is shown beside it; with a sample, the 95% interval."""
     every = statuses()
     if sample is not None and DIRECT_FILE.exists():  # a sample's mutants were run by run_direct
-        import json
-
         every.update(json.loads(DIRECT_FILE.read_text()).get("results", {}))
     print("| module | mutants | run | killed | timed out | survived | no test reaches it (or error) | score | with time-outs |"
           + (" 95% interval |" if sample else ""))
     print("|---|---|---|---|---|---|---|---|---|" + ("---|" if sample else ""))
     worst = 100.0
     for mod in modules:
-        mine = {n: st for n, st in every.items() if n.startswith(f"abcparam.{mod}.")}
+        mine = {n: st for n, st in every.items() if _module(n) == mod}
         chosen = {n: st for n, st in mine.items() if sample is None or n in sample}
         c = Counter(chosen.values())
         killed, timeout = c.get("killed", 0), c.get("timeout", 0)
@@ -82,9 +87,6 @@ def report(modules, sample=None) -> int:
             row += f" {100 * lo:.0f}-{100 * hi:.0f}% |"
         print(row)
     return 0 if worst >= 90.0 else 1
-
-
-DIRECT_FILE = ROOT / "mutants" / "direct.json"  # mutants run by run_direct: name -> status
 
 
 def _fingerprint() -> str:
@@ -124,7 +126,6 @@ def run_direct(names, processes: int = 2) -> dict:
     for samples: mutmut's CPU-time limit misfires with multi-threaded torch here (some of its "time-outs" pass every
     test) and burns the whole limit on each."""
     import concurrent.futures as cf
-    import json
 
     stats = json.loads((ROOT / "mutants" / "mutmut-stats.json").read_text())
     tests_of, duration = stats["tests_by_mangled_function_name"], stats["duration_by_test"]
@@ -136,7 +137,7 @@ def run_direct(names, processes: int = 2) -> dict:
 
     def run(name):
         status = _run_one(name, tests_of, duration)
-        # a time-out is retried once with a limit 3 times longer: most are a large test set, not a slower mutant
+        # a time-out is retried once at 12x the recorded time: most are a large test set, not a slower mutant
         return _run_one(name, tests_of, duration, factor=12.0) if status == "timeout" else status
 
     with cf.ThreadPoolExecutor(processes) as pool:
@@ -153,7 +154,7 @@ def in_turns(names) -> list:
     seen = Counter()
     turns = []
     for name in sorted(names):
-        module = name.split(".")[1]
+        module = _module(name)
         turns.append((seen[module], name))
         seen[module] += 1
     return [name for _, name in sorted(turns)]
@@ -169,7 +170,7 @@ def draw_sample(modules, per_module: int, seed: int) -> list:
     rng = random.Random(seed)
     names = []
     for mod in modules:
-        mine = [n for n in every if n.startswith(f"abcparam.{mod}.")]
+        mine = [n for n in every if _module(n) == mod]
         names += rng.sample(mine, min(per_module, len(mine)))
     SAMPLE_FILE.write_text("\n".join(names) + "\n")
     return names
