@@ -120,7 +120,7 @@ def test_bad_inputs_and_unsupported_settings():
 
 
 # forward multipliers other than 1 (each enters the kernel squared: a wrong power is off at every width)
-SCALED = LinearNetConfig(d_in=5, d_out=3, base_width=32, lr=0.02, alpha_u=2.0, alpha_v=0.5)
+SCALED = replace(DENSE, alpha_u=2.0, alpha_v=0.5)
 
 
 @pytest.mark.parametrize("cfg", [DENSE, ONE_HOT, SCALED], ids=["dense", "one-hot", "multipliers"])
