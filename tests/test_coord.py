@@ -675,3 +675,16 @@ def test_the_models_own_loss_is_a_scalar_tensor_found_in_its_output():
     assert coord._own_loss({"loss": loss, "logits": f}) is loss and coord._own_loss({"logits": f}) is None
     assert coord._own_loss(_Out(f, loss)) is loss and coord._own_loss(_Out(f, None)) is None
     assert coord._own_loss((f, loss)) is None  # a tuple's loss is not looked for
+
+
+def test_a_factory_must_wrap_all_of_its_optimizers_or_none():
+    model = MLP(16, 32, 4, depth=2, param=abcparam.mup(32, 128))
+    hidden = list(model.layers[1].parameters())
+    rest = [p for p in model.parameters() if all(p is not q for q in hidden)]
+
+    def half_wrapped(params):
+        return [abcparam.wrap(torch.optim.Adam(hidden, lr=1e-2), model), torch.optim.Adam(rest, lr=1e-2)]
+
+    with pytest.raises(ValueError, match=r"^optimizer: the factory returned optimizers of which some are wrapped and some "
+                                         r"not; wrap all or none$"):
+        coord._make_optimizer(half_wrapped, model, 1e-2, None)

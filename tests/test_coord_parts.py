@@ -1,0 +1,378 @@
+"""The coordinate check's parts, one at a time, on stand-ins: what it predicts for each layer, how it reads a
+model's inputs, outputs and optimizers, how it records a forward pass, and how it reads attention scales.
+
+Each expectation here is written from docs/theory.md and the check's documented behaviour, not from the code
+under test; no model is trained, so the file runs in a few seconds.
+"""
+
+import math
+from fractions import Fraction as F
+from types import SimpleNamespace as NS
+
+import pytest
+import torch
+from torch import nn
+
+import abcparam
+from abcparam import coord, theory
+
+MUP = theory.preset("mup", 2).exponents("adam")
+NTK = theory.preset("ntk", 2).exponents("sgd")
+
+
+def layer(role, exps, k, family="adam"):
+    """A stand-in abcparam layer: the k-th layer of the exponents ``exps`` (its a, b and c under ``family``)."""
+    return NS(abc_scales=lambda: {}, role=role, a=exps.a[k], b=exps.b[k], **{"c_" + family: exps.c[k]})
+
+
+def chain(exps, family="adam"):
+    return {"inp": layer("input", exps, 0, family), "mid": layer("hidden", exps, 1, family), "out": layer("output", exps, 2, family)}
+
+
+# -- _predict: which verdict, for which layers ------------------------------------------------------------------------
+
+
+def test_a_chain_is_classified_as_declared_with_each_layers_family():
+    tracked = chain(MUP)
+    tracked["plain"] = nn.Linear(2, 2)  # not an abcparam layer: not in the chain
+    order = ["inp", "plain", "mid", "out"]
+    v, index, notes, why = coord._predict(order, tracked, {"inp": "adam", "mid": "adam", "out": "adam"}, "tp4")
+    assert v == theory.classify(MUP.a, MUP.b, MUP.c, optimizer=["adam"] * 3)
+    assert (index, notes, why) == ({"inp": 0, "mid": 1, "out": 2}, [], None)
+    v, *_ = coord._predict(order, tracked, {"inp": "adam", "mid": "adam", "out": "adam"}, "full")
+    assert v == theory.classify(MUP.a, MUP.b, MUP.c, optimizer=["adam"] * 3, alignment="full")
+
+
+def test_a_hybrid_chain_reads_each_layers_exponent_under_its_own_family():
+    tracked = {"inp": layer("input", MUP, 0), "mid": layer("hidden", NTK, 1, "sgd"), "out": layer("output", MUP, 2)}
+    v, *_ = coord._predict(["inp", "mid", "out"], tracked, {"inp": "adam", "mid": "sgd", "out": "adam"}, "tp4")
+    assert v == theory.classify([MUP.a[0], NTK.a[1], MUP.a[2]], [MUP.b[0], NTK.b[1], MUP.b[2]],
+                                [MUP.c[0], NTK.c[1], MUP.c[2]], optimizer=["adam", "sgd", "adam"])
+    assert v.families == ("adam", "sgd", "adam")
+
+
+def test_no_prediction_without_layers_an_optimizer_or_the_end_roles_and_each_says_why():
+    assert coord._predict(["x"], {"x": nn.Linear(2, 2)}, {}, "tp4") == (
+        None, {}, [], "the model has no abcparam layers (or none ran in the forward pass)")
+    tracked = chain(MUP)
+    assert coord._predict(["inp", "mid", "out"], tracked, {"inp": "adam"}, "tp4") == (
+        None, {}, [], "no optimizer trains the weight of mid, out, so its learning-rate exponent is unknown")
+    assert coord._predict(["mid"], tracked, {"mid": "adam"}, "tp4") == (
+        None, {}, [], "no abcparam layer has the input or output role (abcparam layers: mid (hidden)); the theory needs "
+                      "the whole chain input -> output")
+    fams = {"inp": "adam", "mid": "adam"}
+    assert coord._predict(["inp", "mid"], tracked, fams, "tp4")[3] == (
+        "no abcparam layer has the output role (abcparam layers: inp (input), mid (hidden)); the theory needs the whole "
+        "chain input -> output")
+
+
+def test_layers_that_are_not_one_chain_are_predicted_per_role():
+    tracked = chain(MUP)
+    tracked["out2"] = layer("output", MUP, 2)
+    fams = dict.fromkeys(tracked, "adam")
+    v, index, notes, why = coord._predict(["inp", "mid", "out", "out2"], tracked, fams, "tp4")
+    assert v == theory.classify(MUP.a, MUP.b, MUP.c, optimizer=["adam"] * 3) and why is None
+    assert index == {"inp": 0, "mid": 1, "out": 2, "out2": 2}
+    assert notes == ["the layers are not one chain input -> hidden... -> output: predictions are per role"]
+    # without a hidden layer the readout is layer 1
+    two = {"inp": layer("input", MUP, 0), "a": layer("output", MUP, 2), "b": layer("output", MUP, 2)}
+    v, index, *_ = coord._predict(["inp", "a", "b"], two, dict.fromkeys(two, "adam"), "full")
+    assert v == theory.classify(MUP.a[::2], MUP.b[::2], MUP.c[::2], optimizer=["adam"] * 2, alignment="full")
+    assert index == {"inp": 0, "a": 1, "b": 1}
+    # a chain whose readout comes first is not a chain either
+    v, index, notes, _ = coord._predict(["out", "inp", "mid"], tracked, fams, "tp4")
+    assert index == {"out": 2, "inp": 0, "mid": 1} and notes
+
+
+def test_layers_of_one_role_with_different_exponents_have_no_single_prediction():
+    tracked = chain(MUP)
+    tracked["mid2"] = layer("hidden", NTK, 1)
+    tracked["mid2"].c_adam = NTK.c[1]
+    order = ["inp", "mid", "mid2", "out", "inp"]  # a module called twice is listed once per call: no chain
+    why = coord._predict(order, tracked, dict.fromkeys(tracked, "adam"), "tp4")[3]
+    assert why == (f"the hidden layers declare different exponents (mid: (a, b, c) = ({MUP.a[1]}, {MUP.b[1]}, {MUP.c[1]}) "
+                   f"under adam; mid2: (a, b, c) = ({NTK.a[1]}, {NTK.b[1]}, {NTK.c[1]}) under adam): no single "
+                   "prediction per role")
+
+
+# -- _prediction: the predicted exponent of each quantity -------------------------------------------------------------
+
+
+def test_the_prediction_of_each_quantity_is_the_verdicts_exponent():
+    v = theory.classify(MUP.a, MUP.b, MUP.c, optimizer="adam")
+    slopes = {t: v.predicted_slopes(t) for t in (1, 2)}
+    index = {"inp": 0, "mid": 1, "out": 2}
+    p = lambda name, q, step: coord._prediction(v, slopes, index, name, q, step)  # noqa: E731
+    assert p("output", "f", 0) == (v.f0_exponent, None)
+    assert p("output", "df", 2) == (slopes[2].delta_f, None)
+    assert p("inp", "h", 0) == p("mid", "h", 0) == (F(0), None)  # Theta(1) pre-activations when stable at init
+    assert p("out", "h", 0) == (v.f0_exponent, None)  # the readout's own output is f_0
+    assert p("out", "dh", 1) == (slopes[1].delta_f, None)
+    assert p("inp", "dh", 1) == (slopes[1].delta_h[0], None) and p("mid", "dh", 2) == (slopes[2].delta_h[1], None)
+    assert p("other", "dh", 1) == (None, None)  # not a layer of the verdict
+    # a tied readout's own-token logit: between the others' exponent and 1/2 more (section 14)
+    assert p("out", "h_own", 0) == (v.f0_exponent + F(1, 2), v.f0_exponent)
+    assert p("output", "f_own", 0) == (v.f0_exponent + F(1, 2), v.f0_exponent)
+    assert coord._prediction(None, {}, {}, "output", "f", 0) == (None, None)
+
+
+def test_pre_activations_have_no_prediction_when_the_initialisation_is_unstable():
+    v = theory.classify([0, 0, 0], [0, 0, 0], 0)  # SP-like at init: the hidden pre-activations blow up
+    assert not v.stable_at_init
+    slopes = {1: v.predicted_slopes(1)}
+    assert coord._prediction(v, slopes, {"inp": 0, "mid": 1, "out": 2}, "mid", "h", 0) == (None, None)
+    assert coord._prediction(v, slopes, {"inp": 0, "mid": 1, "out": 2}, "out", "h", 0) == (v.f0_exponent, None)
+
+
+# -- reading the model's batch, output and loss -----------------------------------------------------------------------
+
+
+def test_a_batch_is_an_input_an_input_and_target_or_keyword_inputs():
+    x, y = torch.zeros(2, 3), torch.ones(2)
+    assert coord._split_batch(x) == ((x,), {}, None)
+    assert coord._split_batch((x,)) == ((x,), {}, None) and coord._split_batch([x, y]) == ((x,), {}, y)
+    assert coord._split_batch({"input_ids": x, "labels": y}) == ((), {"input_ids": x, "labels": y}, None)
+    for bad in ((x, y, y), (), 3, "x"):
+        with pytest.raises(TypeError, match=r"^batch: expected a tensor x, a tuple \(x, y\), or a dict of keyword inputs "
+                                            r"for the model$"):
+            coord._split_batch(bad)
+
+
+def test_the_logits_are_the_output_its_logits_or_the_first_of_a_tuple():
+    f = torch.randn(2, 3)
+    assert coord._output_tensor(f) is f
+    assert coord._output_tensor({"logits": f, "loss": f.sum()}) is f and coord._output_tensor(NS(logits=f)) is f
+    assert coord._output_tensor((f, None)) is f and coord._output_tensor([f]) is f
+    assert coord._output_tensor({"loss": f}) is None and coord._output_tensor((None, f)) is None
+    assert coord._output_tensor(()) is None and coord._output_tensor(NS(logits=3)) is None
+
+
+def test_the_default_loss_is_mse_or_cross_entropy_by_target_dtype_or_the_models_own():
+    f = torch.randn(2, 5, 4)
+    for dtype in (torch.int64, torch.int32, torch.uint8):  # class indices of any integer dtype (int32 failed in torch)
+        y = torch.tensor([[0, 1, 2, 3, 0], [3, 2, 1, 0, 1]], dtype=dtype)
+        want = -torch.log_softmax(f, -1).gather(-1, y.long()[..., None]).mean()
+        assert torch.allclose(coord._default_loss(f, y), want)
+    y = torch.randn(2, 5, 4)
+    assert torch.allclose(coord._default_loss((f, None), y), ((f - y) ** 2).mean())
+    own = torch.tensor(2.5)
+    assert coord._default_loss({"loss": own}, None) is own
+    with pytest.raises(ValueError, match=r"^loss: the model's output is not a scalar loss and the batch has no target; "
+                                         r"pass loss=fn\(output, y\) or batch=\(x, y\)$"):
+        coord._default_loss(f, None)
+    with pytest.raises(ValueError, match=r"^loss: cannot find the logits in the model's dict output \(a tensor, a tuple or "
+                                         r"list with the logits first, a dict or an object with 'logits'\); pass "
+                                         r"loss=fn\(output, y\)$"):
+        coord._default_loss({"hidden": f}, y)
+
+
+def test_only_an_abcparam_readouts_bias_is_left_out_of_its_output():
+    lin = abcparam.Linear(4, 3, role="output", param=abcparam.mup(4, 4))
+    assert coord._readout_bias(lin) is lin.bias
+    assert coord._readout_bias(abcparam.Linear(4, 4, role="hidden", param=abcparam.mup(4, 4))) is None
+    assert coord._readout_bias(abcparam.Linear(4, 3, role="output", bias=False, param=abcparam.mup(4, 4))) is None
+    assert coord._readout_bias(NS(role="output", bias=torch.zeros(3))) is None  # not an abcparam layer
+    plain = nn.Linear(4, 3)
+    view = coord._Declared(plain, "output", F(0), F(1, 2), F(1), "adam")
+    assert coord._readout_bias(view) is plain.bias and view.c_adam == F(1) and (view.a, view.b) == (F(0), F(1, 2))
+    assert view.module is plain and view.role == "output" and view.abc_scales() == {}
+    assert coord._Declared(nn.Linear(4, 3, bias=False), "output", F(0), F(0), F(0), "sgd").bias is None
+
+
+def test_declared_exponents_are_read_exactly_by_module_name():
+    got = coord._check_declared({"fc": ("hidden", "1/2", 0, 1.0, "Adam"), "head": ["output", 1, "1/2", 0, "sgd"]})
+    assert got == {"fc": ("hidden", F(1, 2), F(0), F(1), "adam"), "head": ("output", F(1), F(1, 2), F(0), "sgd")}
+    assert coord._check_declared(None) == {}
+    with pytest.raises(TypeError, match=r"^exponents: expected a mapping module name -> \(role, a, b, c, family\), got list$"):
+        coord._check_declared([("fc", "hidden", 0, 0, 0, "sgd")])
+    with pytest.raises(ValueError, match=r"^exponents: 'fc' -> \('middle', 0, 0, 0, 'sgd'\); expected \(role, a, b, c, "
+                                         r"family\) with role input, hidden or output$"):
+        coord._check_declared({"fc": ("middle", 0, 0, 0, "sgd")})
+    with pytest.raises(ValueError, match=r"^exponents: 'fc' -> \('hidden', 0, 0\); expected"):
+        coord._check_declared({"fc": ("hidden", 0, 0)})
+    with pytest.raises(ValueError, match=r"fc\.b"):
+        coord._check_declared({"fc": ("hidden", 0, "x", 0, "sgd")})
+
+
+# -- optimizers and builds ------------------------------------------------------------------------------------------
+
+
+def test_the_optimizer_is_a_class_or_a_factory_of_one_or_several():
+    model = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    (opt,) = coord._build_optimizers(torch.optim.SGD, model, 0.25)
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["lr"] == 0.25
+    (opt,) = coord._build_optimizers(lambda ps, lr: torch.optim.Adam(ps, lr=2 * lr), model, 0.25)
+    assert isinstance(opt, torch.optim.Adam) and opt.param_groups[0]["lr"] == 0.5
+    (opt,) = coord._build_optimizers(lambda ps: torch.optim.Adam(ps, lr=0.125), model, 0.25)
+    assert opt.param_groups[0]["lr"] == 0.125
+    first, second = model.parameters(), None
+    a, b = list(model[0].parameters()), list(model[1].parameters())
+    pair = coord._build_optimizers(lambda ps, lr: (torch.optim.SGD(a, lr=lr), torch.optim.Adam(b, lr=lr)), model, 0.25)
+    assert [type(o) for o in pair] == [torch.optim.SGD, torch.optim.Adam]
+    with pytest.raises(TypeError, match=r"^optimizer: expected a torch optimizer class or a factory params -> optimizer, got "
+                                        r"'adam'$"):
+        coord._build_optimizers("adam", model, 0.25)
+    with pytest.raises(TypeError, match=r"^optimizer: the factory returned dict, not a torch optimizer \(or a list of them\)$"):
+        coord._build_optimizers(lambda ps: {}, model, 0.25)
+    with pytest.raises(TypeError, match=r"^optimizer: the factory returned list, not a torch optimizer"):
+        coord._build_optimizers(lambda ps: [[torch.optim.SGD(a, lr=1.0)]], model, 0.25)
+    del first, second
+
+
+def test_a_factory_takes_the_learning_rate_when_it_has_two_positional_parameters():
+    assert coord._takes_lr(lambda ps, lr: None) and coord._takes_lr(lambda ps, lr, *, x=1: None)
+    assert not coord._takes_lr(lambda ps: None) and not coord._takes_lr(lambda ps, *, lr=1: None)
+    assert not coord._takes_lr(lambda *args: None)
+    assert not coord._takes_lr(NS())  # no signature to read
+
+
+def test_a_build_is_seeded_and_must_return_a_module():
+    a = coord.seeded_build(lambda n: nn.Linear(n, n), 4, 7)
+    b = coord.seeded_build(lambda n: nn.Linear(n, n), 4, 7)
+    c = coord.seeded_build(lambda n: nn.Linear(n, n), 4, 8)
+    assert torch.equal(a.weight, b.weight) and not torch.equal(a.weight, c.weight)
+    torch.manual_seed(7)
+    assert torch.equal(nn.Linear(4, 4).weight, a.weight)
+    with pytest.raises(TypeError, match=r"^build: build\(4\) returned Tensor, not an nn\.Module$"):
+        coord.seeded_build(lambda n: torch.zeros(n), 4, 0)
+
+
+def test_widths_are_three_or_more_distinct_positive_ints_sorted():
+    assert coord._check_widths([256, 64, 128, 64]) == [64, 128, 256]
+    assert coord._check_widths((torch.tensor(8).item(), 16, 32)) == [8, 16, 32]
+    for bad in ([64, 128, 64], [0, 64, 128], [-64, 64, 128]):
+        with pytest.raises(ValueError, match=r"^widths: need at least 3 distinct positive widths to fit a slope, got "):
+            coord._check_widths(bad)
+    for bad in ([64, 128.0, 256], [True, 64, 128]):
+        with pytest.raises(TypeError, match=r"^widths: expected ints, got "):
+            coord._check_widths(bad)
+    with pytest.raises(TypeError, match=r"^widths: expected a list of positive ints, got 'abc'$"):
+        coord._check_widths("abc")
+    with pytest.raises(TypeError, match=r"^widths: expected a list of positive ints, got 5$"):
+        coord._check_widths(5)
+
+
+# -- recording a forward pass ---------------------------------------------------------------------------------------
+
+
+def test_the_recorder_keeps_every_call_in_order_without_a_readouts_bias():
+    inp = nn.Linear(3, 4)
+    out = abcparam.Linear(4, 2, role="output", param=abcparam.mup(4, 4))
+    nn.init.constant_(out.bias, 5.0)
+    rec = coord._Recorder({"inp": inp, "out": out})
+    x = torch.randn(2, 3)
+    h = inp(x)
+    f = out(inp(h[:, :3]))
+    got = rec.take()
+    assert rec.order == ["inp", "out"] and list(got) == ["inp", "out"]
+    assert len(got["inp"]) == 2 and torch.equal(got["inp"][0], h.detach())
+    assert torch.allclose(got["out"][0], (f - out.bias).detach())  # the weight term
+    assert rec.take() == {}
+    rec.close()
+    inp(x)
+    assert rec.take() == {}
+    # a module seen through declared exponents: its readout bias is left out too
+    plain = nn.Linear(3, 2)
+    rec = coord._Recorder({"head": plain}, {"head": coord._Declared(plain, "output", F(0), F(0), F(1), "sgd")})
+    y = plain(x)
+    assert torch.allclose(rec.take()["head"][0], (y - plain.bias).detach())
+    rec.close()
+
+
+def test_the_recorder_skips_outputs_without_a_tensor_and_keeps_a_copy():
+    class Pair(nn.Module):
+        def forward(self, x):
+            return {"hidden": x}
+
+    m, lin = Pair(), nn.Linear(2, 2)
+    rec = coord._Recorder({"m": m, "lin": lin})
+    m(torch.zeros(1))
+    y = lin(torch.ones(1, 2))
+    kept = rec.take()["lin"][0]
+    assert rec.order == ["lin"]
+    with torch.no_grad():
+        y.mul_(0)
+    assert not torch.equal(kept, y)  # a copy, not the tensor the model goes on to change
+    rec.close()
+
+
+def test_a_tied_readouts_logits_are_split_into_the_input_tokens_own_and_the_others():
+    ids = torch.tensor([[0, 2], [1, 1]])
+    logits = torch.arange(12, dtype=torch.float64).reshape(2, 2, 3)
+    values = {}
+    coord._record_init(values, "lm_head", "h", [logits], ids)
+    own = torch.tensor([0.0, 5.0, 7.0, 10.0])
+    others = torch.tensor([1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 9.0, 11.0])
+    assert values == {("lm_head", "h", 0): pytest.approx(float(others.pow(2).mean().sqrt())),
+                      ("lm_head", "h_own", 0): pytest.approx(float(own.pow(2).mean().sqrt()))}
+    # anything else is one RMS over every call: no ids, ids of another shape, ids out of range, two calls
+    for ts, i in [([logits], None), ([logits], ids[0]), ([logits], ids + 1), ([logits], ids - 1), ([logits, logits], ids),
+                  ([logits], ids[:, :0])]:
+        values = {}
+        coord._record_init(values, "x", "f", ts, i)
+        assert values == {("x", "f", 0): pytest.approx(float(torch.cat([t.flatten() for t in ts]).pow(2).mean().sqrt()))}
+
+
+def test_a_quantity_exactly_zero_only_before_a_later_step_moves_it_is_structural():
+    zero, moved = [[0.0, 0.0]] * 3, [[0.1, 0.2]] * 3
+    raw = {("out", "h", 0): zero, ("a", "dh", 1): zero, ("a", "dh", 2): moved, ("b", "dh", 1): zero, ("b", "dh", 2): zero,
+           ("c", "dh", 1): moved, ("d", "dh", 1): zero}
+    assert coord._structural_zero(raw, "out", "h", 0, 2)  # a zero-initialised readout
+    assert coord._structural_zero(raw, "a", "dh", 1, 2)  # moves at step 2
+    assert not coord._structural_zero(raw, "a", "dh", 2, 2) and not coord._structural_zero(raw, "c", "dh", 1, 2)
+    assert not coord._structural_zero(raw, "b", "dh", 1, 2)  # never trains: not excused
+    assert not coord._structural_zero(raw, "d", "dh", 1, 3)  # no later measurement
+    assert coord._all_zero([[0.0], [-0.0]]) and not coord._all_zero([[0.0], [1e-300]])
+
+
+# -- attention scales -----------------------------------------------------------------------------------------------
+
+
+def _calls(*per_width):
+    return [list(c) for c in per_width]
+
+
+MUP_ATTN = {"attn": NS(attention=F(1))}  # a module declaring the muP attention exponent, scale ~ d_head^-1
+
+
+def test_a_muP_scale_agrees_and_an_SP_scale_fails_a_stable_model():
+    v = theory.classify(MUP.a, MUP.b, MUP.c, optimizer="adam")
+    calls = _calls([(16, 1 / 16), (8, 0.5)], [(32, 1 / 32), (8, 0.5)], [(64, 1 / 64), (8, 0.5)])
+    rows = coord._attention_fits(calls, MUP_ATTN, v)
+    assert rows == [
+        coord.Fit("attention 0", "-", "scale", 0, -1.0, 0.0, F(-1), True, "agree", 0.0, 1.0, ""),
+        coord.Fit("attention 1", "-", "scale", 0, 0.0, 0.0, F(-1), None, "-", 0.0, 0.0,
+                  "head dimension 8 at every width: the scale does not change with width"),
+    ]
+    sp = _calls([(16, 16 ** -0.5)], [(32, 32 ** -0.5)], [(64, 64 ** -0.5)])
+    (row,) = coord._attention_fits(sp, MUP_ATTN, v)
+    assert (row.slope, row.predicted, row.ok, row.status, row.margin) == (-0.5, F(-1), False, "disagree", 0.0)
+    assert row.reason == "scale ~ d_head^-1/2: the logits move like d_head^(1/2) and blow up with width"
+    # declared muP but measured 3/2: stable, but not what the parametrization says
+    (row,) = coord._attention_fits(_calls([(16, 16 ** -1.5)], [(32, 32 ** -1.5)], [(64, 64 ** -1.5)]), MUP_ATTN, v)
+    assert (row.status, row.reason) == ("disagree", "scale ~ d_head^-3/2, but the parametrization says d_head^-1")
+
+
+def test_an_unstable_verdict_or_no_declared_exponent_only_reports_the_scale():
+    sp = _calls([(16, 16 ** -0.5)], [(32, 32 ** -0.5)], [(64, 64 ** -0.5)])
+    unstable = theory.classify([0, 0, 0], [0, "1/2", "1/2"], 0)
+    assert unstable.regime == "unstable"
+    (row,) = coord._attention_fits(sp, {"attn": NS(attention=F(1, 2))}, unstable)
+    assert (row.status, row.ok, row.predicted, row.margin, row.reason) == ("agree", True, F(-1, 2), 1.0, "")
+    for tracked in ({}, {"a": NS(attention=F(1)), "b": NS(attention=F(1, 2))}, {"a": NS(attention=0.5)}):
+        (row,) = coord._attention_fits(sp, tracked, None)
+        assert (row.predicted, row.status, row.ok, row.reason) == (None, "-", None, "scale ~ d_head^-1/2")
+    assert coord._attention_fits([], {}, None) == [] and coord._attention_fits([[]], {}, None) == []
+
+
+def test_a_scale_that_is_not_a_power_of_the_head_dimension_or_calls_that_change_in_number_are_undecided():
+    odd = _calls([(16, 0.3)], [(32, 0.2)], [(64, 0.05)])
+    (row,) = coord._attention_fits(odd, MUP_ATTN, None)
+    assert (row.status, row.predicted, row.ok, row.settle) == ("inconclusive", F(-1), None,
+                                                               "an attention scale that is a power of the head dimension")
+    assert math.isnan(row.slope) and row.reason.startswith("scale not a power of d_head (best fit ")
+    (row,) = coord._attention_fits(_calls([(16, 0.25)], [(32, 0.1), (32, 0.1)], [(64, 0.1)]), MUP_ATTN, None)
+    assert (row.layer, row.quantity, row.status, row.reason, row.settle) == (
+        "attention", "scale", "inconclusive", "the number of attention calls changes with width",
+        "the same number of attention calls at every width")
+    assert math.isnan(row.slope) and row.predicted is None

@@ -1,0 +1,255 @@
+"""The coordinate check's report on hand-made fits: its decision, in every branch and with its exact words, and
+its renderings (summary, table, markdown, JSON).
+
+No model is trained here: each report is built from :class:`abcparam.coord.Fit` rows whose statuses are chosen,
+so each test pins down one rule of the decision or one detail of a rendering (what a user reads and a script
+parses).  The whole file runs in well under a second.
+"""
+
+import json
+import math
+from fractions import Fraction as F
+
+import pytest
+
+import abcparam
+from abcparam import coord
+
+MUP = abcparam.classify(abcparam.preset("mup", 2), optimizer="adam")  # feature learning, f_0 ~ n^-1/2
+NTK = abcparam.classify(abcparam.preset("ntk", 2), optimizer="sgd")  # kernel
+SP_ADAM = abcparam.classify(abcparam.preset("sp", 2), optimizer="adam")  # unstable
+
+
+def fit(layer="layers.1", quantity="dh", step=1, slope=0.0, status="agree", predicted=F(0), **kw):
+    ok = {"agree": True, "disagree": False}.get(status)
+    args = dict(role="hidden", spread=0.01, noise=0.05, margin=0.1, reason="", settle="", predicted_low=None)
+    args.update(kw)
+    return coord.Fit(layer, args.pop("role"), quantity, step, slope, args.pop("spread"), predicted, ok, status, **args)
+
+
+def report(fits, verdict=MUP, measured=None, **kw):
+    measured = measured if measured is not None else (verdict.regime if verdict is not None else "feature_learning")
+    args = dict(widths=[64, 128, 256], steps=2, seeds=[0, 1], family="adam", lr=0.01, tolerance=0.2, fits=fits, rms={},
+                verdict=verdict, measured_regime=measured)
+    args.update(kw)
+    return coord.CoordReport(**args)
+
+
+# -- the decision ---------------------------------------------------------------------------------------------------
+
+
+def test_every_agreeing_fit_and_the_predicted_regime_pass():
+    r = report([fit(), fit("output", "df", role="output")])
+    assert (r.status, r.comparison, r.agrees, r.passed, r.inconclusive) == ("pass", "agree", True, True, False)
+    assert r.outcome() == "PASS: the measurements agree with the theory (feature_learning)"
+
+
+def test_agreeing_fits_with_another_measured_regime_disagree():
+    r = report([fit()], measured="kernel")
+    assert (r.status, r.comparison, r.agrees) == ("fail", "disagree", False)
+    assert r.outcome() == "FAIL: the measurements disagree with the theory"
+
+
+def test_one_disagreeing_fit_fails_even_beside_undecided_ones():
+    r = report([fit(), fit(status="inconclusive"), fit(status="disagree", slope=0.9)])
+    assert (r.status, r.comparison) == ("fail", "disagree")
+    assert [f.slope for f in r.mismatches] == [0.9] and len(r.undecided) == 1
+
+
+def test_a_diverged_run_fails_and_names_its_first_non_finite_value():
+    r = report([fit()], nonfinite=[(128, 1, 2, "layers.1 dh, output df"), (256, 0, 1, "output df")])
+    assert (r.diverged, r.comparison, r.agrees, r.status) == (True, "disagree", False, "fail")
+    assert r.outcome() == ("FAIL: non-finite values (the run diverged), first at width 128, seed 1, step 2 in "
+                           "layers.1 dh, output df")
+    assert not report([fit()]).diverged
+
+
+def test_without_a_prediction_only_an_expected_regime_that_is_measured_passes():
+    r = report([fit(predicted=None, status="-")], verdict=None, measured="kernel")
+    assert (r.comparison, r.agrees, r.theory_regime) == ("none", False, None)
+    assert r.outcome() == "FAIL: no prediction to compare with"
+    r = report([], verdict=None, measured="kernel", expect="kernel")
+    assert r.outcome() == "PASS: measured kernel, expected kernel (no prediction)" and r.passed
+    r = report([], verdict=None, measured="unstable", expect="kernel")
+    assert r.outcome() == "FAIL: measured unstable, expected kernel (no prediction)"
+
+
+def test_an_expected_regime_the_theory_does_not_predict_fails_whatever_was_measured():
+    r = report([fit()], expect="kernel")
+    assert r.outcome() == "FAIL: the theory predicts feature_learning, expected kernel"
+    assert report([fit()], expect="feature_learning").passed
+
+
+def test_undecided_fits_are_listed_four_at_most_with_what_would_settle_them():
+    undecided = [fit(f"l{k}", step=k % 2 + 1, status="inconclusive", settle=s) for k, s in enumerate(["wider", "seeds", "wider", "", "x"])]
+    r = report([fit(), *undecided])
+    assert (r.status, r.comparison, r.inconclusive, r.passed) == ("inconclusive", "inconclusive", True, False)
+    assert r.outcome() == ("INCONCLUSIVE: nothing disagrees, but the measurements cannot decide l0 dh@1, l1 dh@2, l2 dh@1, "
+                           "l3 dh@2 (+1 more); would settle it: seeds; wider; x")
+    r = report([fit("a", status="inconclusive")])
+    assert r.outcome() == "INCONCLUSIVE: nothing disagrees, but the measurements cannot decide a dh@1"
+
+
+def test_a_rising_loss_makes_a_stable_check_inconclusive_but_not_an_unstable_one():
+    r = report([fit()], lr_too_large=(64, 3.04))
+    assert (r.comparison, r.status) == ("inconclusive", "inconclusive")
+    assert r.outcome() == ("INCONCLUSIVE: the loss rises 3.0x during the steps at width 64: the learning rate is too "
+                           "large for the asymptotics at these widths; would settle it: a smaller learning rate")
+    grows = fit(status="agree", predicted=F(1), slope=1.0)
+    r = report([grows], verdict=SP_ADAM, lr_too_large=(64, 3.04), expect="unstable")
+    assert (r.comparison, r.status) == ("agree", "pass")
+
+
+def test_an_unstable_prediction_is_a_lower_bound_met_when_something_measurably_grows():
+    grows, flat = fit(status="agree", predicted=F(1), slope=1.0), fit(status="disagree", predicted=F(1), slope=0.0)
+    undecided = fit(status="inconclusive", predicted=F(1), slope=0.3)
+    assert report([flat, grows], verdict=SP_ADAM).comparison == "agree"
+    assert report([flat, undecided], verdict=SP_ADAM).comparison == "inconclusive"
+    assert report([flat], verdict=SP_ADAM).comparison == "disagree"
+    r = report([flat, grows], verdict=SP_ADAM, expect="unstable")
+    assert r.outcome() == "PASS: unstable, as expected (it measurably grows with width)"
+    r = report([flat, grows], verdict=SP_ADAM)
+    assert r.outcome() == ("FAIL: the measurements agree with the theory that the model is UNSTABLE (it blows up as width "
+                           "grows)")
+    assert r.agrees and not r.passed
+
+
+def test_growing_lists_the_four_rms_quantities_past_the_tolerance():
+    fits = [fit(slope=0.21), fit(slope=0.2), fit(quantity="df", slope=math.inf), fit(quantity="h", step=0, slope=0.5),
+            fit(quantity="f", step=0, slope=0.3), fit(quantity="h_own", step=0, slope=0.5), fit(quantity="scale", slope=1.0)]
+    assert [(f.quantity, f.slope) for f in report(fits).growing] == [("dh", 0.21), ("df", math.inf), ("h", 0.5), ("f", 0.3)]
+
+
+def test_the_smallest_margin_is_over_agreeing_fits_of_a_stable_verdict():
+    fits = [fit(margin=0.3), fit(margin=0.07), fit(status="disagree", margin=-1.0), fit(status="inconclusive", margin=0.01)]
+    assert report(fits).smallest_margin == 0.07
+    assert report([fit(status="disagree")]).smallest_margin is None
+    assert report(fits, verdict=SP_ADAM).smallest_margin is None
+    assert report(fits, verdict=None).smallest_margin is None
+
+
+# -- the renderings -------------------------------------------------------------------------------------------------
+
+
+def test_the_table_shows_each_fit_with_its_decision_and_prediction():
+    fits = [
+        fit("layers.0", "h", 0, 0.01, "agree", F(0), role="input", noise=0.0),
+        fit("layers.1", "dh", 1, -0.4949, "agree", F(-1, 2), reason="corrected"),
+        fit("layers.1", "dh", 2, 0.7, "disagree", F(0), noise=0.125),
+        fit("output", "f_own", 0, 0.1, "inconclusive", F(0), role="output", predicted_low=F(-1, 2)),
+        fit("layers.2", "dh", 2, math.nan, "-", None, noise=math.nan),
+    ]
+    r = report(fits)
+    assert r._rows() == [
+        ("layer", "role", "quantity", "step", "measured", "noise", "predicted", "decision"),
+        ("layers.0", "input", "h", "0", "+0.01", "-", "0", "yes"),
+        ("layers.1", "hidden", "dh", "1", "-0.49", "0.05", "-1/2", "yes (corrected)"),
+        ("layers.1", "hidden", "dh", "2", "+0.70", "0.12", "0", "NO"),
+        ("output", "output", "f_own", "0", "+0.10", "0.05", "-1/2..0", "?"),
+        ("layers.2", "hidden", "dh", "2", "n/a", "-", "-", "-"),
+    ]
+    assert r.table() == "\n".join([
+        "layer     role    quantity  step  measured  noise  predicted  decision",
+        "--------  ------  --------  ----  --------  -----  ---------  ---------------",
+        "layers.0  input   h         0     +0.01     -      0          yes",
+        "layers.1  hidden  dh        1     -0.49     0.05   -1/2       yes (corrected)",
+        "layers.1  hidden  dh        2     +0.70     0.12   0          NO",
+        "output    output  f_own     0     +0.10     0.05   -1/2..0    ?",
+        "layers.2  hidden  dh        2     n/a       -      -          -",
+    ])
+
+
+def test_an_unstable_verdicts_positive_predictions_are_shown_as_bounds():
+    fits = [fit(predicted=F(1), slope=1.0), fit(predicted=F(0), status="disagree"),
+            fit(predicted=F(1, 2), predicted_low=F(0), status="agree", reason="corrected"), fit(predicted=None, status="-")]
+    rows = report(fits, verdict=SP_ADAM)._rows()[1:]
+    # a bound replaces an interval; "corrected" is a stable verdict's word, not a lower bound's
+    assert [(r[6], r[7]) for r in rows] == [("1 (bound)", "yes"), ("0", "NO"), ("1/2 (bound)", "yes"), ("-", "-")]
+    assert [report(fits)._bound(f) for f in fits] == [False] * 4
+
+
+def test_the_summary_says_what_ran_what_was_decided_and_everything_that_did_not_agree():
+    fits = [fit("layers.1", "dh", 2, 0.7, "disagree", F(0), reason="off by 0.7"),
+            fit("layers.2", "dh", 2, 0.3, "inconclusive", F(0), reason="between"),
+            fit("output", "df", 2, math.inf, "disagree", F(0), reason="non-finite")]
+    nonfinite = [(64 * k, k % 2, 1, f"l{k} dh") for k in range(1, 8)]
+    r = report(fits, family=None, lr=0.5, tolerance=0.25, expect="feature_learning", notes=["one", "two"],
+               nonfinite=nonfinite, unowned=["emb.weight", "ln.bias"])
+    assert r.summary().split("\n") == [
+        "coordinate check: widths [64, 128, 256], 2 step(s), seeds [0, 1], optimizer ?, lr 0.5, tolerance 0.25",
+        "theory: feature_learning; measured: feature_learning; expected: feature_learning",
+        "FAIL: non-finite values (the run diverged), first at width 64, seed 1, step 1 in l1 dh",
+        "non-finite: width 64 seed 1 step 1: l1 dh, width 128 seed 0 step 1: l2 dh, width 192 seed 1 step 1: l3 dh, "
+        "width 256 seed 0 step 1: l4 dh, width 320 seed 1 step 1: l5 dh, width 384 seed 0 step 1: l6 dh (+1 more)",
+        "growing with width: layers.1 dh@2 ~ n^+0.70, layers.2 dh@2 ~ n^+0.30, output df@2 non-finite",
+        "disagreeing with the theory: layers.1 dh@2: +0.70 vs 0 (off by 0.7), output df@2: +inf vs 0 (non-finite)",
+        "undecided: layers.2 dh@2: +0.30 vs 0 (between)",
+        "owned by no abcparam layer (trained at the base learning rate, not predicted): emb.weight, ln.bias",
+        "note: one",
+        "note: two",
+    ]
+    assert str(r) == r.summary() + "\n\n" + r.table()
+
+
+def test_a_summary_without_a_prediction_says_why_and_a_clean_one_has_three_lines():
+    r = report([], verdict=None, no_prediction="the model has no abcparam layers")
+    assert r.summary().split("\n")[1] == "theory: no prediction (the model has no abcparam layers); measured: feature_learning"
+    assert report([], verdict=None).summary().split("\n")[1] == "theory: no prediction (unknown reason); measured: feature_learning"
+    assert report([fit()], lr=1e-3).summary().split("\n") == [
+        "coordinate check: widths [64, 128, 256], 2 step(s), seeds [0, 1], optimizer adam, lr 0.001, tolerance 0.2",
+        "theory: feature_learning; measured: feature_learning",
+        "PASS: the measurements agree with the theory (feature_learning)",
+    ]
+    nonfinite = [(64, 0, 1, "x")] * 6  # six are shown whole
+    assert report([fit()], nonfinite=nonfinite).summary().split("\n")[3] == "non-finite: " + ", ".join(["width 64 seed 0 step 1: x"] * 6)
+
+
+def test_the_markdown_is_the_summary_with_hard_breaks_and_the_table_as_a_markdown_table():
+    r = report([fit("layers.1", "dh", 1, -0.5, "agree", F(-1, 2)), fit("output", "df", 1, 0.0, "agree", F(0), role="output")])
+    assert r.to_markdown() == "\n".join([
+        "coordinate check: widths [64, 128, 256], 2 step(s), seeds [0, 1], optimizer adam, lr 0.01, tolerance 0.2  ",
+        "theory: feature_learning; measured: feature_learning  ",
+        "PASS: the measurements agree with the theory (feature_learning)",
+        "",
+        "| layer | role | quantity | step | measured | noise | predicted | decision |",
+        "|---|---|---|---|---|---|---|---|",
+        "| layers.1 | hidden | dh | 1 | -0.50 | 0.05 | -1/2 | yes |",
+        "| output | output | df | 1 | +0.00 | 0.05 | 0 | yes |",
+    ])
+
+
+def test_the_json_form_has_every_field_with_exact_exponents_and_no_non_finite_number():
+    fits = [fit("layers.1", "dh", 1, -0.5, "agree", F(-1, 2), spread=0.02, noise=0.04, margin=0.15, reason="r", settle="s"),
+            fit("output", "f_own", 0, math.inf, "disagree", F(0), role="output", spread=math.nan, noise=-math.inf,
+                margin=math.nan, predicted_low=F(-1, 2)),
+            fit("x", "h", 0, math.nan, "-", None)]
+    r = report(fits, expect="feature_learning", notes=["n"], nonfinite=[(64, 0, 1, "x h")], no_prediction=None,
+               unowned=["w"], lr_too_large=(64, 2.5))
+    d = json.loads(r.to_json())
+    assert d == {
+        "widths": [64, 128, 256], "steps": 2, "seeds": [0, 1], "family": "adam", "lr": 0.01, "tolerance": 0.2,
+        "theory_regime": "feature_learning", "measured_regime": "feature_learning", "expect": "feature_learning",
+        "passed": False, "status": "fail", "agrees": False, "unowned": ["w"], "lr_too_large": {"width": 64, "loss_rise": 2.5},
+        "outcome": "FAIL: non-finite values (the run diverged), first at width 64, seed 0, step 1 in x h",
+        "nonfinite": [{"width": 64, "seed": 0, "step": 1, "where": "x h"}], "no_prediction": None,
+        "fits": [
+            {"layer": "layers.1", "role": "hidden", "quantity": "dh", "step": 1, "slope": -0.5, "spread": 0.02,
+             "predicted": "-1/2", "predicted_low": None, "ok": True, "status": "agree", "noise": 0.04, "margin": 0.15,
+             "reason": "r", "settle": "s"},
+            {"layer": "output", "role": "output", "quantity": "f_own", "step": 0, "slope": 1e308, "spread": None,
+             "predicted": "0", "predicted_low": "-1/2", "ok": False, "status": "disagree", "noise": -1e308, "margin": None,
+             "reason": "", "settle": ""},
+            {"layer": "x", "role": "hidden", "quantity": "h", "step": 0, "slope": None, "spread": 0.01, "predicted": None,
+             "predicted_low": None, "ok": None, "status": "-", "noise": 0.05, "margin": 0.1, "reason": "", "settle": ""},
+        ],
+        "verdict": MUP.to_dict(), "notes": ["n"],
+    }
+    assert abcparam.Verdict.from_dict(d["verdict"]) == MUP
+    d = report([], verdict=None).to_dict()
+    assert d["verdict"] is None and d["lr_too_large"] is None and d["theory_regime"] is None
+    assert report([fit()]).to_json(indent=2) == json.dumps(report([fit()]).to_dict(), indent=2)  # options reach json.dumps
+
+
+@pytest.mark.parametrize("x,expected", [(0.25, 0.25), (-3.0, -3.0), (math.inf, 1e308), (-math.inf, -1e308), (math.nan, None)])
+def test_json_numbers_are_finite_or_null(x, expected):
+    assert coord._json_float(x) == expected
