@@ -232,29 +232,56 @@ def test_report_renders(tmp_path):
                    for ln in ax.get_lines() if ln.get_linestyle() == ":")
 
 
+TOL = r"tolerance: a finite positive number \(the largest allowed \|measured - predicted\| slope\), got "
+
+
 @pytest.mark.parametrize(
     "kw,err,msg",
     [
-        (dict(widths=[128, 256]), ValueError, "at least 3 distinct"),
-        (dict(lr=0), ValueError, "lr: a finite positive number"),
-        (dict(lr=float("inf")), ValueError, "lr: a finite positive number"),
-        (dict(tolerance=float("inf")), ValueError, "tolerance: a finite positive number"),
-        (dict(tolerance=0), ValueError, "tolerance"),
-        (dict(tolerance=float("nan")), ValueError, "tolerance"),
-        (dict(expect="lazy"), ValueError, "expect: got 'lazy'"),
-        (dict(steps=0), ValueError, "steps"),
+        (dict(widths=[128, 256]), ValueError, r"^widths: need at least 3 distinct positive widths to fit a slope, got \[128, 256\]$"),
+        (dict(lr=0), ValueError, r"^lr: a finite positive number, got 0$"),
+        (dict(lr=float("inf")), ValueError, r"^lr: a finite positive number, got inf$"),
+        (dict(lr=True), ValueError, r"^lr: a finite positive number, got True$"),
+        (dict(lr="0.1"), ValueError, r"^lr: a finite positive number, got '0.1'$"),
+        (dict(tolerance=float("inf")), ValueError, "^" + TOL + "inf$"),
+        (dict(tolerance=0), ValueError, "^" + TOL + "0$"),
+        (dict(tolerance=float("nan")), ValueError, "^" + TOL + "nan$"),
+        (dict(tolerance=True), ValueError, "^" + TOL + "True$"),
+        (dict(tolerance="0.2"), ValueError, "^" + TOL + "'0.2'$"),
+        (dict(expect="lazy"), ValueError, r"^expect: got 'lazy'; allowed: feature_learning, kernel, trivial, unstable$"),
+        (dict(steps=0), ValueError, r"^steps: an int >= 1, got 0$"),
+        (dict(steps=True), ValueError, r"^steps: an int >= 1, got True$"),
+        (dict(steps=2.0), ValueError, r"^steps: an int >= 1, got 2.0$"),
         (dict(seeds=[]), ValueError, r"^seeds: a non-empty list of ints, got \[\]$"),
         (dict(seeds=[0, 1.5]), ValueError, r"^seeds: a non-empty list of ints, got \[0, 1.5\]$"),
         (dict(seeds=[True]), ValueError, r"^seeds: a non-empty list of ints, got \[True\]$"),
-        (dict(batch=[1, 2, 3]), TypeError, "batch"),
-        (dict(optimizer="adam"), TypeError, "optimizer"),
+        (dict(init_seeds=0), ValueError, r"^init_seeds: an int >= 1, got 0$"),
+        (dict(init_seeds=True), ValueError, r"^init_seeds: an int >= 1, got True$"),
+        (dict(init_seeds=2.0), ValueError, r"^init_seeds: an int >= 1, got 2.0$"),
+        (dict(init_seeds=1, steps=1, lr=1, tolerance=1, seeds=(3,)), None, None),  # the smallest accepted values
+        (dict(build="mlp"), TypeError, r"^build: expected a function width -> model$"),
+        (dict(batch=[1, 2, 3]), TypeError, r"^batch: expected a tensor x"),
+        (dict(batch=None), TypeError, r"^widths, batch: required \(or depths= for the depth check\)$"),
+        (dict(widths=None), TypeError, r"^widths, batch: required \(or depths= for the depth check\)$"),
+        (dict(depths=[1, 2, 4]), ValueError, r"^widths, depths: give widths or depths, not both \(a width-and-depth grid is "
+                                             r"two checks: one across widths at a fixed depth, one across depths at a fixed "
+                                             r"width\)$"),
+        (dict(widths=None, depths=[1, 2, 4], batch=None), TypeError, r"^batch: required$"),
+        (dict(optimizer="adam"), TypeError, "^optimizer: expected a torch optimizer class or a factory"),
+        (dict(exponents=[("fc", "hidden", 0, 0, 0, "sgd")]), TypeError, "^exponents: expected a mapping"),
     ],
 )
 def test_bad_inputs(kw, err, msg):
-    args = dict(widths=WIDTHS, batch=batch(), optimizer=torch.optim.Adam, lr=1e-2)
+    args = dict(widths=WIDTHS, batch=batch(), optimizer=torch.optim.Adam, lr=1e-2,
+                build=lambda n: MLP(16, n, 4, param=abcparam.mup(n, 128)))
     args.update(kw)
+    if err is None:  # an accepted argument: stop the check at its first build instead of running it
+        args["build"] = lambda n: (_ for _ in ()).throw(LookupError("built"))
+        with pytest.raises(LookupError, match="built"):
+            abcparam.coord_check(args.pop("build"), args.pop("widths"), args.pop("batch"), **args)
+        return
     with pytest.raises(err, match=msg):
-        abcparam.coord_check(lambda n: MLP(16, n, 4, param=abcparam.mup(n, 128)), args.pop("widths"), args.pop("batch"), **args)
+        abcparam.coord_check(args.pop("build"), args.pop("widths"), args.pop("batch"), **args)
 
 
 def test_pytest_fixture(abc_coord_check):
