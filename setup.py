@@ -15,7 +15,7 @@ setup(
     install_requires=["torch>=2.1", "einops"],
     extras_require={
         "test": ["pytest", "hypothesis"],
-        "plot": ["matplotlib"],
+        "plot": ["matplotlib>=3.5"],
         "progress": ["tqdm"],
         "word2vec": ["gensim"],
         "hf": ["transformers"],

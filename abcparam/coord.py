@@ -361,36 +361,35 @@ class CoordReport(_Decision):
         (``pip install abcparam[plot]``); returns the figure and saves it to ``path``."""
         try:
             import matplotlib
-
-            if path is not None:
-                matplotlib.use("Agg", force=False)
             import matplotlib.pyplot as plt
         except ImportError:
             raise ImportError("report.plot needs matplotlib: pip install 'abcparam[plot]' (or pip install matplotlib)") from None
         panels = [0] + list(range(1, self.steps + 1))
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), sharey=False, squeeze=False)
-        ws = torch.tensor(self.widths, dtype=torch.float64)
+        fig = plt.figure(figsize=(3.6 * len(panels), 3.4))
+        axes = [fig.add_subplot(1, len(panels), k + 1) for k in range(len(panels))]
         layers = list(dict.fromkeys(f.layer for f in self.fits))
-        cmap = plt.get_cmap("viridis")
-        for ax, step in zip(axes[0], panels):
+        cmap = matplotlib.colormaps["viridis"]
+        for ax, step in zip(axes, panels):
             for k, layer in enumerate(layers):
                 q = ("h" if layer != "output" else "f") if step == 0 else ("dh" if layer != "output" else "df")
                 key = (layer, q, step)
                 if key not in self.rms:
                     continue
-                vals = torch.tensor(self.rms[key], dtype=torch.float64).mean(dim=1)
+                vals = [sum(seeds) / len(seeds) for seeds in self.rms[key]]  # the mean over seeds at each width
                 color = "black" if layer == "output" else cmap(k / max(1, len(layers) - 1))
-                ax.plot(self.widths, vals.tolist(), "o-", color=color, label=layer, lw=1.5, ms=3)
+                ax.plot(self.widths, vals, "o-", color=color, label=layer, ms=3)
                 fit = next((f for f in self.fits if (f.layer, f.quantity, f.step) == key), None)
-                if fit is not None and fit.predicted is not None and vals[0] > 0 and math.isfinite(float(vals[0])):
-                    pred = vals[0] * (ws / ws[0]) ** float(fit.predicted)
-                    ax.plot(self.widths, pred.tolist(), ":", color=color, lw=1)
+                if fit is not None and fit.predicted is not None and vals[0] > 0 and math.isfinite(vals[0]):
+                    # the predicted slope through the first point
+                    ax.plot(self.widths, [vals[0] * (w / self.widths[0]) ** float(fit.predicted) for w in self.widths], ":",
+                            color=color, lw=1)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_xlabel("width")
             ax.set_title("init: RMS h, f" if step == 0 else f"step {step}: RMS of change")
-        axes[0][0].set_ylabel("RMS (dotted: predicted slope)")
-        axes[0][-1].legend(fontsize=7, loc="best")
+        axes[0].set_ylabel("RMS (dotted: predicted slope)")
+        if axes[-1].get_lines():  # (an empty last panel has no legend to show)
+            axes[-1].legend(fontsize=7)
         fig.suptitle(f"theory {self.theory_regime}, measured {self.measured_regime}: {self.outcome()}", fontsize=9)
         fig.tight_layout()
         if path is not None:

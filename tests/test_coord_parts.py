@@ -305,6 +305,9 @@ def test_a_tied_readouts_logits_are_split_into_the_input_tokens_own_and_the_othe
     others = torch.tensor([1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 9.0, 11.0])
     assert values == {("lm_head", "h", 0): pytest.approx(float(others.pow(2).mean().sqrt())),
                       ("lm_head", "h_own", 0): pytest.approx(float(own.pow(2).mean().sqrt()))}
+    values = {}  # one token: a 0-d id and a vector of logits
+    coord._record_init(values, "lm_head", "h", [torch.tensor([3.0, 4.0, 12.0])], torch.tensor(2))
+    assert values == {("lm_head", "h", 0): pytest.approx(12.5 ** 0.5), ("lm_head", "h_own", 0): pytest.approx(12.0)}
     # anything else is one RMS over every call: no ids, ids of another shape, ids out of range, two calls
     for ts, i in [([logits], None), ([logits], ids[0]), ([logits], ids + 1), ([logits], ids - 1), ([logits, logits], ids),
                   ([logits], ids[:, :0])]:

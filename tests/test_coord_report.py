@@ -8,6 +8,7 @@ parses).  The whole file runs in well under a second.
 
 import json
 import math
+import warnings
 from fractions import Fraction as F
 
 import pytest
@@ -67,16 +68,16 @@ def test_a_diverged_run_fails_and_names_its_first_non_finite_value():
 def test_without_a_prediction_only_an_expected_regime_that_is_measured_passes():
     r = report([fit(predicted=None, status="-")], verdict=None, measured="kernel")
     assert (r.comparison, r.agrees, r.theory_regime) == ("none", False, None)
-    assert r.outcome() == "FAIL: no prediction to compare with"
+    assert r.outcome() == "FAIL: no prediction to compare with" and r.status == "fail"
     r = report([], verdict=None, measured="kernel", expect="kernel")
     assert r.outcome() == "PASS: measured kernel, expected kernel (no prediction)" and r.passed
     r = report([], verdict=None, measured="unstable", expect="kernel")
-    assert r.outcome() == "FAIL: measured unstable, expected kernel (no prediction)"
+    assert r.outcome() == "FAIL: measured unstable, expected kernel (no prediction)" and r.status == "fail"
 
 
 def test_an_expected_regime_the_theory_does_not_predict_fails_whatever_was_measured():
     r = report([fit()], expect="kernel")
-    assert r.outcome() == "FAIL: the theory predicts feature_learning, expected kernel"
+    assert r.outcome() == "FAIL: the theory predicts feature_learning, expected kernel" and r.status == "fail"
     assert report([fit()], expect="feature_learning").passed
 
 
@@ -88,6 +89,8 @@ def test_undecided_fits_are_listed_four_at_most_with_what_would_settle_them():
                            "l3 dh@2 (+1 more); would settle it: seeds; wider; x")
     r = report([fit("a", status="inconclusive")])
     assert r.outcome() == "INCONCLUSIVE: nothing disagrees, but the measurements cannot decide a dh@1"
+    r = report([fit(f"l{k}", status="inconclusive") for k in range(4)])  # four are all shown: nothing more
+    assert r.outcome() == "INCONCLUSIVE: nothing disagrees, but the measurements cannot decide l0 dh@1, l1 dh@1, l2 dh@1, l3 dh@1"
 
 
 def test_a_rising_loss_makes_a_stable_check_inconclusive_but_not_an_unstable_one():
@@ -98,6 +101,10 @@ def test_a_rising_loss_makes_a_stable_check_inconclusive_but_not_an_unstable_one
     grows = fit(status="agree", predicted=F(1), slope=1.0)
     r = report([grows], verdict=SP_ADAM, lr_too_large=(64, 3.04), expect="unstable")
     assert (r.comparison, r.status) == ("agree", "pass")
+    # an unstable model's loss may rise: the undecided growth is reported, not the learning rate
+    undecided = fit(status="inconclusive", predicted=F(1), slope=0.3)
+    r = report([undecided], verdict=SP_ADAM, lr_too_large=(64, 3.04))
+    assert r.outcome() == "INCONCLUSIVE: nothing disagrees, but the measurements cannot decide layers.1 dh@1"
 
 
 def test_an_unstable_prediction_is_a_lower_bound_met_when_something_measurably_grows():
@@ -109,7 +116,7 @@ def test_an_unstable_prediction_is_a_lower_bound_met_when_something_measurably_g
     r = report([flat, grows], verdict=SP_ADAM, expect="unstable")
     assert r.outcome() == "PASS: unstable, as expected (it measurably grows with width)"
     r = report([flat, grows], verdict=SP_ADAM)
-    assert r.outcome() == ("FAIL: the measurements agree with the theory that the model is UNSTABLE (it blows up as width "
+    assert r.status == "fail" and r.outcome() == ("FAIL: the measurements agree with the theory that the model is UNSTABLE (it blows up as width "
                            "grows)")
     assert r.agrees and not r.passed
 
@@ -171,6 +178,7 @@ def test_an_unstable_verdicts_positive_predictions_are_shown_as_bounds():
 def test_the_summary_says_what_ran_what_was_decided_and_everything_that_did_not_agree():
     fits = [fit("layers.1", "dh", 2, 0.7, "disagree", F(0), reason="off by 0.7"),
             fit("layers.2", "dh", 2, 0.3, "inconclusive", F(0), reason="between"),
+            fit("layers.3", "dh", 1, -0.25, "inconclusive", F(0), reason="noisy"),
             fit("output", "df", 2, math.inf, "disagree", F(0), reason="non-finite")]
     nonfinite = [(64 * k, k % 2, 1, f"l{k} dh") for k in range(1, 8)]
     r = report(fits, family=None, lr=0.5, tolerance=0.25, expect="feature_learning", notes=["one", "two"],
@@ -183,7 +191,7 @@ def test_the_summary_says_what_ran_what_was_decided_and_everything_that_did_not_
         "width 256 seed 0 step 1: l4 dh, width 320 seed 1 step 1: l5 dh, width 384 seed 0 step 1: l6 dh (+1 more)",
         "growing with width: layers.1 dh@2 ~ n^+0.70, layers.2 dh@2 ~ n^+0.30, output df@2 non-finite",
         "disagreeing with the theory: layers.1 dh@2: +0.70 vs 0 (off by 0.7), output df@2: +inf vs 0 (non-finite)",
-        "undecided: layers.2 dh@2: +0.30 vs 0 (between)",
+        "undecided: layers.2 dh@2: +0.30 vs 0 (between), layers.3 dh@1: -0.25 vs 0 (noisy)",
         "owned by no abcparam layer (trained at the base learning rate, not predicted): emb.weight, ln.bias",
         "note: one",
         "note: two",
@@ -253,3 +261,81 @@ def test_the_json_form_has_every_field_with_exact_exponents_and_no_non_finite_nu
 @pytest.mark.parametrize("x,expected", [(0.25, 0.25), (-3.0, -3.0), (math.inf, 1e308), (-math.inf, -1e308), (math.nan, None)])
 def test_json_numbers_are_finite_or_null(x, expected):
     assert coord._json_float(x) == expected
+
+
+def test_the_figure_draws_each_layers_mean_rms_and_its_predicted_slope_panel_by_panel(tmp_path, monkeypatch):
+    matplotlib = pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+    from matplotlib.image import imread
+
+    monkeypatch.setitem(matplotlib.rcParams, "image.cmap", "magma")  # the figure's colours are its own, not the default map
+    nan = math.nan
+    widths = [64, 128, 256]
+    rms = {("layers.0", "h", 0): [[1.0, 3.0], [2.0, 2.0], [2.0, 2.0]],  # mean over seeds: 2, 2, 2
+           ("layers.0", "dh", 1): [[0.0, 0.0], [0.1, 0.1], [0.2, 0.2]],  # starts at zero: no predicted line through it
+           ("layers.0", "dh", 2): [[0.5, 0.5]] * 3,
+           ("layers.1", "h", 0): [[1.0, 1.0]] * 3,  # measured, but no fit: drawn without a prediction
+           ("layers.1", "dh", 1): [[0.5, 0.5], [0.25, 0.25], [0.0, 0.25]], ("layers.1", "dh", 2): [[0.5, 0.5]] * 3,
+           ("layers.2", "h", 0): [[1.0, 1.0]] * 3,  # no change measured: nothing drawn at steps 1 and 2
+           ("output", "f", 0): [[0.5, 0.5], [0.25, 0.25], [0.125, 0.125]], ("output", "df", 1): [[1.0, 1.0], [nan, nan], [1.0, 1.0]],
+           ("output", "df", 2): [[1.0, 1.0]] * 3}
+    fits = [fit("layers.0", "h", 0, predicted=F(0)), fit("layers.0", "dh", 1, predicted=F(0)),
+            fit("layers.0", "dh", 2, predicted=None, status="-"), fit("layers.1", "dh", 1, predicted=F(-1)),
+            fit("layers.1", "dh", 2, predicted=F(1, 2)), fit("layers.2", "h", 0, predicted=None, status="-"),
+            fit("output", "f", 0, predicted=F(-1, 2), role="output"), fit("output", "df", 1, predicted=F(0), role="output"),
+            fit("output", "df", 2, predicted=F(0), role="output")]
+    r = report(fits, widths=widths, steps=2, rms=rms)
+    path = tmp_path / "coord.png"
+    fig = r.plot(str(path))
+    assert tuple(fig.get_size_inches()) == pytest.approx((10.8, 3.4))
+    assert imread(str(path)).shape[:2] == (round(3.4 * 120), round(10.8 * 120))  # saved at 120 dpi
+    assert fig._suptitle.get_text() == f"theory feature_learning, measured feature_learning: {r.outcome()}"
+    assert fig._suptitle.get_fontsize() == 9
+    assert [ax.get_title() for ax in fig.axes] == ["init: RMS h, f", "step 1: RMS of change", "step 2: RMS of change"]
+    assert [ax.get_ylabel() for ax in fig.axes] == ["RMS (dotted: predicted slope)", "", ""]
+    assert not any(a.get_shared_y_axes().joined(a, b) for a in fig.axes for b in fig.axes if a is not b)  # own y ranges
+    for ax in fig.axes:
+        assert (ax.get_xscale(), ax.get_yscale(), ax.get_xlabel()) == ("log", "log", "width")
+        assert ax.xaxis.get_transform().base == 2
+    viridis = matplotlib.colormaps["viridis"]
+    colours = {"layers.0": viridis(0.0), "layers.1": viridis(1 / 3), "layers.2": viridis(2 / 3), "output": "black"}
+    drawn = {0: ["layers.0", "layers.1", "layers.2", "output"], 1: ["layers.0", "layers.1", "output"],
+             2: ["layers.0", "layers.1", "output"]}
+    # the predicted lines through each first point: init, layers.0 flat from 2, output like n^-1/2 from 0.5; step 1,
+    # layers.1 like n^-1 from 0.5, output flat from 1; step 2, layers.1 like n^1/2, output flat
+    predicted = {0: [("layers.0", [2.0, 2.0, 2.0]), ("output", [0.5, 0.5 / 2 ** 0.5, 0.25])],
+                 1: [("layers.1", [0.5, 0.25, 0.125]), ("output", [1.0, 1.0, 1.0])],
+                 2: [("layers.1", [0.5, 0.5 * 2 ** 0.5, 1.0]), ("output", [1.0, 1.0, 1.0])]}
+    for step, ax in enumerate(fig.axes):
+        solid = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+        dotted = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
+        assert [ln.get_label() for ln in solid] == drawn[step]
+        for ln in solid:
+            name = ln.get_label()
+            q = ("h" if name != "output" else "f") if step == 0 else ("dh" if name != "output" else "df")
+            assert list(ln.get_xdata()) == widths
+            assert list(ln.get_ydata()) == pytest.approx([sum(row) / len(row) for row in rms[(name, q, step)]], nan_ok=True)
+            assert (ln.get_marker(), ln.get_markersize(), ln.get_color()) == ("o", 3, colours[name])
+        assert [(ln.get_color(), list(ln.get_ydata())) for ln in dotted] == [(colours[n], pytest.approx(y)) for n, y in predicted[step]]
+        assert all(ln.get_linewidth() == 1 and list(ln.get_xdata()) == widths for ln in dotted)
+    *others, last = fig.axes
+    assert [t.get_text() for t in last.get_legend().get_texts()] == ["layers.0", "layers.1", "output"]
+    assert last.get_legend().get_texts()[0].get_fontsize() == 7 and all(ax.get_legend() is None for ax in others)
+    plt.close(fig)
+    # with two layers and no output, the second takes the colour map's far end
+    two = report([fit("a", "h", 0), fit("b", "h", 0)], widths=widths, steps=1, rms={("a", "h", 0): [[1.0]] * 3, ("b", "h", 0): [[1.0]] * 3})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its last panel is empty: no legend, and no warning about one
+        fig = two.plot()
+    assert fig.axes[-1].get_legend() is None
+    assert [ln.get_color() for ln in fig.axes[0].get_lines() if ln.get_linestyle() == "-"] == [viridis(0.0), viridis(1.0)]
+    plt.close(fig)
+
+
+def test_the_figure_without_matplotlib_says_how_to_install_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r"^report\.plot needs matplotlib: pip install 'abcparam\[plot\]' \(or pip install "
+                                          r"matplotlib\)$"):
+        report([fit()]).plot()
