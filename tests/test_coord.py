@@ -715,3 +715,30 @@ def test_a_factory_must_wrap_all_of_its_optimizers_or_none():
     with pytest.raises(ValueError, match=r"^optimizer: the factory returned optimizers of which some are wrapped and some "
                                          r"not; wrap all or none$"):
         coord._make_optimizer(half_wrapped, model, 1e-2, None)
+
+
+class PlainMiddle(nn.Module):
+    """muP input and readout around a plain nn.Linear hidden layer (torch's init is already b = 1/2)."""
+
+    def __init__(self, n):
+        super().__init__()
+        p = abcparam.mup(n, 128)
+        self.inp, self.mid = abcparam.Linear(16, n, role="input", param=p), nn.Linear(n, n)
+        self.out = abcparam.Linear(n, 4, role="output", param=p)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.mid(torch.tanh(self.inp(x)))))
+
+
+def test_a_plain_layer_that_grows_with_width_fails_a_stable_model_and_one_that_does_not_is_measured_only():
+    grows = "grows with width (owned by no abcparam layer, so not predicted; the model is unstable)"
+    # Adam at the base learning rate: the plain hidden layer's update grows like n (muP scales it by 1/n)
+    report = abcparam.coord_check(PlainMiddle, WIDTHS, batch(), optimizer=torch.optim.Adam, lr=1e-2, seeds=[0])
+    assert report.unowned == ["mid.weight", "mid.bias"] and report.status == "fail", str(report)
+    mid = [f for f in report.fits if f.layer == "mid" and f.quantity == "dh"]
+    assert mid and all((f.status, f.ok, f.predicted, f.reason) == ("disagree", False, None, grows) for f in mid)
+    assert all(f.slope > 0.5 for f in mid)
+    # SGD at the base learning rate is muP's hidden rate: nothing grows, the plain layer is measured, not judged
+    report = abcparam.coord_check(PlainMiddle, WIDTHS, batch(), optimizer=torch.optim.SGD, lr=0.2, seeds=[0])
+    assert report.status == "pass", str(report)
+    assert all((f.status, f.predicted) == ("-", None) for f in report.fits if f.layer == "mid")
