@@ -398,11 +398,7 @@ class CoordReport(_Decision):
 
 
 def _num(x: float, digits: int = 2) -> str:
-    if math.isnan(x):
-        return "n/a"
-    if math.isinf(x):
-        return "+inf" if x > 0 else "-inf"
-    return f"{x:+.{digits}f}"
+    return "n/a" if math.isnan(x) else f"{x:+.{digits}f}"  # infinities print as +inf / -inf
 
 
 def _json_float(x: float) -> Optional[float]:
@@ -483,7 +479,8 @@ class _Declared:
     def __init__(self, module: nn.Module, role: str, a: Fraction, b: Fraction, c: Fraction, family: str) -> None:
         self.module, self.role, self.a, self.b = module, role, a, b
         setattr(self, "c_" + family, c)
-        self.bias = getattr(module, "bias", None) if isinstance(getattr(module, "bias", None), torch.Tensor) else None
+        bias = getattr(module, "bias", None)  # a tensor, or None, or (in some model code) a flag such as bias=True
+        self.bias = bias if isinstance(bias, torch.Tensor) else None
 
     def abc_scales(self) -> Dict[str, Any]:
         return {}
@@ -542,7 +539,8 @@ def _main_tensor(mod: nn.Module) -> Any:
     MultiheadAttention) the first tensor it owns."""
     if hasattr(mod, "weight"):
         return mod.weight
-    return getattr(mod, next(iter(mod.abc_scales()), ""), None)
+    owned = list(mod.abc_scales())
+    return getattr(mod, owned[0]) if owned else None
 
 
 def _flat(ts: List[torch.Tensor]) -> torch.Tensor:
@@ -600,7 +598,7 @@ def _make_optimizer(optimizer: Any, model: nn.Module, lr: float, family: Optiona
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unowned tensors are reported by the check itself
-        wrap(opts if len(opts) > 1 else opts[0], model, family=family)
+        wrap(opts, model, family=family)  # a list of one is wrapped as its optimizer alone
     return opts
 
 
@@ -1098,8 +1096,8 @@ def _measured_regime(fits: List[Fit], order: List[str], tracked: Dict[str, nn.Mo
     the output when the readout has a bias.
     """
     compared = [f for f in fits if f.status != "-"]
-    if verdict is not None and verdict.regime != "unstable" and compared and all(f.status == "agree" for f in compared):
-        return verdict.regime
+    if verdict is not None and compared and all(f.status == "agree" for f in compared):
+        return verdict.regime  # (an unstable verdict: something measurably grows, its only "agree")
     if verdict is not None and verdict.regime == "unstable" and any(f.status == "agree" for f in fits):
         return "unstable"  # a quantity measurably grows (coord_stats.judge_growth)
 

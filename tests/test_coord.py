@@ -702,6 +702,7 @@ def test_the_models_own_loss_is_a_scalar_tensor_found_in_its_output():
     assert coord._own_loss({"loss": loss, "logits": f}) is loss and coord._own_loss({"logits": f}) is None
     assert coord._own_loss(_Out(f, loss)) is loss and coord._own_loss(_Out(f, None)) is None
     assert coord._own_loss((f, loss)) is None  # a tuple's loss is not looked for
+    assert coord._own_loss({"loss": f}) is None and coord._own_loss(_Out(f, 2.5)) is None  # not a scalar tensor
 
 
 def test_a_factory_must_wrap_all_of_its_optimizers_or_none():

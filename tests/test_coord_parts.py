@@ -35,7 +35,9 @@ def chain(exps, family="adam"):
 def test_a_chain_is_classified_as_declared_with_each_layers_family():
     tracked = chain(MUP)
     tracked["plain"] = nn.Linear(2, 2)  # not an abcparam layer: not in the chain
-    order = ["inp", "plain", "mid", "out"]
+    tracked["norm"] = NS(role="hidden")  # a role but no abc_scales: not a layer either
+    tracked["attn"] = NS(abc_scales=lambda: {})  # owns tensors but has no role (abcparam's attention core)
+    order = ["inp", "plain", "norm", "attn", "mid", "out"]
     v, index, notes, why = coord._predict(order, tracked, {"inp": "adam", "mid": "adam", "out": "adam"}, "tp4")
     assert v == theory.classify(MUP.a, MUP.b, MUP.c, optimizer=["adam"] * 3)
     assert (index, notes, why) == ({"inp": 0, "mid": 1, "out": 2}, [], None)
@@ -88,9 +90,10 @@ def test_layers_of_one_role_with_different_exponents_have_no_single_prediction()
     tracked = chain(MUP)
     tracked["mid2"] = layer("hidden", NTK, 1)
     tracked["mid2"].c_adam = NTK.c[1]
-    order = ["inp", "mid", "mid2", "out", "inp"]  # a module called twice is listed once per call: no chain
+    tracked["mid3"] = layer("hidden", MUP, 1)
+    order = ["inp", "mid", "mid2", "mid3", "out", "inp"]  # a module called twice is listed once per call: no chain
     why = coord._predict(order, tracked, dict.fromkeys(tracked, "adam"), "tp4")[3]
-    assert why == (f"the hidden layers declare different exponents (mid: (a, b, c) = ({MUP.a[1]}, {MUP.b[1]}, {MUP.c[1]}) "
+    assert why == (f"the hidden layers declare different exponents (mid, mid3: (a, b, c) = ({MUP.a[1]}, {MUP.b[1]}, {MUP.c[1]}) "
                    f"under adam; mid2: (a, b, c) = ({NTK.a[1]}, {NTK.b[1]}, {NTK.c[1]}) under adam): no single "
                    "prediction per role")
 
@@ -177,11 +180,17 @@ def test_only_an_abcparam_readouts_bias_is_left_out_of_its_output():
     assert coord._readout_bias(view) is plain.bias and view.c_adam == F(1) and (view.a, view.b) == (F(0), F(1, 2))
     assert view.module is plain and view.role == "output" and view.abc_scales() == {}
     assert coord._Declared(nn.Linear(4, 3, bias=False), "output", F(0), F(0), F(0), "sgd").bias is None
+    flagged = nn.Module()
+    flagged.bias = True  # model code that keeps a flag under that name (nanoGPT's config style)
+    assert coord._Declared(flagged, "output", F(0), F(0), F(0), "sgd").bias is None
+    assert coord._Declared(nn.Module(), "output", F(0), F(0), F(0), "sgd").bias is None  # no such attribute at all
 
 
 def test_declared_exponents_are_read_exactly_by_module_name():
-    got = coord._check_declared({"fc": ("hidden", "1/2", 0, 1.0, "Adam"), "head": ["output", 1, "1/2", 0, "sgd"]})
-    assert got == {"fc": ("hidden", F(1, 2), F(0), F(1), "adam"), "head": ("output", F(1), F(1, 2), F(0), "sgd")}
+    got = coord._check_declared({"fc": ("hidden", "1/2", 0, 1.0, "Adam"), "head": ["output", 1, "1/2", 0, "sgd"],
+                                 "emb": ("input", "-1/2", "1/2", 0, "adam")})
+    assert got == {"fc": ("hidden", F(1, 2), F(0), F(1), "adam"), "head": ("output", F(1), F(1, 2), F(0), "sgd"),
+                   "emb": ("input", F(-1, 2), F(1, 2), F(0), "adam")}
     assert coord._check_declared(None) == {}
     with pytest.raises(TypeError, match=r"^exponents: expected a mapping module name -> \(role, a, b, c, family\), got list$"):
         coord._check_declared([("fc", "hidden", 0, 0, 0, "sgd")])
@@ -190,8 +199,11 @@ def test_declared_exponents_are_read_exactly_by_module_name():
         coord._check_declared({"fc": ("middle", 0, 0, 0, "sgd")})
     with pytest.raises(ValueError, match=r"^exponents: 'fc' -> \('hidden', 0, 0\); expected"):
         coord._check_declared({"fc": ("hidden", 0, 0)})
-    with pytest.raises(ValueError, match=r"fc\.b"):
-        coord._check_declared({"fc": ("hidden", 0, "x", 0, "sgd")})
+    for k, name in enumerate("abc"):
+        bad = ["hidden", 0, 0, 0, "sgd"]
+        bad[k + 1] = "x"
+        with pytest.raises(ValueError, match=rf"^fc\.{name}: cannot read 'x' as an exponent"):
+            coord._check_declared({"fc": tuple(bad)})
 
 
 # -- optimizers and builds ------------------------------------------------------------------------------------------
@@ -240,6 +252,7 @@ def test_a_build_is_seeded_and_must_return_a_module():
 def test_widths_are_three_or_more_distinct_positive_ints_sorted():
     assert coord._check_widths([256, 64, 128, 64]) == [64, 128, 256]
     assert coord._check_widths((torch.tensor(8).item(), 16, 32)) == [8, 16, 32]
+    assert coord._check_widths([1, 2, 4]) == [1, 2, 4]
     for bad in ([64, 128, 64], [0, 64, 128], [-64, 64, 128]):
         with pytest.raises(ValueError, match=r"^widths: need at least 3 distinct positive widths to fit a slope, got "):
             coord._check_widths(bad)
@@ -297,19 +310,19 @@ def test_the_recorder_skips_outputs_without_a_tensor_and_keeps_a_copy():
 
 
 def test_a_tied_readouts_logits_are_split_into_the_input_tokens_own_and_the_others():
-    ids = torch.tensor([[0, 2], [1, 1]])
+    ids = torch.tensor([[0, 1], [1, 1]])  # no position's token is the last of the 3 classes
     logits = torch.arange(12, dtype=torch.float64).reshape(2, 2, 3)
     values = {}
     coord._record_init(values, "lm_head", "h", [logits], ids)
-    own = torch.tensor([0.0, 5.0, 7.0, 10.0])
-    others = torch.tensor([1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 9.0, 11.0])
+    own = torch.tensor([0.0, 4.0, 7.0, 10.0])
+    others = torch.tensor([1.0, 2.0, 3.0, 5.0, 6.0, 8.0, 9.0, 11.0])
     assert values == {("lm_head", "h", 0): pytest.approx(float(others.pow(2).mean().sqrt())),
                       ("lm_head", "h_own", 0): pytest.approx(float(own.pow(2).mean().sqrt()))}
     values = {}  # one token: a 0-d id and a vector of logits
     coord._record_init(values, "lm_head", "h", [torch.tensor([3.0, 4.0, 12.0])], torch.tensor(2))
     assert values == {("lm_head", "h", 0): pytest.approx(12.5 ** 0.5), ("lm_head", "h_own", 0): pytest.approx(12.0)}
     # anything else is one RMS over every call: no ids, ids of another shape, ids out of range, two calls
-    for ts, i in [([logits], None), ([logits], ids[0]), ([logits], ids + 1), ([logits], ids - 1), ([logits, logits], ids),
+    for ts, i in [([logits], None), ([logits], ids[0]), ([logits], ids + 2), ([logits], ids - 1), ([logits, logits], ids),
                   ([logits], ids[:, :0])]:
         values = {}
         coord._record_init(values, "x", "f", ts, i)
@@ -325,6 +338,8 @@ def test_a_quantity_exactly_zero_only_before_a_later_step_moves_it_is_structural
     assert not coord._structural_zero(raw, "a", "dh", 2, 2) and not coord._structural_zero(raw, "c", "dh", 1, 2)
     assert not coord._structural_zero(raw, "b", "dh", 1, 2)  # never trains: not excused
     assert not coord._structural_zero(raw, "d", "dh", 1, 3)  # no later measurement
+    raw = {("e", "dh", 1): moved, ("e", "dh", 2): zero, ("e", "dh", 3): zero}
+    assert not coord._structural_zero(raw, "e", "dh", 2, 3)  # an earlier step moved it: it stopped, it was not zero-initialised
     assert coord._all_zero([[0.0], [-0.0]]) and not coord._all_zero([[0.0], [1e-300]])
 
 
@@ -369,13 +384,160 @@ def test_an_unstable_verdict_or_no_declared_exponent_only_reports_the_scale():
 
 
 def test_a_scale_that_is_not_a_power_of_the_head_dimension_or_calls_that_change_in_number_are_undecided():
-    odd = _calls([(16, 0.3)], [(32, 0.2)], [(64, 0.05)])
-    (row,) = coord._attention_fits(odd, MUP_ATTN, None)
-    assert (row.status, row.predicted, row.ok, row.settle) == ("inconclusive", F(-1), None,
-                                                               "an attention scale that is a power of the head dimension")
-    assert math.isnan(row.slope) and row.reason.startswith("scale not a power of d_head (best fit ")
+    import dataclasses
+
+    def without_slope(row):  # NaN != NaN: compare the slope apart
+        assert math.isnan(row.slope)
+        return dataclasses.replace(row, slope=0.0)
+
+    # a fixed head, then a scale that is no power of d_head, then muP's: every call has its row, in call order
+    calls = _calls([(8, 0.5), (16, 0.3), (16, 1 / 16)], [(8, 0.5), (32, 0.2), (32, 1 / 32)], [(8, 0.5), (64, 0.05), (64, 1 / 64)])
+    fixed, odd, mup = coord._attention_fits(calls, MUP_ATTN, None)
+    assert fixed.status == "-" and mup.status == "agree"
+    assert odd.reason.startswith("scale not a power of d_head (best fit ")
+    assert without_slope(odd) == coord.Fit("attention 1", "-", "scale", 0, 0.0, 0.0, F(-1), None, "inconclusive", 0.0, 0.0,
+                                           odd.reason, "an attention scale that is a power of the head dimension")
     (row,) = coord._attention_fits(_calls([(16, 0.25)], [(32, 0.1), (32, 0.1)], [(64, 0.1)]), MUP_ATTN, None)
-    assert (row.layer, row.quantity, row.status, row.reason, row.settle) == (
-        "attention", "scale", "inconclusive", "the number of attention calls changes with width",
-        "the same number of attention calls at every width")
-    assert math.isnan(row.slope) and row.predicted is None
+    assert without_slope(row) == coord.Fit("attention", "-", "scale", 0, 0.0, 0.0, None, None, "inconclusive", 0.0, 0.0,
+                                           "the number of attention calls changes with width",
+                                           "the same number of attention calls at every width")
+
+
+# -- the measured regime (docs/theory.md section 8) -----------------------------------------------------------------
+
+ROLES = {"h1": NS(role="input"), "h2": NS(role="hidden"), "h3": NS(role="hidden"), "out": NS(role="output"), "p": nn.Tanh()}
+KERNEL = theory.classify(NTK.a, NTK.b, NTK.c, optimizer="sgd")
+UNSTABLE = theory.classify([0, 0, 0], [0, "1/2", "1/2"], 0)
+
+
+def measured(changes=(), verdict=None, readout=None, order=("h1", "h2", "out"), steps=3, tol=0.2):
+    """The measured regime of a model whose quantities are flat, with ``changes``: (layer, quantity, step, slope[,
+    status[, predicted[, noise]]]) replacing or adding fits (a slope of None removes the fit)."""
+    fits = {("h1", "h", 0): 0.0, ("h2", "h", 0): 0.0, ("out", "h", 0): -0.5, ("output", "f", 0): -0.5,
+            ("h1", "dh", steps): 0.0, ("h2", "dh", steps): 0.0, ("out", "dh", steps): 0.0, ("output", "df", steps): 0.0}
+    extra = {}
+    for layer, q, step, slope, *more in changes:
+        fits[(layer, q, step)] = slope
+        extra[(layer, q, step)] = more
+    rows = []
+    for (layer, q, step), slope in fits.items():
+        if slope is None:
+            continue
+        status, predicted, noise = (extra.get((layer, q, step)) or []) + ["-", None, 0.01][len(extra.get((layer, q, step)) or []):]
+        rows.append(coord.Fit(layer, "-", q, step, slope, 0.0, predicted, None, status, noise))
+    return coord._measured_regime(rows, list(order), ROLES, steps, tol, verdict, readout)
+
+
+@pytest.mark.parametrize("changes,expected", [
+    ((), "feature_learning"),  # the last hidden layer's change is Theta(1)
+    ([("h2", "dh", 3, -0.5)], "kernel"),  # ... and vanishing
+    ([("h2", "dh", 3, -0.19)], "feature_learning"),  # within the tolerance
+    ([("h2", "dh", 3, -0.21)], "kernel"),
+    ([("h2", "dh", 3, -0.5, "agree", F(0))], "feature_learning"),  # noisy, but agrees with Theta(1)
+    ([("h2", "dh", 3, -0.5, "agree", F(-1, 2))], "kernel"),  # agrees, with a vanishing prediction
+    ([("h2", "dh", 1, -0.5)], "feature_learning"),  # only the last step counts for the regime
+    ([("output", "df", 3, -0.5)], "trivial"),  # the output stops moving
+    ([("output", "df", 3, -0.5, "agree", F(-1, 2))], "feature_learning"),  # ... as predicted: not called trivial here
+    ([("output", "df", 3, -0.21, "-", None, 0.0)], "trivial"),
+    ([("output", "df", 3, -0.25, "-", None, 0.05)], "feature_learning"),  # within the tolerance and twice the noise
+    ([("output", "df", 3, math.nan), ("h2", "dh", 3, -0.5)], "kernel"),
+    ([("h1", "dh", 1, 0.5)], "unstable"),  # growth at any step
+    ([("h1", "dh", 3, 0.21, "-", None, 0.0)], "unstable"),
+    ([("h1", "dh", 3, 0.25, "-", None, 0.01)], "unstable"),  # 0.25 > 0.2 + 2 * 0.01
+    ([("h1", "dh", 3, 0.25, "-", None, 0.05)], "feature_learning"),  # 0.25 < 0.2 + 2 * 0.05
+    ([("output", "df", 2, math.inf)], "unstable"),  # an overflow grows
+    ([("h1", "dh", 3, math.nan)], "feature_learning"),  # no slope: no evidence of growth
+    ([("h1", "h", 0, -0.5)], "unstable"),  # pre-activations vanish at initialisation
+    ([("h1", "h", 0, 0.21, "-", None, 0.0)], "unstable"),
+    ([("h2", "h", 0, -0.25, "-", None, 0.05)], "feature_learning"),  # within twice the noise
+    ([("out", "h", 0, 0.5)], "feature_learning"),  # the readout's own output at init is f_0, judged as such below
+    ([("output", "f", 0, 0.5)], "unstable"),  # f_0 blows up
+    ([("output", "f", 0, 0.21, "-", None, 0.0)], "unstable"),
+    ([("h1", "h", 0, math.nan)], "feature_learning"),
+])
+def test_the_measured_regime_follows_the_slopes(changes, expected):
+    assert measured(changes) == expected
+
+
+def test_with_a_biased_readout_its_weight_term_stands_for_the_output():
+    assert measured([("out", "dh", 3, -0.5)], readout="out") == "trivial"
+    assert measured([("output", "df", 3, -0.5)], readout="out") == "feature_learning"  # the bias keeps it moving
+    assert measured([("out", "h", 0, 0.5)], readout="out") == "unstable"
+    assert measured([("output", "f", 0, 0.5)], readout="out") == "feature_learning"
+
+
+def test_without_a_hidden_layer_every_change_must_be_flat_for_feature_learning():
+    assert measured([("out", "dh", 3, 0.1), ("output", "df", 3, -0.1)], order=("out",)) == "feature_learning"
+    assert measured([("out", "dh", 3, -0.3)], order=("out",)) == "kernel"
+    assert measured([("h1", "dh", 3, -0.21, "-", None, 0.0)], order=("out",)) == "kernel"
+
+
+def test_a_verdict_every_compared_quantity_agrees_with_is_what_was_measured():
+    flat = [("h2", "dh", 3, 0.0, "agree", F(0)), ("h1", "dh", 3, 0.0, "agree", F(0))]
+    assert measured(flat, verdict=KERNEL) == "kernel"  # the slopes alone would say feature learning
+    assert measured(flat[:1], verdict=KERNEL) == "kernel"  # the others are not compared ("-")
+    # one compared quantity not agreeing: the slopes decide
+    assert measured(flat + [("h1", "h", 0, 0.0, "inconclusive", F(0))], verdict=KERNEL) == "feature_learning"
+    assert measured(flat + [("h1", "h", 0, 0.0, "disagree", F(0))], verdict=KERNEL) == "feature_learning"
+    assert measured([], verdict=KERNEL) == "feature_learning"  # nothing compared: the slopes decide
+    # an unstable verdict with something that measurably grows (status "agree" from judge_growth)
+    assert measured([("h1", "dh", 3, 0.1, "agree", F(1))], verdict=UNSTABLE) == "unstable"
+    assert measured([("h1", "dh", 3, 0.1, "disagree", F(1))], verdict=UNSTABLE) == "feature_learning"
+    assert measured(flat, verdict=UNSTABLE) == "unstable"
+
+
+@pytest.mark.parametrize("changes,expected", [
+    # exactly at the threshold (tolerance + twice the noise, 0.25 + 2 * 0.125) is not past it
+    ([("h1", "dh", 3, 0.5, "-", None, 0.125)], "feature_learning"),
+    ([("h1", "h", 0, -0.5, "-", None, 0.125)], "feature_learning"),
+    ([("output", "df", 3, -0.5, "-", None, 0.125)], "feature_learning"),
+    ([("h2", "dh", 3, -0.25)], "feature_learning"),  # the last hidden layer's change at minus the tolerance
+])
+def test_the_thresholds_of_the_measured_regime_are_strict(changes, expected):
+    assert measured(changes, tol=0.25) == expected
+
+
+def test_the_measured_regime_reads_only_what_is_there():
+    # a module without a role in the order, no output at initialisation, no change of the hidden layers
+    assert measured([("output", "f", 0, None)], order=("h1", "p", "h2", "out")) == "feature_learning"
+    assert measured([("h1", "dh", 3, None), ("h2", "dh", 3, None), ("out", "dh", 3, -0.5)]) == "kernel"  # all changes
+    assert measured([("h1", "dh", 3, None), ("h2", "dh", 3, None)]) == "feature_learning"
+    # the last of three hidden layers decides
+    assert measured([("h2", "dh", 3, -0.5), ("h3", "dh", 3, 0.0)], order=("h1", "h2", "h3", "out")) == "feature_learning"
+    assert measured([("h2", "dh", 3, 0.0), ("h3", "dh", 3, -0.5)], order=("h1", "h2", "h3", "out")) == "kernel"
+    # one layer below the readout: the input layer is the last hidden one (not every change)
+    assert measured([("out", "dh", 3, -0.5)], order=("h1", "out")) == "feature_learning"
+    # without hidden layers every change counts, the output's too (here agreeing with a falling prediction)
+    assert measured([("output", "df", 3, -0.5, "agree", F(-1, 2))], order=("out",)) == "kernel"
+    assert measured([("output", "df", 3, -0.25, "agree", F(-1, 2))], order=("out",), tol=0.25) == "feature_learning"
+
+
+class _Plain(torch.optim.Optimizer):
+    """An optimizer of no torch family: its family must be given."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, {"lr": lr})
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.data.add_(p.grad, alpha=-group["lr"])
+
+
+def test_an_unwrapped_optimizer_is_wrapped_with_the_given_family_and_a_wrapped_one_kept():
+    model = nn.Sequential(abcparam.Linear(3, 8, role="input", param=abcparam.mup(8, 4)),
+                          abcparam.Linear(8, 2, role="output", param=abcparam.mup(8, 4)))
+    (opt,) = coord._make_optimizer(lambda ps, lr: _Plain(ps, lr), model, 0.5, "adam")
+    assert {g["abc_family"] for g in opt.param_groups} == {"adam"}
+    with pytest.raises(ValueError, match="family"):
+        coord._make_optimizer(lambda ps, lr: _Plain(ps, lr), model, 0.5, None)
+    # a wrapped one is used as it is: its groups are not split or scaled again
+    done = abcparam.wrap(torch.optim.SGD(model.parameters(), lr=0.5), model)
+    groups = [dict(g) for g in done.param_groups]
+    (opt,) = coord._make_optimizer(lambda ps: done, model, 0.5, "adam")
+    assert opt is done and [dict(g) for g in opt.param_groups] == groups
+    # several unwrapped optimizers are wrapped together, each for its own family
+    a, b = list(model[0].parameters()), list(model[1].parameters())
+    pair = coord._make_optimizer(lambda ps, lr: [torch.optim.SGD(a, lr=lr), torch.optim.Adam(b, lr=lr)], model, 0.5, None)
+    assert [{g["abc_family"] for g in o.param_groups} for o in pair] == [{"sgd"}, {"adam"}]
