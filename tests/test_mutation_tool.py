@@ -25,3 +25,20 @@ def test_a_sample_runs_the_modules_in_turn():
     assert mutation.in_turns(names) == [
         "abcparam.coord.x_a__mutmut_1", "abcparam.limits.x_d__mutmut_4", "abcparam.theory.x_c__mutmut_3",
         "abcparam.coord.x_b__mutmut_2", "abcparam.coord.x_c__mutmut_9"]
+
+
+import mutation_screen  # noqa: E402
+
+
+def test_the_screen_picks_the_mutants_of_the_named_functions_and_methods_only():
+    names = ["abcparam.coord.x__num__mutmut_1", "abcparam.coord.x__num_extra__mutmut_1", "abcparam.coord.x_coord_check__mutmut_2",
+             "abcparam.coord.xǁCoordReportǁsummary__mutmut_3", "abcparam.coord.xǁCoordReportǁ_rows__mutmut_4"]
+    assert mutation_screen.mutants_of(names, ["_num", "summary"]) == [names[0], names[3]]
+    assert mutation_screen.mutants_of(names, ["coord_check"]) == [names[2]]
+    assert mutation_screen.mutants_of(names, ["rows"]) == []  # whole names, not parts of them
+
+
+def test_the_screen_shows_a_mutant_as_the_lines_it_changes():
+    lines = ["def x_f__mutmut_orig(x):", "    y = x + 1", "    return y", "def x_f__mutmut_1(x):", "    y = x - 1", "    return y"]
+    spans = {"x_f__mutmut_orig": (1, 3), "x_f__mutmut_1": (4, 6)}
+    assert mutation_screen.mutant_diff(lines, spans, "abcparam.m.x_f__mutmut_1") == ["-    y = x + 1", "+    y = x - 1"]
