@@ -20,7 +20,7 @@ setup(
         "word2vec": ["gensim"],
         "hf": ["transformers"],
         "dev": ["pytest", "hypothesis", "mutmut>=3.3"],
-        "all": ["pytest", "hypothesis", "matplotlib", "tqdm", "gensim"],
+        "all": ["pytest", "hypothesis", "matplotlib>=3.5", "tqdm", "gensim"],
     },
     entry_points={
         "console_scripts": ["abcparam=abcparam.cli:main_exit"],
