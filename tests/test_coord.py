@@ -743,3 +743,18 @@ def test_a_plain_layer_that_grows_with_width_fails_a_stable_model_and_one_that_d
     report = abcparam.coord_check(PlainMiddle, WIDTHS, batch(), optimizer=torch.optim.SGD, lr=0.2, seeds=[0])
     assert report.status == "pass", str(report)
     assert all((f.status, f.predicted) == ("-", None) for f in report.fits if f.layer == "mid")
+
+
+def test_extra_init_seeds_measure_the_quantities_at_initialisation_only():
+    build = lambda n: MLP(16, n, 4, depth=2, param=abcparam.mup(n, 128))  # noqa: E731
+    report = abcparam.coord_check(build, WIDTHS, batch(), optimizer=torch.optim.Adam, lr=1e-2, steps=1, seeds=[5], init_seeds=3)
+    h0, dh = report.rms[("layers.1", "h", 0)], report.rms[("layers.1", "dh", 1)]
+    assert [len(r) for r in h0] == [3] * len(WIDTHS) and [len(r) for r in dh] == [1] * len(WIDTHS)
+    # the extra seeds are 7919 k + the first seed, k = 1, 2: one forward pass each
+    for k in (1, 2):
+        values = coord._measure(build, WIDTHS[0], 7919 * k + 5, batch(), torch.optim.Adam, 1e-2, 0, coord._default_loss, (), None)[0]
+        assert h0[0][k] == values[("layers.1", "h", 0)]
+    for init_seeds in (1, 2):  # no more seeds than the training seeds: nothing extra
+        report = abcparam.coord_check(build, WIDTHS, batch(), optimizer=torch.optim.Adam, lr=1e-2, steps=1, seeds=[5, 6],
+                                      init_seeds=init_seeds)
+        assert [len(r) for r in report.rms[("output", "f", 0)]] == [2] * len(WIDTHS)

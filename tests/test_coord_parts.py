@@ -541,3 +541,69 @@ def test_an_unwrapped_optimizer_is_wrapped_with_the_given_family_and_a_wrapped_o
     a, b = list(model[0].parameters()), list(model[1].parameters())
     pair = coord._make_optimizer(lambda ps, lr: [torch.optim.SGD(a, lr=lr), torch.optim.Adam(b, lr=lr)], model, 0.5, None)
     assert [{g["abc_family"] for g in o.param_groups} for o in pair] == [{"sgd"}, {"adam"}]
+
+
+# -- one measurement, against the same training by hand -------------------------------------------------------------
+
+
+def _rms(t):
+    return float(t.double().pow(2).mean().sqrt())
+
+
+def test_one_measurement_is_what_the_same_training_by_hand_records():
+    from abcparam.models import MLP
+
+    build = lambda n: MLP(4, n, 2, depth=2, param=abcparam.mup(n, 8))  # noqa: E731
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 4, generator=g), torch.randn(8, 2, generator=g)
+    values, order, seen, fam, unowned = coord._measure(build, 16, 3, (x, y), torch.optim.SGD, 0.1, 2, coord._default_loss,
+                                                        (), None)
+    torch.manual_seed(3)
+    model = build(16)
+    opt = abcparam.wrap(torch.optim.SGD(model.parameters(), lr=0.1), model)
+    names = ["layers.0", "layers.1", "layers.2"]
+
+    def forward():  # each layer's output (the readout's without its bias) and the model's, in eval mode
+        outs = {}
+        hooks = [model.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: outs.__setitem__(n, o.detach().clone()))
+                 for n in names]
+        model.eval()
+        with torch.no_grad():
+            f = model(x)
+        model.train()
+        for h in hooks:
+            h.remove()
+        outs["layers.2"] = outs["layers.2"] - model.layers[2].bias.detach()
+        return outs, f
+
+    h0, f0 = forward()
+    want = {(n, "h", 0): _rms(h0[n]) for n in names}
+    want[("output", "f", 0)] = _rms(f0)
+    for step in (1, 2):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        want[("loss", "loss", step - 1)] = loss.item()
+        loss.backward()
+        opt.step()
+        ht, ft = forward()
+        want.update({(n, "dh", step): _rms(ht[n] - h0[n]) for n in names})
+        want[("output", "df", step)] = _rms(ft - f0)
+    assert values.keys() == want.keys()
+    assert all(values[k] == pytest.approx(want[k], rel=1e-6, abs=1e-12) for k in want), {k: (values[k], want[k]) for k in want}
+    assert order == names and fam == dict.fromkeys(names, "sgd") and unowned == []
+    assert [(type(seen[n]), seen[n].role) for n in names] == [(abcparam.Linear, r) for r in ("input", "hidden", "output")]
+    # at initialisation only (extra seeds): the same first values, no optimizer, no family
+    values0, *_, fam0, _ = coord._measure(build, 16, 3, (x, y), torch.optim.SGD, 0.1, 0, coord._default_loss, (), None)
+    assert fam0 is None and values0 == {k: v for k, v in values.items() if k[2] == 0 and k[1] in ("h", "f")}
+
+
+def test_a_measurement_refuses_unknown_module_names_before_training():
+    from abcparam.models import MLP
+
+    build = lambda n: MLP(4, n, 2, depth=2, param=abcparam.mup(n, 8))  # noqa: E731
+    x = torch.randn(8, 4)
+    with pytest.raises(ValueError, match=r"^modules: the model has no module named 'nope'$"):
+        coord._measure(build, 16, 0, x, torch.optim.SGD, 0.1, 1, coord._default_loss, ("nope",), None)
+    with pytest.raises(ValueError, match=r"^exponents: the model has no module named 'head'$"):
+        coord._measure(build, 16, 0, x, torch.optim.SGD, 0.1, 1, coord._default_loss, (), None,
+                       declared={"head": ("output", F(0), F(0), F(0), "sgd")})
