@@ -607,3 +607,49 @@ def test_a_measurement_refuses_unknown_module_names_before_training():
     with pytest.raises(ValueError, match=r"^exponents: the model has no module named 'head'$"):
         coord._measure(build, 16, 0, x, torch.optim.SGD, 0.1, 1, coord._default_loss, (), None,
                        declared={"head": ("output", F(0), F(0), F(0), "sgd")})
+
+
+class _Mixed(nn.Module):
+    """An abcparam input layer, a plain hidden layer inside a container (trained, owned by no abcparam layer), and a
+    plain readout whose exponents are declared."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.inp = abcparam.Linear(4, n, role="input", param=abcparam.mup(n, 8))
+        self.act = nn.Tanh()
+        self.block = nn.Sequential(nn.Linear(n, n))
+        self.head = nn.Linear(n, 2)
+        nn.init.constant_(self.head.bias, 3.0)
+
+    def forward(self, x):
+        return self.head(self.act(self.block(self.act(self.inp(x)))))
+
+
+def test_a_measurement_tracks_named_unowned_and_declared_modules_as_the_model_calls_them():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 4, generator=g), torch.randn(8, 2, generator=g)
+    declared = {"head": ("output", F(1, 2), F(1, 2), F(0), "sgd")}
+    values, order, seen, fam, unowned = coord._measure(_Mixed, 16, 3, (x, y), torch.optim.SGD, 0.1, 1, coord._default_loss,
+                                                        ("act",), None, declared=declared)
+    assert order == ["inp", "act", "block.0", "head"]  # call order; the container of the plain layer is not tracked
+    assert unowned == ["block.0.weight", "block.0.bias"] and fam == {"inp": "sgd", "head": "sgd"}
+    assert isinstance(seen["act"], nn.Tanh) and isinstance(seen["block.0"], nn.Linear) and isinstance(seen["inp"], abcparam.Linear)
+    view = seen["head"]
+    assert isinstance(view, coord._Declared) and (view.role, view.a, view.b, view.c_sgd) == ("output", F(1, 2), F(1, 2), F(0))
+    # by hand: the same model, its outputs at initialisation (the declared readout's without its bias)
+    torch.manual_seed(3)
+    model = _Mixed(16)
+    assert isinstance(view.module, nn.Linear) and view.module.weight.shape == model.head.weight.shape  # (trained since)
+    with torch.no_grad():
+        a = model.act(model.inp(x))
+        b = model.block(a)
+        f = model.head(model.act(b))
+    # the act module is called twice: its two outputs are measured together
+    want = {"inp": model.inp(x), "act": torch.cat([a.flatten(), model.act(b).flatten()]), "block.0": b, "head": f - model.head.bias}
+    for name, t in want.items():
+        assert values[(name, "h", 0)] == pytest.approx(_rms(t.detach()), rel=1e-6), name
+    assert values[("output", "f", 0)] == pytest.approx(_rms(f), rel=1e-6)
+    assert {k for k in values if k[0] == "act"} == {("act", "h", 0), ("act", "dh", 1)}
+    # an optimizer of no torch family trains at the family given
+    *_, fam, _ = coord._measure(_Mixed, 16, 3, (x, y), lambda ps, lr: _Plain(ps, lr), 0.1, 1, coord._default_loss, (), "adam")
+    assert fam == {"inp": "adam"}
