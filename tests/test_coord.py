@@ -159,6 +159,8 @@ def test_broken_mup_models_fail_the_check(name, family, mutate):
     assert report.theory_regime == "feature_learning"  # what the layers declare
     assert not report.passed, str(report)
     assert report.mismatches
+    # each compared fit's ok is its status as a bool: True for agree, False for disagree, None otherwise
+    assert all(f.ok is {"agree": True, "disagree": False}.get(f.status) for f in report.fits)
 
 
 def test_assert_regime_message_is_the_report():
