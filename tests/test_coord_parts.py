@@ -5,6 +5,7 @@ Each expectation here is written from docs/theory.md and the check's documented 
 under test; no model is trained, so the file runs in a few seconds.
 """
 
+import functools
 import math
 from fractions import Fraction as F
 from types import SimpleNamespace as NS
@@ -16,8 +17,12 @@ from torch import nn
 import abcparam
 from abcparam import coord, theory
 
-MUP = theory.preset("mup", 2).exponents("adam")
-NTK = theory.preset("ntk", 2).exponents("sgd")
+
+@functools.cache
+def _exponents(name):
+    """muP's exponents under Adam, _exponents("ntk")'s under SGD (read when a test first asks, not at import: a module that
+    calls the theory at import turns a broken theory into a collection error instead of failing tests)."""
+    return theory.preset(name, 2).exponents({"mup": "adam", "ntk": "sgd"}[name])
 
 
 def layer(role, exps, k, family="adam"):
@@ -33,30 +38,30 @@ def chain(exps, family="adam"):
 
 
 def test_a_chain_is_classified_as_declared_with_each_layers_family():
-    tracked = chain(MUP)
+    tracked = chain(_exponents("mup"))
     tracked["plain"] = nn.Linear(2, 2)  # not an abcparam layer: not in the chain
     tracked["norm"] = NS(role="hidden")  # a role but no abc_scales: not a layer either
     tracked["attn"] = NS(abc_scales=lambda: {})  # owns tensors but has no role (abcparam's attention core)
     order = ["inp", "plain", "norm", "attn", "mid", "out"]
     v, index, notes, why = coord._predict(order, tracked, {"inp": "adam", "mid": "adam", "out": "adam"}, "tp4")
-    assert v == theory.classify(MUP.a, MUP.b, MUP.c, optimizer=["adam"] * 3)
+    assert v == theory.classify(_exponents("mup").a, _exponents("mup").b, _exponents("mup").c, optimizer=["adam"] * 3)
     assert (index, notes, why) == ({"inp": 0, "mid": 1, "out": 2}, [], None)
     v, *_ = coord._predict(order, tracked, {"inp": "adam", "mid": "adam", "out": "adam"}, "full")
-    assert v == theory.classify(MUP.a, MUP.b, MUP.c, optimizer=["adam"] * 3, alignment="full")
+    assert v == theory.classify(_exponents("mup").a, _exponents("mup").b, _exponents("mup").c, optimizer=["adam"] * 3, alignment="full")
 
 
 def test_a_hybrid_chain_reads_each_layers_exponent_under_its_own_family():
-    tracked = {"inp": layer("input", MUP, 0), "mid": layer("hidden", NTK, 1, "sgd"), "out": layer("output", MUP, 2)}
+    tracked = {"inp": layer("input", _exponents("mup"), 0), "mid": layer("hidden", _exponents("ntk"), 1, "sgd"), "out": layer("output", _exponents("mup"), 2)}
     v, *_ = coord._predict(["inp", "mid", "out"], tracked, {"inp": "adam", "mid": "sgd", "out": "adam"}, "tp4")
-    assert v == theory.classify([MUP.a[0], NTK.a[1], MUP.a[2]], [MUP.b[0], NTK.b[1], MUP.b[2]],
-                                [MUP.c[0], NTK.c[1], MUP.c[2]], optimizer=["adam", "sgd", "adam"])
+    assert v == theory.classify([_exponents("mup").a[0], _exponents("ntk").a[1], _exponents("mup").a[2]], [_exponents("mup").b[0], _exponents("ntk").b[1], _exponents("mup").b[2]],
+                                [_exponents("mup").c[0], _exponents("ntk").c[1], _exponents("mup").c[2]], optimizer=["adam", "sgd", "adam"])
     assert v.families == ("adam", "sgd", "adam")
 
 
 def test_no_prediction_without_layers_an_optimizer_or_the_end_roles_and_each_says_why():
     assert coord._predict(["x"], {"x": nn.Linear(2, 2)}, {}, "tp4") == (
         None, {}, [], "the model has no abcparam layers (or none ran in the forward pass)")
-    tracked = chain(MUP)
+    tracked = chain(_exponents("mup"))
     assert coord._predict(["inp", "mid", "out"], tracked, {"inp": "adam"}, "tp4") == (
         None, {}, [], "no optimizer trains the weight of mid, out, so its learning-rate exponent is unknown")
     assert coord._predict(["mid"], tracked, {"mid": "adam"}, "tp4") == (
@@ -69,17 +74,17 @@ def test_no_prediction_without_layers_an_optimizer_or_the_end_roles_and_each_say
 
 
 def test_layers_that_are_not_one_chain_are_predicted_per_role():
-    tracked = chain(MUP)
-    tracked["out2"] = layer("output", MUP, 2)
+    tracked = chain(_exponents("mup"))
+    tracked["out2"] = layer("output", _exponents("mup"), 2)
     fams = dict.fromkeys(tracked, "adam")
     v, index, notes, why = coord._predict(["inp", "mid", "out", "out2"], tracked, fams, "tp4")
-    assert v == theory.classify(MUP.a, MUP.b, MUP.c, optimizer=["adam"] * 3) and why is None
+    assert v == theory.classify(_exponents("mup").a, _exponents("mup").b, _exponents("mup").c, optimizer=["adam"] * 3) and why is None
     assert index == {"inp": 0, "mid": 1, "out": 2, "out2": 2}
     assert notes == ["the layers are not one chain input -> hidden... -> output: predictions are per role"]
     # without a hidden layer the readout is layer 1
-    two = {"inp": layer("input", MUP, 0), "a": layer("output", MUP, 2), "b": layer("output", MUP, 2)}
+    two = {"inp": layer("input", _exponents("mup"), 0), "a": layer("output", _exponents("mup"), 2), "b": layer("output", _exponents("mup"), 2)}
     v, index, *_ = coord._predict(["inp", "a", "b"], two, dict.fromkeys(two, "adam"), "full")
-    assert v == theory.classify(MUP.a[::2], MUP.b[::2], MUP.c[::2], optimizer=["adam"] * 2, alignment="full")
+    assert v == theory.classify(_exponents("mup").a[::2], _exponents("mup").b[::2], _exponents("mup").c[::2], optimizer=["adam"] * 2, alignment="full")
     assert index == {"inp": 0, "a": 1, "b": 1}
     # a chain whose readout comes first is not a chain either
     v, index, notes, _ = coord._predict(["out", "inp", "mid"], tracked, fams, "tp4")
@@ -87,14 +92,15 @@ def test_layers_that_are_not_one_chain_are_predicted_per_role():
 
 
 def test_layers_of_one_role_with_different_exponents_have_no_single_prediction():
-    tracked = chain(MUP)
-    tracked["mid2"] = layer("hidden", NTK, 1)
-    tracked["mid2"].c_adam = NTK.c[1]
-    tracked["mid3"] = layer("hidden", MUP, 1)
+    tracked = chain(_exponents("mup"))
+    tracked["mid2"] = layer("hidden", _exponents("ntk"), 1)
+    tracked["mid2"].c_adam = _exponents("ntk").c[1]
+    tracked["mid3"] = layer("hidden", _exponents("mup"), 1)
     order = ["inp", "mid", "mid2", "mid3", "out", "inp"]  # a module called twice is listed once per call: no chain
     why = coord._predict(order, tracked, dict.fromkeys(tracked, "adam"), "tp4")[3]
-    assert why == (f"the hidden layers declare different exponents (mid, mid3: (a, b, c) = ({MUP.a[1]}, {MUP.b[1]}, {MUP.c[1]}) "
-                   f"under adam; mid2: (a, b, c) = ({NTK.a[1]}, {NTK.b[1]}, {NTK.c[1]}) under adam): no single "
+    mup, ntk = _exponents("mup"), _exponents("ntk")
+    assert why == (f"the hidden layers declare different exponents (mid, mid3: (a, b, c) = ({mup.a[1]}, {mup.b[1]}, {mup.c[1]}) "
+                   f"under adam; mid2: (a, b, c) = ({ntk.a[1]}, {ntk.b[1]}, {ntk.c[1]}) under adam): no single "
                    "prediction per role")
 
 
@@ -102,7 +108,7 @@ def test_layers_of_one_role_with_different_exponents_have_no_single_prediction()
 
 
 def test_the_prediction_of_each_quantity_is_the_verdicts_exponent():
-    v = theory.classify(MUP.a, MUP.b, MUP.c, optimizer="adam")
+    v = theory.classify(_exponents("mup").a, _exponents("mup").b, _exponents("mup").c, optimizer="adam")
     slopes = {t: v.predicted_slopes(t) for t in (1, 2)}
     index = {"inp": 0, "mid": 1, "out": 2}
     p = lambda name, q, step: coord._prediction(v, slopes, index, name, q, step)  # noqa: E731
@@ -354,7 +360,7 @@ MUP_ATTN = {"attn": NS(attention=F(1))}  # a module declaring the muP attention 
 
 
 def test_a_muP_scale_agrees_and_an_SP_scale_fails_a_stable_model():
-    v = theory.classify(MUP.a, MUP.b, MUP.c, optimizer="adam")
+    v = theory.classify(_exponents("mup").a, _exponents("mup").b, _exponents("mup").c, optimizer="adam")
     calls = _calls([(16, 1 / 16), (8, 0.5)], [(32, 1 / 32), (8, 0.5)], [(64, 1 / 64), (8, 0.5)])
     rows = coord._attention_fits(calls, MUP_ATTN, v)
     assert rows == [
@@ -406,8 +412,14 @@ def test_a_scale_that_is_not_a_power_of_the_head_dimension_or_calls_that_change_
 # -- the measured regime (docs/theory.md section 8) -----------------------------------------------------------------
 
 ROLES = {"h1": NS(role="input"), "h2": NS(role="hidden"), "h3": NS(role="hidden"), "out": NS(role="output"), "p": nn.Tanh()}
-KERNEL = theory.classify(NTK.a, NTK.b, NTK.c, optimizer="sgd")
-UNSTABLE = theory.classify([0, 0, 0], [0, "1/2", "1/2"], 0)
+
+
+@functools.cache
+def _regime_verdict(regime):
+    if regime == "kernel":
+        ntk = _exponents("ntk")
+        return theory.classify(ntk.a, ntk.b, ntk.c, optimizer="sgd")
+    return theory.classify([0, 0, 0], [0, "1/2", "1/2"], 0)  # unstable
 
 
 def measured(changes=(), verdict=None, readout=None, order=("h1", "h2", "out"), steps=3, tol=0.2):
@@ -474,16 +486,16 @@ def test_without_a_hidden_layer_every_change_must_be_flat_for_feature_learning()
 
 def test_a_verdict_every_compared_quantity_agrees_with_is_what_was_measured():
     flat = [("h2", "dh", 3, 0.0, "agree", F(0)), ("h1", "dh", 3, 0.0, "agree", F(0))]
-    assert measured(flat, verdict=KERNEL) == "kernel"  # the slopes alone would say feature learning
-    assert measured(flat[:1], verdict=KERNEL) == "kernel"  # the others are not compared ("-")
+    assert measured(flat, verdict=_regime_verdict("kernel")) == "kernel"  # the slopes alone would say feature learning
+    assert measured(flat[:1], verdict=_regime_verdict("kernel")) == "kernel"  # the others are not compared ("-")
     # one compared quantity not agreeing: the slopes decide
-    assert measured(flat + [("h1", "h", 0, 0.0, "inconclusive", F(0))], verdict=KERNEL) == "feature_learning"
-    assert measured(flat + [("h1", "h", 0, 0.0, "disagree", F(0))], verdict=KERNEL) == "feature_learning"
-    assert measured([], verdict=KERNEL) == "feature_learning"  # nothing compared: the slopes decide
+    assert measured(flat + [("h1", "h", 0, 0.0, "inconclusive", F(0))], verdict=_regime_verdict("kernel")) == "feature_learning"
+    assert measured(flat + [("h1", "h", 0, 0.0, "disagree", F(0))], verdict=_regime_verdict("kernel")) == "feature_learning"
+    assert measured([], verdict=_regime_verdict("kernel")) == "feature_learning"  # nothing compared: the slopes decide
     # an unstable verdict with something that measurably grows (status "agree" from judge_growth)
-    assert measured([("h1", "dh", 3, 0.1, "agree", F(1))], verdict=UNSTABLE) == "unstable"
-    assert measured([("h1", "dh", 3, 0.1, "disagree", F(1))], verdict=UNSTABLE) == "feature_learning"
-    assert measured(flat, verdict=UNSTABLE) == "unstable"
+    assert measured([("h1", "dh", 3, 0.1, "agree", F(1))], verdict=_regime_verdict("unstable")) == "unstable"
+    assert measured([("h1", "dh", 3, 0.1, "disagree", F(1))], verdict=_regime_verdict("unstable")) == "feature_learning"
+    assert measured(flat, verdict=_regime_verdict("unstable")) == "unstable"
 
 
 @pytest.mark.parametrize("changes,expected", [

@@ -6,6 +6,7 @@ so each test pins down one rule of the decision or one detail of a rendering (wh
 parses).  The whole file runs in well under a second.
 """
 
+import functools
 import json
 import math
 import warnings
@@ -16,9 +17,12 @@ import pytest
 import abcparam
 from abcparam import coord
 
-MUP = abcparam.classify(abcparam.preset("mup", 2), optimizer="adam")  # feature learning, f_0 ~ n^-1/2
-NTK = abcparam.classify(abcparam.preset("ntk", 2), optimizer="sgd")  # kernel
-SP_ADAM = abcparam.classify(abcparam.preset("sp", 2), optimizer="adam")  # unstable
+@functools.cache
+def _verdict(name):
+    """muP under Adam (feature learning, f_0 ~ n^-1/2), _verdict("ntk") under SGD (kernel), SP under Adam (unstable); computed
+    when a test first asks (a module that classifies at import turns a broken classify into a collection error)."""
+    preset, family = {"mup": ("mup", "adam"), "ntk": ("ntk", "sgd"), "sp": ("sp", "adam")}[name]
+    return abcparam.classify(abcparam.preset(preset, 2), optimizer=family)
 
 
 def fit(layer="layers.1", quantity="dh", step=1, slope=0.0, status="agree", predicted=F(0), **kw):
@@ -28,7 +32,8 @@ def fit(layer="layers.1", quantity="dh", step=1, slope=0.0, status="agree", pred
     return coord.Fit(layer, args.pop("role"), quantity, step, slope, args.pop("spread"), predicted, ok, status, **args)
 
 
-def report(fits, verdict=MUP, measured=None, **kw):
+def report(fits, verdict="mup", measured=None, **kw):
+    verdict = _verdict(verdict) if isinstance(verdict, str) else verdict
     measured = measured if measured is not None else (verdict.regime if verdict is not None else "feature_learning")
     args = dict(widths=[64, 128, 256], steps=2, seeds=[0, 1], family="adam", lr=0.01, tolerance=0.2, fits=fits, rms={},
                 verdict=verdict, measured_regime=measured)
@@ -99,23 +104,23 @@ def test_a_rising_loss_makes_a_stable_check_inconclusive_but_not_an_unstable_one
     assert r.outcome() == ("INCONCLUSIVE: the loss rises 3.0x during the steps at width 64: the learning rate is too "
                            "large for the asymptotics at these widths; would settle it: a smaller learning rate")
     grows = fit(status="agree", predicted=F(1), slope=1.0)
-    r = report([grows], verdict=SP_ADAM, lr_too_large=(64, 3.04), expect="unstable")
+    r = report([grows], verdict="sp", lr_too_large=(64, 3.04), expect="unstable")
     assert (r.comparison, r.status) == ("agree", "pass")
     # an unstable model's loss may rise: the undecided growth is reported, not the learning rate
     undecided = fit(status="inconclusive", predicted=F(1), slope=0.3)
-    r = report([undecided], verdict=SP_ADAM, lr_too_large=(64, 3.04))
+    r = report([undecided], verdict="sp", lr_too_large=(64, 3.04))
     assert r.outcome() == "INCONCLUSIVE: nothing disagrees, but the measurements cannot decide layers.1 dh@1"
 
 
 def test_an_unstable_prediction_is_a_lower_bound_met_when_something_measurably_grows():
     grows, flat = fit(status="agree", predicted=F(1), slope=1.0), fit(status="disagree", predicted=F(1), slope=0.0)
     undecided = fit(status="inconclusive", predicted=F(1), slope=0.3)
-    assert report([flat, grows], verdict=SP_ADAM).comparison == "agree"
-    assert report([flat, undecided], verdict=SP_ADAM).comparison == "inconclusive"
-    assert report([flat], verdict=SP_ADAM).comparison == "disagree"
-    r = report([flat, grows], verdict=SP_ADAM, expect="unstable")
+    assert report([flat, grows], verdict="sp").comparison == "agree"
+    assert report([flat, undecided], verdict="sp").comparison == "inconclusive"
+    assert report([flat], verdict="sp").comparison == "disagree"
+    r = report([flat, grows], verdict="sp", expect="unstable")
     assert r.outcome() == "PASS: unstable, as expected (it measurably grows with width)"
-    r = report([flat, grows], verdict=SP_ADAM)
+    r = report([flat, grows], verdict="sp")
     assert r.status == "fail" and r.outcome() == ("FAIL: the measurements agree with the theory that the model is UNSTABLE (it blows up as width "
                            "grows)")
     assert r.agrees and not r.passed
@@ -131,7 +136,7 @@ def test_the_smallest_margin_is_over_agreeing_fits_of_a_stable_verdict():
     fits = [fit(margin=0.3), fit(margin=0.07), fit(status="disagree", margin=-1.0), fit(status="inconclusive", margin=0.01)]
     assert report(fits).smallest_margin == 0.07
     assert report([fit(status="disagree")]).smallest_margin is None
-    assert report(fits, verdict=SP_ADAM).smallest_margin is None
+    assert report(fits, verdict="sp").smallest_margin is None
     assert report(fits, verdict=None).smallest_margin is None
 
 
@@ -169,7 +174,7 @@ def test_the_table_shows_each_fit_with_its_decision_and_prediction():
 def test_an_unstable_verdicts_positive_predictions_are_shown_as_bounds():
     fits = [fit(predicted=F(1), slope=1.0), fit(predicted=F(0), status="disagree"),
             fit(predicted=F(1, 2), predicted_low=F(0), status="agree", reason="corrected"), fit(predicted=None, status="-")]
-    rows = report(fits, verdict=SP_ADAM)._rows()[1:]
+    rows = report(fits, verdict="sp")._rows()[1:]
     # a bound replaces an interval; "corrected" is a stable verdict's word, not a lower bound's
     assert [(r[6], r[7]) for r in rows] == [("1 (bound)", "yes"), ("0", "NO"), ("1/2 (bound)", "yes"), ("-", "-")]
     assert [report(fits)._bound(f) for f in fits] == [False] * 4
@@ -250,9 +255,9 @@ def test_the_json_form_has_every_field_with_exact_exponents_and_no_non_finite_nu
             {"layer": "x", "role": "hidden", "quantity": "h", "step": 0, "slope": None, "spread": 0.01, "predicted": None,
              "predicted_low": None, "ok": None, "status": "-", "noise": 0.05, "margin": 0.1, "reason": "", "settle": ""},
         ],
-        "verdict": MUP.to_dict(), "notes": ["n"],
+        "verdict": _verdict("mup").to_dict(), "notes": ["n"],
     }
-    assert abcparam.Verdict.from_dict(d["verdict"]) == MUP
+    assert abcparam.Verdict.from_dict(d["verdict"]) == _verdict("mup")
     d = report([], verdict=None).to_dict()
     assert d["verdict"] is None and d["lr_too_large"] is None and d["theory_regime"] is None
     assert report([fit()]).to_json(indent=2) == json.dumps(report([fit()]).to_dict(), indent=2)  # options reach json.dumps
