@@ -76,6 +76,8 @@ def test_depth_arguments_are_checked_before_anything():
         abcparam.mup(256, 64, depth=8, base_depth=2, depth_alpha=2)
     with pytest.raises(ValueError, match=r"depth_alpha: got 1/4"):
         abcparam.sp(256, 64, depth=8, base_depth=2, depth_alpha="1/4")
+    with pytest.raises(ValueError, match=r"^depth_alpha: cannot read 'deep' as an exponent"):  # named, as every refusal
+        abcparam.mup(256, 64, depth=8, base_depth=2, depth_alpha="deep")
     p = abcparam.mup(256, 64, depth=8, base_depth=2, depth_alpha="1/4", allow_any_alpha=True)
     assert p.branch_multiplier() == 4 ** -0.25 and p.at_width(512).depth_alpha == Fraction(1, 4)
     assert abcparam.mup(256, 64, depth=8, base_depth=2, depth_alpha="depth_mup").depth_alpha == H
