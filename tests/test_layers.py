@@ -328,7 +328,9 @@ def test_shapes_that_cannot_decide_ask_for_the_role():
     assert Linear(64, 256, role="input", param=p).role == "input"
     # small divisors are data sizes: 16 inputs, 1 output
     assert Linear(16, 256, param=p).role == "input" and Linear(256, 1, param=p).role == "output"
-    with pytest.raises(ValueError, match="carries no width"):
+    with pytest.raises(ValueError, match=r"^role: required for Linear\(20, 10\) at width 1 \(base width 1\): the parametrization "
+                                         r"carries no width \(m = 1\), so the shapes cannot tell which dimensions grow; pass "
+                                         r"role='input', 'hidden' or 'output'$"):
         Linear(20, 10, param=abcparam.mup())
     with pytest.raises(ValueError, match="embedding_dim: 20 is not width-sized"):
         Embedding(100, 20, param=p)
