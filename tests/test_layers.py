@@ -4,6 +4,7 @@ import copy
 import io
 import math
 import pickle
+import re
 from fractions import Fraction as F
 
 import pytest
@@ -497,3 +498,43 @@ def test_a_tied_readouts_bias_follows_the_tables_dtype():
     head = TiedReadout(emb, param=p, bias=True)
     assert head.weight is emb.weight and head.bias.dtype == torch.float64 and head.bias.device == emb.weight.device
     assert head(torch.randn(3, 256, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_which_sizes_grow_with_the_width_follows_its_documented_rule():
+    from abcparam.layers import _size_kind
+
+    # multiples of the width grow; sizes below it that do not divide it, or divide it 16 times or more, are data
+    # sizes; larger divisors, and sizes above the width that are no multiple of it, cannot be told
+    kinds = {d: _size_kind(d, 256) for d in (1, 16, 17, 32, 255, 256, 300, 768, 784)}
+    assert kinds == {1: "fixed", 16: "fixed", 17: "fixed", 32: "unknown", 255: "fixed", 256: "width", 300: "unknown",
+                     768: "width", 784: "unknown"}
+    assert _size_kind(5, 1) == "unknown" and _size_kind(1, 1) == "unknown"  # no width information
+    assert _size_kind(2, 2) == "width" and _size_kind(1, 2) == "unknown"
+
+
+def test_every_refusal_of_a_linear_role_names_the_shapes_and_what_would_fit():
+    p = abcparam.mup(96, 48)
+    undecided = "role: cannot tell the role of Linear({}, {}) at width 96 (base width 48) from its shapes ({}); pass role= one of {}"
+    with pytest.raises(ValueError, match="^" + re.escape(undecided.format(
+            32, 96, "in_features 32 may or may not grow with the width, out_features 96 is a multiple of the width",
+            "'input', 'hidden'")) + "$"):
+        Linear(32, 96, param=p)
+    with pytest.raises(ValueError, match="^" + re.escape(undecided.format(
+            96, 32, "in_features 96 is a multiple of the width, out_features 32 may or may not grow with the width",
+            "'hidden', 'output'")) + "$"):
+        Linear(96, 32, param=p)
+    with pytest.raises(ValueError, match="^" + re.escape(
+            "role: neither dimension of Linear(20, 10) at width 96 (base width 48) grows with the width; a layer of fixed "
+            "size is an ordinary nn.Linear (or pass role= explicitly if one of its sizes does scale)") + "$"):
+        Linear(20, 10, param=p)
+    with pytest.raises(ValueError, match=r"^role: got 'middle'; allowed: input, hidden, output$"):
+        Linear(96, 96, role="middle", param=p)
+    needs = ("role: 'input' needs a width-sized out_features, but Linear({}, 10) at width 96 (base width 48) has "
+             "out_features=10, a fixed size (a data size: smaller than the width){}. Pass the role the layer has, or build "
+             "the parametrization at this layer's width")
+    with pytest.raises(ValueError, match="^" + re.escape(needs.format(20, "")) + "$"):  # nothing fits: no hint
+        Linear(20, 10, role="input", param=p)
+    with pytest.raises(ValueError, match="^" + re.escape(needs.format(96, "; the shapes fit role='output'")) + "$"):
+        Linear(96, 10, role="input", param=p)
+    # a base width of 1 is still a width: only m = 1 at width 1 leaves the shapes without meaning
+    assert Linear(64, 64, param=abcparam.mup(64, 1)).role == "hidden"
