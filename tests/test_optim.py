@@ -412,6 +412,31 @@ def test_a_group_added_after_wrapping_is_scaled_like_wrap():
     assert all("abc_lr_scale" in g for g in opt.param_groups)
 
 
+def test_a_matrix_added_to_muon_after_wrapping_gets_muons_own_correction_too():
+    # Muon's match_rms_adamw factor 0.2 sqrt(max(rows, cols)) grows with width: wrap keeps only its change from the
+    # base width (section 11); a group added later must get the same rate as if it had been there from the start
+    p = abcparam.mup(64, 16)
+
+    def hidden_pair():
+        torch.manual_seed(0)
+        return nn.Sequential(*(abcparam.Linear(64, 64, role="hidden", bias=False, param=p) for _ in range(2)))
+
+    def muon(params):
+        return torch.optim.Muon(params, lr=0.02, adjust_lr_fn="match_rms_adamw")
+
+    net = hidden_pair()
+    whole = abcparam.wrap(muon([net[0].weight, net[1].weight]), net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the second matrix is not in the optimizer yet
+        late = abcparam.wrap(muon([net[0].weight]), net)
+    late.add_param_group({"params": [net[1].weight]})
+    late.step()  # (no gradients: nothing moves; the new group is split and scaled first)
+    rate = {id(q): g["lr"] for opt in (whole,) for g in opt.param_groups for q in g["params"]}[id(net[1].weight)]
+    # muP's hidden spectral rate is m^0; Muon's own factor grows by (64 / 16)^(1/2) from the base width: divided out
+    assert rate == pytest.approx(0.02 * (16 / 64) ** 0.5)
+    assert [g["lr"] for g in late.param_groups if any(q is net[1].weight for q in g["params"])] == [pytest.approx(rate)]
+
+
 def test_a_subclass_of_a_torch_optimizer_is_wrapped_by_its_family():
     class ClippedAdam(torch.optim.Adam):
         pass

@@ -381,6 +381,9 @@ def test_classify_bad_inputs_name_the_argument():
         classify([True, 0], [0, H], 0)
     with pytest.raises(TypeError, match=r"^a: expected a sequence"):
         classify(0, [0, H], 0)
+    for unordered in ({0, H}, {"x": 0, "y": H}):  # no layer order: refused, not read in some order
+        with pytest.raises(TypeError, match=rf"^b: expected an ordered sequence \(list or tuple\), got {type(unordered).__name__}$"):
+            classify([0, 0], unordered, 0)
     with pytest.raises(ValueError, match=r"^optimizer: 'Adadelta' is outside the theory .*one eps"):
         classify([0, 0], [0, H], 0, optimizer="Adadelta")
     with pytest.raises(ValueError, match=r"^optimizer: unknown optimizer 'Shampoo2'.*'spectral'.*'relative'") as info:
