@@ -437,3 +437,12 @@ def test_str_and_json_render():
     assert d["regime"] == "feature_learning" and d["r_layers"] == ["0", "0", "0"]
     assert d["predicted_slopes"]["1"]["f0"] == "-1/2"
     assert isinstance(Exponents.of([0, 0], [0, H], 1).c[0], F)
+
+
+@pytest.mark.parametrize("s", ["0", "1/4", "1/2"])
+def test_a_uniform_presets_description_states_what_the_classifier_finds(s):
+    p = preset("up", 3, s=s)
+    v = classify(p)
+    s = F(s)
+    assert p.description == f"uniform parametrization UP_{s}: every r_l = {s}, a+b = {1 - s} at the readout"
+    assert v.r_layers == (s,) * 3 and p.a[-1] + p.b[-1] == 1 - s
