@@ -484,11 +484,15 @@ def test_the_canonical_form_is_named_once_and_is_its_own_canonical_form():
 @pytest.mark.parametrize("field,bad,msg", [("input", "x", r"^input: expected RoleExponents, got str$"),
                                            ("output", 3, r"^output: expected RoleExponents, got int$"),
                                            ("hidden", "h", r"^hidden: expected RoleExponents or None, got str$"),
-                                           ("attention", 0.5, r"^attention: expected a Fraction, got float$")])
+                                           ("attention", 0.5, r"^attention: expected a Fraction, got float$"),
+                                           ("width", 2.5, r"^width: expected a positive int, got float 2.5$"),
+                                           ("base_width", True, r"^base_width: expected a positive int, got bool True$"),
+                                           ("width", 0, r"^width: must be > 0, got 0$"),
+                                           ("base_width", -64, r"^base_width: must be > 0, got -64$")])
 def test_a_parametrization_refuses_fields_of_the_wrong_type_by_name(field, bad, msg):
     import dataclasses
 
-    with pytest.raises(TypeError, match=msg):
+    with pytest.raises(TypeError if "expected" in msg else ValueError, match=msg):
         dataclasses.replace(abcparam.mup(64, 64), **{field: bad})
 
 
