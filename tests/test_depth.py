@@ -391,3 +391,17 @@ def _with_weight(layer, w):
     with torch.no_grad():
         other.weight.copy_(w)
     return other
+
+
+def test_at_depth_moves_a_parametrization_to_another_depth_and_keeps_the_rest():
+    p = abcparam.mup(256, 64, depth=8, base_depth=2, depth_alpha="depth_mup")
+    q = p.at_depth(16)
+    assert (q.depth, q.base_depth, q.depth_mult, q.depth_alpha) == (16, 2, 8, H)
+    assert q.branch_multiplier() == pytest.approx(8 ** -0.5) and q.at_depth(8) == p
+    assert (q.width, q.base_width, q.input, q.hidden, q.output) == (p.width, p.base_width, p.input, p.hidden, p.output)
+    r = p.at_depth(4, base_depth=4)  # a new base depth: m_L = 1, nothing scaled
+    assert (r.depth, r.base_depth, r.branch_multiplier()) == (4, 4, 1.0)
+    assert (p.depth, p.base_depth) == (8, 2)  # p itself is unchanged (frozen)
+    assert abcparam.mup(256, 64).at_depth(8, base_depth=2).depth_mult == 4
+    with pytest.raises(ValueError, match=r"^base_depth: required with depth=8"):  # no base depth to keep
+        abcparam.mup(256, 64).at_depth(8)
