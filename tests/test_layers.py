@@ -542,3 +542,14 @@ def test_every_refusal_of_a_linear_role_names_the_shapes_and_what_would_fit():
         Linear(96, 10, role="input", param=p)
     # a base width of 1 is still a width: only m = 1 at width 1 leaves the shapes without meaning
     assert Linear(64, 64, param=abcparam.mup(64, 1)).role == "hidden"
+
+
+def test_a_conv1d_computes_x_times_its_effective_weight_stored_in_by_out():
+    from abcparam.layers import Conv1D
+
+    for role, shape in (("input", (16, 64)), ("hidden", (64, 64)), ("output", (64, 8))):
+        layer = Conv1D(*shape, role=role, param=abcparam.mup(64, 16))
+        w = layer.effective_weight()
+        assert w.shape == shape
+        x = torch.randn(5, shape[0])
+        assert torch.allclose(layer(x), x @ w + layer.bias, atol=1e-6)  # (the readout's multiplier is m^-1/2 = 1/2)
