@@ -446,3 +446,16 @@ def test_a_uniform_presets_description_states_what_the_classifier_finds(s):
     s = F(s)
     assert p.description == f"uniform parametrization UP_{s}: every r_l = {s}, a+b = {1 - s} at the readout"
     assert v.r_layers == (s,) * 3 and p.a[-1] + p.b[-1] == 1 - s
+
+
+@pytest.mark.parametrize("alignment", ["tp4", "full"])
+def test_no_learning_rate_is_stable_when_the_initialisation_is_not_and_the_refusal_says_why(alignment):
+    from abcparam.theory import max_stable_lr_exponents
+
+    with pytest.raises(ValueError) as info:
+        max_stable_lr_exponents([1, 1, 0], [1, 1, "-1/2"], alignment=alignment)
+    assert str(info.value) == (
+        "a, b: not stable at initialisation, no learning rate is stable: "
+        "input layer init: beta_1 = a_1+b_1 = 2 != 0, h^1 vanishes like n^-2; "
+        "layer 2 init: beta_2 = a+b = 2 != 1/2, W^2 x scales like n^(-3/2) (vanishes); "
+        "readout init: beta_3 = a+b = -1/2 < 1/2, f_0 blows up like n^1")
