@@ -379,8 +379,11 @@ def test_classify_bad_inputs_name_the_argument():
         classify([0, 0], [0, H], [0, 0.1])
     with pytest.raises(TypeError, match=r"^a\[0\]: got the bool"):
         classify([True, 0], [0, H], 0)
-    with pytest.raises(TypeError, match=r"^a: expected a sequence"):
+    with pytest.raises(TypeError, match=r"^a: expected a sequence of exponents over the layers \(input, hidden\.\.\., "
+                                        r"output\), got int 0$"):
         classify(0, [0, H], 0)
+    with pytest.raises(ValueError, match=r"^c: cannot read 'x' as an exponent"):  # one c for every layer, named
+        classify([0, 0], [0, H], "x")
     for unordered in ({0, H}, {"x": 0, "y": H}):  # no layer order: refused, not read in some order
         with pytest.raises(TypeError, match=rf"^b: expected an ordered sequence \(list or tuple\), got {type(unordered).__name__}$"):
             classify([0, 0], unordered, 0)
