@@ -36,9 +36,3 @@ def test_the_screen_picks_the_mutants_of_the_named_functions_and_methods_only():
     assert mutation_screen.mutants_of(names, ["_num", "summary"]) == [names[0], names[3]]
     assert mutation_screen.mutants_of(names, ["coord_check"]) == [names[2]]
     assert mutation_screen.mutants_of(names, ["rows"]) == []  # whole names, not parts of them
-
-
-def test_the_screen_shows_a_mutant_as_the_lines_it_changes():
-    lines = ["def x_f__mutmut_orig(x):", "    y = x + 1", "    return y", "def x_f__mutmut_1(x):", "    y = x - 1", "    return y"]
-    spans = {"x_f__mutmut_orig": (1, 3), "x_f__mutmut_1": (4, 6)}
-    assert mutation_screen.mutant_diff(lines, spans, "abcparam.m.x_f__mutmut_1") == ["-    y = x + 1", "+    y = x - 1"]

@@ -2,14 +2,14 @@
 
     python tools/mutation.py coord --sample 1          # (once) let mutmut generate ./mutants and its test map
     python tools/mutation_screen.py coord _decide,summary -- tests/test_coord_report.py
-    python tools/mutation_screen.py coord --show 'abcparam.coord.x__num__mutmut_3'
 
 Where ``tools/mutation.py --sample`` measures the score (each sampled mutant against every test mutmut maps to
 it, in a fresh process), this runs *all* mutants of the named functions against the tests you choose, with no
 new process per mutant: the tests are collected once and re-run with each mutant active (mutmut's trampolines
 read the active mutant at every call).  With fast unit tests it screens hundreds of mutants a minute, which is
 how the tests of ``tests/test_coord_report.py`` and ``tests/test_coord_parts.py`` were written.  A mutant this
-misses may still be killed by a test left out of the selection: it is a list of leads, not a score.
+misses may still be killed by a test left out of the selection: it is a list of leads, not a score.  Each
+mutant it misses is printed as ``mutmut show`` prints it.
 
 Tracebacks are printed natively (pytest's own formatting parses the mutated module, which is huge, for every
 failing frame), and each mutant gets a time limit (a mutant can loop forever).
@@ -18,16 +18,16 @@ failing frame), and each mutant gets a time limit (a mutant can loop forever).
 from __future__ import annotations
 
 import argparse
-import difflib
-import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import List, Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
+from mutation import ROOT, _module, statuses
+
 MUTANTS = ROOT / "mutants"
 
 
@@ -36,29 +36,6 @@ def mutants_of(names: Sequence[str], functions: Sequence[str]) -> List[str]:
     ``f``, ``xǁClassǁf__mutmut_3`` for a method."""
     wanted = [f"x_{f}__mutmut_" for f in functions] + [f"ǁ{f}__mutmut_" for f in functions]
     return [n for n in names if any(w in n.rsplit(".", 1)[-1] for w in wanted)]
-
-
-def mutant_diff(lines: Sequence[str], spans: Dict[str, Tuple[int, int]], name: str) -> List[str]:
-    """The lines a mutant changes, as ``-`` (original) and ``+`` (mutated), from the mutated module's ``lines`` and
-    mutmut's ``spans`` (each mutant's first and last line, 1-based)."""
-    short = name.split(".", 2)[2] if name.startswith("abcparam.") else name
-    original = short.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"
-
-    def body(key: str) -> List[str]:
-        first, last = spans[key]
-        return [line.replace(key, "") for line in lines[first:last]]  # without the def line, which names the mutant
-
-    return [d for d in difflib.unified_diff(body(original), body(short), lineterm="", n=0) if d[:3] not in ("---", "+++")
-            and not d.startswith("@@")]
-
-
-def _load(module: str) -> Tuple[List[str], Dict[str, Tuple[int, int]], List[str]]:
-    path = MUTANTS / "abcparam" / f"{module}.py"
-    if not path.exists():
-        sys.exit(f"{path} not found: generate the mutants first (python tools/mutation.py {module} --sample 1)")
-    spans = json.loads(Path(f"{path}.spans").read_text())["spans"]
-    names = list(json.loads(Path(f"{path}.meta").read_text())["exit_code_by_key"])
-    return path.read_text().split("\n"), spans, names
 
 
 class _Screen:
@@ -99,11 +76,11 @@ class _Screen:
             try:
                 status = "killed" if self._fails(session.items) else "survived"
             except TimeoutError:
-                pass
+                status = "timeout"
             except Exception:  # raised outside a test (a broken fixture): the mutant broke something a test uses
                 status = "killed"
             signal.setitimer(signal.ITIMER_REAL, 0)
-            if self.expired:
+            if self.expired:  # (a test that caught the TimeoutError reported it as its own failure)
                 status = "timeout"
             print(f"[{k}/{len(self.names)}] {name}: {status} ({time.time() - start:.1f} s)", file=sys.stderr, flush=True)
             if status != "killed":
@@ -118,17 +95,14 @@ def main(argv: Sequence[str]) -> int:
     argv = argv[:argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("module", help="a core module: theory, parametrizations, layers, optim, coord, limits, testing")
-    ap.add_argument("functions", nargs="?", help="comma-separated function or method names")
-    ap.add_argument("--show", nargs="+", metavar="NAME", help="print these mutants' changes and exit")
+    ap.add_argument("functions", help="comma-separated function or method names")
     ap.add_argument("--limit", type=float, default=20.0, help="seconds per mutant (default 20)")
     args = ap.parse_args(argv)
-    lines, spans, names = _load(args.module)
-    if args.show:
-        for name in args.show:
-            print(name, *("   " + d for d in mutant_diff(lines, spans, name)), sep="\n")
-        return 0
-    if not args.functions or not pytest_args:
-        ap.error("give the functions to mutate and, after --, the tests to run (pytest arguments)")
+    if not pytest_args:
+        ap.error("give, after --, the tests to run (pytest arguments)")
+    if not (MUTANTS / "abcparam" / f"{args.module}.py").exists():
+        ap.error(f"no mutants of abcparam/{args.module}.py: generate them first (python tools/mutation.py {args.module} --sample 1)")
+    names = [n for n in statuses() if _module(n) == args.module]
     chosen = mutants_of(names, args.functions.split(","))
     if not chosen:
         ap.error(f"functions: no mutant of {args.functions} in abcparam/{args.module}.py")
@@ -141,7 +115,8 @@ def main(argv: Sequence[str]) -> int:
     print(f"{len(chosen)} mutants of {args.functions}: {len(chosen) - len(screen.survivors)} killed, "
           f"{len(screen.survivors)} not killed by the selected tests")
     for name, status in screen.survivors:
-        print(f"{name} ({status})", *("   " + d for d in mutant_diff(lines, spans, name)), sep="\n")
+        print(f"({status})", flush=True)
+        subprocess.run(["mutmut", "show", name], cwd=ROOT, check=False)
     return 0 if not screen.survivors else 1
 
 
