@@ -615,24 +615,6 @@ def test_the_depth_helper_refuses_an_unknown_regime_by_name():
         abcparam.testing.assert_depth_regime(lambda d: None, "deep", batch=None, optimizer=torch.optim.SGD, lr=0.1)
 
 
-def _fit(layer, quantity, slope, step=3, status="-", predicted=None):
-    return coord.Fit(layer, "-", quantity, step, slope, 0.0, predicted, None, status, 0.01)
-
-
-@pytest.mark.parametrize("last_hidden,other_change,expected", [
-    (_fit("h2", "dh", 0.0), -0.5, "feature_learning"),  # the last hidden layer's change decides, not the frozen input's
-    (_fit("h2", "dh", -0.5), 0.0, "kernel"),
-    (_fit("h2", "dh", -0.3, status="agree", predicted=0), 0.0, "feature_learning"),  # noisy, but agrees with Theta(1)
-])
-def test_the_measured_regime_reads_the_last_hidden_layer(last_hidden, other_change, expected):
-    from types import SimpleNamespace as NS
-
-    tracked = {"h1": NS(role="input"), "h2": NS(role="hidden"), "out": NS(role="output")}
-    fits = [_fit("h1", "h", 0.0, step=0), _fit("h2", "h", 0.0, step=0), _fit("output", "f", -0.5, step=0),
-            _fit("h1", "dh", other_change), last_hidden, _fit("output", "df", 0.0)]
-    assert coord._measured_regime(fits, ["h1", "h2", "out"], tracked, 3, 0.2, None, None) == expected
-
-
 def test_a_zero_initialised_readout_is_not_compared_where_it_is_exactly_zero():
     def build(n):
         model = MLP(16, n, 4, depth=2, param=abcparam.mup(n, 128))

@@ -442,10 +442,12 @@ def measured(changes=(), verdict=None, readout=None, order=("h1", "h2", "out"), 
 
 @pytest.mark.parametrize("changes,expected", [
     ((), "feature_learning"),  # the last hidden layer's change is Theta(1)
+    ([("h1", "dh", 3, -0.5)], "feature_learning"),  # the last hidden layer's change decides, not the frozen input's
     ([("h2", "dh", 3, -0.5)], "kernel"),  # ... and vanishing
     ([("h2", "dh", 3, -0.19)], "feature_learning"),  # within the tolerance
     ([("h2", "dh", 3, -0.21)], "kernel"),
     ([("h2", "dh", 3, -0.5, "agree", F(0))], "feature_learning"),  # noisy, but agrees with Theta(1)
+    ([("h2", "dh", 3, -0.3, "agree", F(0))], "feature_learning"),
     ([("h2", "dh", 3, -0.5, "agree", F(-1, 2))], "kernel"),  # agrees, with a vanishing prediction
     ([("h2", "dh", 1, -0.5)], "feature_learning"),  # only the last step counts for the regime
     ([("output", "df", 3, -0.5)], "trivial"),  # the output stops moving
