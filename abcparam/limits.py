@@ -18,7 +18,10 @@ module provides:
   parametrization (features frozen at initialisation; the function trains as
   a linear model ``f = W x`` with ``W_0 = 0``, the centred GP);
 - :func:`abcparam_network`: the same finite network built from abcparam's own
-  layers, with its wrapped SGD optimizer, started from the same ``G_u, G_v``.
+  layers, with its wrapped SGD optimizer, started from the same ``G_u, G_v``;
+- :class:`LinearMLP` and :class:`LinearLimit`: the same network (with an input
+  bias) in TP4's muP form as ordinary ``nn.Module`` s, finite and infinite, for
+  any training loop that takes a module (MAML included: docs/theory.md section 16).
 
 All of them share one interface: ``model(x)`` predicts, ``model.step(x, y,
 loss)`` takes one SGD step on the batch and returns the loss, and
@@ -51,7 +54,10 @@ from .layers import Embedding, Linear
 from .optim import wrap
 from .parametrizations import _positive_int, mup, ntk
 
-__all__ = ["LinearNetConfig", "MuPLimit", "NTKLimit", "OmegaNetwork", "AbcparamNetwork", "abcparam_network", "mse"]
+__all__ = [
+    "LinearNetConfig", "MuPLimit", "NTKLimit", "OmegaNetwork", "AbcparamNetwork", "abcparam_network", "mse",
+    "LinearMLP", "LinearLimit",
+]
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -291,6 +297,191 @@ class AbcparamNetwork(nn.Module):
 def abcparam_network(cfg: LinearNetConfig, width: int, seed: int = 0, parametrization: str = "mup") -> AbcparamNetwork:
     """The finite network of width ``width`` from abcparam layers (muP Table 8 form, or NTK), same G as OmegaNetwork."""
     return AbcparamNetwork(cfg, width, seed, parametrization)
+
+
+def _finite_positive(value: Any, name: str, zero_ok: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        allowed = "a finite number >= 0" if zero_ok else "a finite number > 0"
+        raise ValueError(f"{name}: {allowed}, got {value!r}")
+    return float(value)
+
+
+class _LinearNetBase(nn.Module):
+    """What the finite network and its limit share: sizes, constants, the input with its bias coordinate."""
+
+    def __init__(self, d_in: int, d_out: int, bias: float, sigma_u: float, sigma_b: float, sigma_v: float,
+                 alpha: float, base_width: int) -> None:
+        super().__init__()
+        self.d_in = _positive_int(d_in, "d_in")
+        self.d_out = _positive_int(d_out, "d_out")
+        self.base_width = _positive_int(base_width, "base_width")
+        self.bias = _finite_positive(bias, "bias", zero_ok=True)
+        self.sigma_u = _finite_positive(sigma_u, "sigma_u", zero_ok=True)
+        self.sigma_b = _finite_positive(sigma_b, "sigma_b", zero_ok=True)
+        self.sigma_v = _finite_positive(sigma_v, "sigma_v", zero_ok=True)
+        self.alpha = _finite_positive(alpha, "alpha")
+
+    @property
+    def fan_in(self) -> int:
+        """d_in, plus one coordinate for the input bias when ``bias`` is not 0."""
+        return self.d_in + (1 if self.bias else 0)
+
+    def _input_stds(self) -> torch.Tensor:
+        """The coefficient of each input coordinate at initialisation: sigma_u, and sigma_b for the bias."""
+        s = torch.full((self.fan_in,), self.sigma_u, dtype=torch.float64)
+        if self.bias:
+            s[-1] = self.sigma_b
+        return s
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (N, d_in) with the constant bias coordinate appended (the input bias, docs/theory.md section 16)."""
+        if x.dim() < 1 or x.shape[-1] != self.d_in:
+            raise ValueError(f"x: expected a last dimension of {self.d_in}, got shape {tuple(x.shape)}")
+        if not self.bias:
+            return x
+        return torch.cat([x, x.new_full(x.shape[:-1] + (1,), self.bias)], dim=-1)
+
+    def extra_repr(self) -> str:
+        return (f"d_in={self.d_in}, d_out={self.d_out}, bias={self.bias:g}, sigma_u={self.sigma_u:g}, "
+                f"sigma_b={self.sigma_b:g}, sigma_v={self.sigma_v:g}, alpha={self.alpha:g}, base_width={self.base_width}")
+
+
+class LinearMLP(_LinearNetBase):
+    """The finite 1-hidden-layer linear network ``x -> V^T U [x, bias]`` in muP (TP4 form), from abcparam layers.
+
+    ``inp`` is an :class:`abcparam.Linear` input layer (stored unfolded, so its
+    stored weight, like the readout's, has entries of size n^-1/2 and its
+    gradient a norm that converges as the width grows) and ``out`` the readout.
+    In this form SGD trains every tensor at the same learning rate (c = 0), so
+    a plain ``torch.optim.SGD`` (or one wrapped by :func:`abcparam.wrap`, which
+    changes nothing here), plain gradient clipping and a MAML inner step at one
+    step size are all width-consistent: their limit is :class:`LinearLimit`.
+    The input bias is one more input coordinate, the constant ``bias``
+    (docs/theory.md section 16); its column starts at std ``sigma_b * m^-1/2``.
+
+    >>> net = LinearMLP(784, 5, width=64)
+    >>> net(torch.zeros(3, 784)).shape
+    torch.Size([3, 5])
+    """
+
+    def __init__(self, d_in: int, d_out: int, width: int, *, bias: float = 1.0, sigma_u: float = 1.0,
+                 sigma_b: float = 0.0, sigma_v: float = 1.0, alpha: float = 1.0, base_width: int = 1,
+                 dtype: Optional[torch.dtype] = None) -> None:
+        super().__init__(d_in, d_out, bias, sigma_u, sigma_b, sigma_v, alpha, base_width)
+        self.width = _positive_int(width, "width")
+        p = mup(self.width, self.base_width)
+        self.inp = Linear(self.fan_in, self.width, False, role="input", param=p, sigma=self.sigma_u, fold=False,
+                          dtype=dtype)
+        self.out = Linear(self.width, self.d_out, False, role="output", param=p, alpha=self.alpha,
+                          sigma=self.sigma_v, dtype=dtype)
+        if self.bias:  # the bias column's own std (the layers drew every column at sigma_u)
+            with torch.no_grad():
+                self.inp.weight[:, -1].normal_(0.0, self.sigma_b / math.sqrt(self.width / self.base_width))
+
+    def init_from(self, omega: torch.Tensor) -> "LinearMLP":
+        """Set the weights from ``omega`` (width x (fan_in + d_out), iid N(0, 1) entries): the coupling to the limit.
+
+        ``inp.weight = m^-1/2 omega[:, :fan_in] diag(sigma_u, ..., sigma_b)`` and
+        ``out.weight = m^-1/2 sigma_v omega[:, fan_in:]^T``: the abcparam layers' own
+        init distribution, with the Gaussians shared with :meth:`LinearLimit.sample`.
+        """
+        if tuple(omega.shape) != (self.width, self.fan_in + self.d_out):
+            raise ValueError(f"omega: expected shape {(self.width, self.fan_in + self.d_out)}, got {tuple(omega.shape)}")
+        root_m = math.sqrt(self.width / self.base_width)
+        with torch.no_grad():
+            w_in = omega[:, : self.fan_in] * self._input_stds() / root_m
+            self.inp.weight.copy_(w_in.to(self.inp.weight.dtype))
+            self.out.weight.copy_((self.sigma_v / root_m * omega[:, self.fan_in:].T).to(self.out.weight.dtype))
+        return self
+
+    def multipliers(self) -> "tuple[float, float]":
+        """The forward multipliers (M_u, M_v): ``f = M_v out.weight (M_u inp.weight x)``."""
+        return self.inp.weight_multiplier, self.out.weight_multiplier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.inp(self.augment(x)))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The hidden representation over sqrt(width): its inner products converge to :meth:`LinearLimit.features`'."""
+        return self.inp(self.augment(x)) / math.sqrt(self.width)
+
+
+class LinearLimit(_LinearNetBase):
+    """The exact infinite-width muP limit of :class:`LinearMLP`: a plain linear network of width fan_in + d_out.
+
+    docs/theory.md sections 9 and 16: every column of the finite network's
+    weights stays in the span of the ``fan_in + d_out`` Gaussian vectors it
+    started from, so with ``inp.weight = m^-1/2 Omega P`` and ``out.weight^T =
+    m^-1/2 Omega Q`` the finite network is ``f = alpha n0 Q^T (Omega^T Omega / n) P x``
+    and its SGD step moves ``P`` and ``Q`` by amounts in which ``Omega`` enters
+    only through ``Omega^T Omega / n``.  Replacing that by its limit ``I`` gives
+    this module: ``inp.weight = sqrt(n0) P`` (starting at ``sqrt(n0) [diag(sigma_u,
+    ..., sigma_b); 0]``), ``out.weight = sqrt(n0) Q^T`` (starting at ``sqrt(n0) [0,
+    sigma_v I]``), ``f = alpha * out(inp(x))``.  Its gradients have the limits of
+    the finite network's gradient norms, so it trains with the same *unscaled*
+    SGD, clipping, schedule and MAML inner step: any loop that trains a
+    :class:`LinearMLP` trains this (``torch.func.functional_call`` included), and
+    finite networks converge to it at O(n^-1/2) (tests/test_maml.py).
+
+    >>> lim = LinearLimit(784, 5)
+    >>> lim.inp.weight.shape, lim.out.weight.shape
+    (torch.Size([790, 785]), torch.Size([5, 790]))
+    >>> float(lim(torch.rand(2, 784)).detach().abs().max())  # f_0 = 0 exactly: the readout starts orthogonal to the features
+    0.0
+    """
+
+    def __init__(self, d_in: int, d_out: int, *, bias: float = 1.0, sigma_u: float = 1.0, sigma_b: float = 0.0,
+                 sigma_v: float = 1.0, alpha: float = 1.0, base_width: int = 1,
+                 dtype: Optional[torch.dtype] = None) -> None:
+        super().__init__(d_in, d_out, bias, sigma_u, sigma_b, sigma_v, alpha, base_width)
+        D = self.fan_in + self.d_out
+        self.inp = nn.Linear(self.fan_in, D, bias=False, dtype=dtype)
+        self.out = nn.Linear(D, self.d_out, bias=False, dtype=dtype)
+        self.reset_parameters()
+
+    @property
+    def width(self) -> int:
+        """The limit's width: fan_in + d_out (whatever the finite width it stands for)."""
+        return self.fan_in + self.d_out
+
+    def reset_parameters(self) -> None:
+        """The deterministic start: identity blocks times sqrt(base_width) and the sigmas."""
+        root_n0 = math.sqrt(self.base_width)
+        with torch.no_grad():
+            self.inp.weight.zero_()
+            self.inp.weight[: self.fan_in].copy_(torch.diag(root_n0 * self._input_stds()))
+            self.out.weight.zero_()
+            self.out.weight[:, self.fan_in:].copy_(root_n0 * self.sigma_v * torch.eye(self.d_out))
+
+    def multipliers(self) -> "tuple[float, float]":
+        """The forward multipliers (M_u, M_v) = (1, alpha): ``f = alpha out.weight (inp.weight x)``."""
+        return 1.0, self.alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.alpha * self.out(self.inp(self.augment(x)))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``P x``: the limit of the finite network's hidden representation's inner products (over the width)."""
+        return self.inp(self.augment(x)) / math.sqrt(self.base_width)
+
+    def sample(self, width: int, seed: int = 0) -> LinearMLP:
+        """A finite :class:`LinearMLP` of ``width`` whose weights are this limit's projected by a Gaussian Omega.
+
+        ``inp.weight = Omega inp.weight_limit / sqrt(width)``, ``out.weight = out.weight_limit Omega^T /
+        sqrt(width)`` with ``Omega`` (width x (fan_in + d_out)) drawn from ``seed``: at initialisation this
+        is the finite network's own init distribution, coupled to the limit; from a trained limit it is the
+        finite network whose coefficients are the limit's.
+        """
+        net = LinearMLP(self.d_in, self.d_out, width, bias=self.bias, sigma_u=self.sigma_u, sigma_b=self.sigma_b,
+                        sigma_v=self.sigma_v, alpha=self.alpha, base_width=self.base_width,
+                        dtype=self.inp.weight.dtype)
+        g = torch.Generator().manual_seed(seed)
+        omega = torch.randn(net.width, self.width, generator=g, dtype=torch.float64)
+        root_n = math.sqrt(net.width)
+        with torch.no_grad():
+            net.inp.weight.copy_((omega @ self.inp.weight.double() / root_n).to(net.inp.weight.dtype))
+            net.out.weight.copy_((self.out.weight.double() @ omega.T / root_n).to(net.out.weight.dtype))
+        return net
 
 
 def check_supported(*, nonlinearity: Any = None, optimizer: Any = "sgd", depth: int = 1) -> None:
