@@ -66,7 +66,7 @@ _LAZY = {
     "CoordReport": "coord",
 }
 _SUBMODULES = ("theory", "parametrizations", "layers", "optim", "conversion", "coord", "models", "data", "testing", "limits", "cli",
-               "residual", "norms", "depth", "depthcheck", "meanfield", "attention")
+               "residual", "norms", "depth", "depthcheck", "meanfield", "attention", "maml", "kernels")
 
 __all__ = [
     "Exponents",
