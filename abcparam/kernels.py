@@ -16,7 +16,7 @@ for ReLU they are the arc-cosine kernels of degree 1 and 0 (Cho and Saul 2009).
 The limits here are centred (``f_0 = 0``, the mean of the random initial
 function), as the finite networks' muP limit is.
 
-:class:`KernelLimit` is that model for first-order MAML: ``f = K(., Z) C`` over
+:class:`KernelFOMAML` is that model for first-order MAML: ``f = K(., Z) C`` over
 a fixed *basis* ``Z`` (the pool of meta-training inputs), since every SGD step
 in function space adds ``K(., x) chi`` terms at points seen in training: the
 inner step at the support points, the outer step at the query points.  It
@@ -42,7 +42,7 @@ import torch
 
 from .maml import Loss, check_tasks, task_loss
 
-__all__ = ["KINDS", "NONLINEARITIES", "kernel", "KernelLimit"]
+__all__ = ["KINDS", "NONLINEARITIES", "kernel", "KernelFOMAML"]
 
 KINDS = ("ntk", "gp")
 NONLINEARITIES = ("linear", "relu")
@@ -86,7 +86,7 @@ def kernel(dots: torch.Tensor, sq_x: torch.Tensor, sq_y: torch.Tensor, *, kind: 
     return k + sigma_v ** 2 * dphi * cov if kind == "ntk" else k
 
 
-class KernelLimit:
+class KernelFOMAML:
     """The NTK or GP limit of a 1-hidden-layer network as a first-order MAML learner in function space.
 
     Args:

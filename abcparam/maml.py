@@ -9,7 +9,7 @@ ordinary torch optimizer).  :class:`FOMAML` runs that loop on any
 takes each tensor's learning-rate factor from :func:`abcparam.wrap`, so the
 inner step is as width-consistent as the outer one) or the exact muP limit
 :class:`abcparam.limits.LinearLimit`, which is itself a module.  The kernel
-limits of :mod:`abcparam.kernels` run the same loop in function space and
+limits of :mod:`abcparam.kernels` (:class:`~abcparam.kernels.KernelFOMAML`) run the same loop in function space and
 expose the same two methods, ``meta_step`` and ``adapt_predict``, on task
 batches given as indices into a pool of inputs.
 
