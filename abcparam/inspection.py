@@ -220,7 +220,7 @@ def _decay(widths: Sequence[int], values: Sequence[float], tol: float, what: str
 
 
 def _is_conv1d(mod: nn.Module) -> bool:
-    from .conversion import _is_hf_conv1d
+    from .conversion.handlers import is_hf_conv1d as _is_hf_conv1d
     from .layers import Conv1D
 
     return isinstance(mod, Conv1D) or _is_hf_conv1d(mod)

@@ -12,7 +12,7 @@ def _sections():
 
 
 def _references():
-    files = [ROOT / "README.md", *sorted((ROOT / "abcparam").glob("*.py")), *sorted((ROOT / "benchmarks").glob("*.py"))]
+    files = [ROOT / "README.md", *sorted((ROOT / "abcparam").rglob("*.py")), *sorted((ROOT / "benchmarks").glob("*.py"))]
     for path in files:
         text = path.read_text(encoding="utf-8")
         for m in re.finditer(r"docs/theory\.md,? sections? ([\d, and-]+)", text):
@@ -32,5 +32,5 @@ def test_theory_document_exists_and_every_cited_section_is_there():
 
 
 def test_nothing_points_at_a_file_the_repository_lacks():
-    for path in [ROOT / "README.md", *(ROOT / "abcparam").glob("*.py")]:
+    for path in [ROOT / "README.md", *(ROOT / "abcparam").rglob("*.py")]:
         assert "THEORY.md" not in path.read_text(encoding="utf-8"), path

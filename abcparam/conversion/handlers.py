@@ -1,0 +1,350 @@
+"""One handler per module kind that :func:`abcparam.convert` replaces or marks (docs/theory.md sections 7, 14).
+
+The walk in :mod:`abcparam.conversion.walk` offers every child module to the
+handlers of :data:`HANDLERS` in order; the first that claims it decides what
+happens to it (a planned :class:`Change`, or a reason to leave it, recorded in
+the report) and the walk does not go inside it.  A module no handler claims is
+walked into.  Adding a module kind to ``convert`` is adding a handler here.
+
+Every handler only *plans*: nothing changes in the model until every change
+of the whole model has been prepared (built) without error, so a refusal
+leaves the model as it was.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+from .. import _torch  # noqa: F401  (torch without the numpy warning)
+import torch
+from torch import nn
+
+from ..layers import Conv1D, Embedding, Linear
+from ..parametrizations import Parametrization
+from .report import ConversionReport, Converted
+
+__all__ = ["Change", "Context", "Handler", "HANDLERS", "Swap", "is_hf_conv1d", "ROLES"]
+
+ROLES = ("input", "hidden", "output", "skip")
+
+# the order in which changes of each kind are installed (and listed in the report)
+STAGES = ("layer", "tie", "attention", "norm", "marked norm", "attention scale", "fast path", "block")
+
+
+@dataclass
+class Context:
+    """The request every handler reads, and what the conversion collects as it goes."""
+
+    param: Parametrization
+    roles: Dict[str, str]
+    widths: frozenset
+    filter_fn: Optional[Callable[[nn.Module, str], bool]]
+    layer_kwargs: Dict[str, Any]
+    init: str
+    report: ConversionReport
+    readouts_from_widths: List[Tuple[str, nn.Module]] = field(default_factory=list)
+    built: Dict[str, nn.Module] = field(default_factory=dict)
+
+    def selected(self, mod: nn.Module, fqn: str) -> bool:
+        """Whether ``filter_fn`` (if any) lets this module be converted."""
+        return self.filter_fn is None or bool(self.filter_fn(mod, fqn))
+
+    def skip(self, fqn: str, why: str) -> None:
+        self.report.skipped.append((fqn, why))
+
+    def role_from_map(self, fqn: str) -> Optional[str]:
+        """The role ``roles`` gives the module named ``fqn`` (None when no pattern matches)."""
+        hits = {role for pattern, role in self.roles.items() if fnmatch.fnmatchcase(fqn, pattern)}
+        if len(hits) > 1:
+            raise ValueError(f"roles: layer {fqn!r} matches patterns with different roles {sorted(hits)}; make the patterns disjoint")
+        return hits.pop() if hits else None
+
+
+class Change:
+    """One planned change.  ``prepare`` builds what the change needs and may refuse; ``install`` changes the model.
+
+    ``convert`` prepares every change (in stage order) before it installs any.
+    """
+
+    stage = "layer"
+
+    def prepare(self, ctx: Context) -> None:
+        """Build the new module(s); raise here, never in install."""
+
+    def install(self, ctx: Context) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class Swap(Change):
+    """Replace ``parent.attr`` (the module ``old``, named ``fqn``) by the module ``build(ctx)`` returns.
+
+    With ``init="keep"``, ``keep(new, old)`` carries the old weights over first.
+    """
+
+    parent: nn.Module
+    attr: str
+    fqn: str
+    old: nn.Module
+    build: Callable[[Context], nn.Module]
+    entry: Converted
+    stage: str = "layer"
+    role: str = ""
+    keep: Optional[Callable[[nn.Module, nn.Module], None]] = None
+    new: Optional[nn.Module] = None
+
+    def prepare(self, ctx: Context) -> None:
+        self.new = ctx.built[self.fqn] = self.build(ctx)
+
+    def install(self, ctx: Context) -> None:
+        assert self.new is not None, "install before prepare"
+        if ctx.init == "keep" and self.keep is not None:
+            self.keep(self.new, self.old)
+        setattr(self.parent, self.attr, self.new)
+        ctx.report.converted.append(self.entry)
+
+
+class Handler:
+    """A module kind: ``claims`` says whether a module is of it; ``plan`` decides (a Change, or None with a reason)."""
+
+    def claims(self, mod: nn.Module, fqn: str, ctx: Context) -> bool:
+        raise NotImplementedError
+
+    def plan(self, parent: nn.Module, attr: str, fqn: str, mod: nn.Module, ctx: Context) -> Optional[Change]:
+        raise NotImplementedError
+
+
+class AbcLayers(Handler):
+    """A module that is an abcparam layer already: left as it is."""
+
+    def claims(self, mod, fqn, ctx):
+        return hasattr(mod, "abc_scales")
+
+    def plan(self, parent, attr, fqn, mod, ctx):
+        ctx.skip(fqn, "already an abcparam layer")
+        return None
+
+
+class TorchNorms(Handler):
+    """``nn.LayerNorm`` / ``nn.RMSNorm``: abcparam's own, with the gains kept (a gain's init does not change with width)."""
+
+    def claims(self, mod, fqn, ctx):
+        return type(mod) in (nn.LayerNorm, getattr(nn, "RMSNorm", None)) and ctx.selected(mod, fqn)
+
+    def plan(self, parent, attr, fqn, mod, ctx):
+        from ..norms import LayerNorm, RMSNorm
+
+        def build(ctx: Context) -> nn.Module:
+            w = mod.weight
+            kw = {"device": w.device, "dtype": w.dtype} if w is not None else {}
+            if isinstance(mod, nn.LayerNorm):
+                new: nn.Module = LayerNorm(mod.normalized_shape, mod.eps, mod.elementwise_affine, mod.bias is not None,
+                                           param=ctx.param, **kw)
+            else:
+                new = RMSNorm(mod.normalized_shape, mod.eps, mod.elementwise_affine, param=ctx.param, **kw)
+            with torch.no_grad():
+                for n in ("weight", "bias"):
+                    if getattr(mod, n, None) is not None:
+                        getattr(new, n).copy_(getattr(mod, n))
+            return new
+
+        d = tuple(mod.normalized_shape)[-1]
+        return Swap(parent, attr, fqn, mod, build, Converted(fqn, type(mod).__name__, "vector", (d, d)), stage="norm")
+
+
+class MultiheadAttentions(Handler):
+    """``nn.MultiheadAttention`` whose embed_dim is a width: :class:`abcparam.MultiheadAttention` (hidden projections)."""
+
+    def claims(self, mod, fqn, ctx):
+        return isinstance(mod, nn.MultiheadAttention)
+
+    def plan(self, parent, attr, fqn, mod, ctx):
+        role = ctx.role_from_map(fqn)
+        if role is None and ctx.widths:
+            role = "hidden" if mod.embed_dim in ctx.widths else None
+        why = _mha_unsupported(mod)
+        if why or role in (None, "skip") or not ctx.selected(mod, fqn):
+            ctx.skip(fqn, why or ("its embed_dim is not a width" if role is None else "not selected"))
+            return None
+        if role != "hidden":
+            raise ValueError(f"roles: {fqn!r} is a MultiheadAttention, whose projections are hidden layers; got {role!r}")
+
+        def build(ctx: Context) -> nn.Module:
+            from ..attention import MultiheadAttention
+
+            w = mod.in_proj_weight
+            return MultiheadAttention(mod.embed_dim, mod.num_heads, mod.dropout, mod.in_proj_bias is not None,
+                                      batch_first=mod.batch_first, param=ctx.param, device=w.device, dtype=w.dtype)
+
+        return Swap(parent, attr, fqn, mod, build, Converted(fqn, "MultiheadAttention", "hidden", (mod.embed_dim, mod.num_heads)),
+                    stage="attention", keep=_keep_mha)
+
+
+class WeightedLayers(Handler):
+    """``nn.Linear``, ``nn.Embedding`` and HF's ``Conv1D``: abcparam's layer of the role ``roles`` or ``widths`` gives.
+
+    A subclass with behaviour of its own is refused (replacing it would lose
+    that behaviour); a marker subclass (torch's ``NonDynamicallyQuantizableLinear``)
+    is converted.
+    """
+
+    def claims(self, mod, fqn, ctx):
+        return isinstance(mod, (nn.Linear, nn.Embedding)) or is_hf_conv1d(mod)
+
+    def plan(self, parent, attr, fqn, mod, ctx):
+        if isinstance(mod, (nn.Linear, nn.Embedding)) and not _plain_subclass(mod):
+            base = "Linear" if isinstance(mod, nn.Linear) else "Embedding"
+            ctx.skip(fqn, f"{type(mod).__name__} is a subclass of nn.{base} with behaviour of its own, which replacing it "
+                          "would lose: not converted")
+            return None
+        if not ctx.selected(mod, fqn):
+            ctx.skip(fqn, "filter_fn said no")
+            return None
+        role = ctx.role_from_map(fqn)
+        why = "role 'skip' in roles"
+        if role is None and ctx.widths:
+            role, why = _role_from_widths(fqn, mod, ctx.widths)
+            if role == "output":
+                ctx.readouts_from_widths.append((fqn, mod))
+        elif role is None:
+            why = "matched no pattern in roles"
+        if role in (None, "skip"):
+            ctx.skip(fqn, why)
+            return None
+        if isinstance(mod, nn.Embedding) and role != "input":
+            raise ValueError(f"roles: embedding {fqn!r} can only be an input layer, got {role!r}")
+        ctx.param.role(role)  # a missing role (mean field: no hidden) fails here, before any change
+        shape = ((mod.in_features, mod.out_features) if isinstance(mod, nn.Linear) else
+                 (mod.num_embeddings, mod.embedding_dim) if isinstance(mod, nn.Embedding) else tuple(mod.weight.shape))
+        return Swap(parent, attr, fqn, mod, lambda ctx: _build_layer(mod, role, ctx), Converted(fqn, type(mod).__name__, role, shape),
+                    role=role, keep=_keep_weights)
+
+
+class ForeignNorms(Handler):
+    """A norm of the model's own class (HF's ``LlamaRMSNorm``): its gains marked vector-like in place.
+
+    Recognised by structure: "norm" in its class name, and its own tensors only
+    a width-sized gain (and bias).
+    """
+
+    def claims(self, mod, fqn, ctx):
+        own = dict(mod.named_parameters(recurse=False))
+        return (bool(own) and "norm" in type(mod).__name__.lower() and set(own) <= {"weight", "bias"}
+                and all(p.dim() == 1 and p.shape[0] in ctx.widths for p in own.values()) and ctx.selected(mod, fqn))
+
+    def plan(self, parent, attr, fqn, mod, ctx):
+        return MarkVector(fqn, mod)
+
+
+@dataclass
+class MarkVector(Change):
+    """Mark a foreign norm's tensors vector-like in place (an ``abc_scales`` attribute on the module)."""
+
+    fqn: str
+    mod: nn.Module
+    stage: str = "marked norm"
+
+    def install(self, ctx: Context) -> None:
+        from ..layers import _scales
+
+        vector = _scales(ctx.param.canonical(), "vector", (0,))
+        self.mod.abc_scales = VectorScales({n: vector for n, _ in self.mod.named_parameters(recurse=False)})
+        d = next(iter(self.mod.parameters())).shape[0]
+        ctx.report.converted.append(Converted(self.fqn, f"{type(self.mod).__name__} (gains marked vector-like in place)",
+                                              "vector", (d, d)))
+
+
+# the kinds, in the order they are asked: the first that claims a module decides for it
+HANDLERS: Tuple[Handler, ...] = (AbcLayers(), TorchNorms(), MultiheadAttentions(), WeightedLayers(), ForeignNorms())
+
+
+class VectorScales:
+    """``abc_scales`` of a norm module of the model's own class, marked in place (a plain object: picklable)."""
+
+    def __init__(self, scales: Dict[str, Any]) -> None:
+        self.scales = scales
+
+    def __call__(self) -> Dict[str, Any]:
+        return dict(self.scales)
+
+
+def is_hf_conv1d(mod: nn.Module) -> bool:
+    """HF transformers' Conv1D, recognised by structure (no import): a weight nx x nf and ``nf`` / ``nx``."""
+    w = getattr(mod, "weight", None)
+    return (type(mod).__name__ == "Conv1D" and isinstance(w, torch.Tensor) and w.dim() == 2
+            and getattr(mod, "nf", None) == w.shape[1] and not hasattr(mod, "abc_scales"))
+
+
+def _role_from_widths(name: str, mod: nn.Module, widths: frozenset) -> Tuple[Optional[str], str]:
+    if isinstance(mod, nn.Embedding):
+        if mod.num_embeddings in widths:
+            raise ValueError(
+                f"widths: embedding {name!r} has num_embeddings={mod.num_embeddings}, which is also a width; "
+                "cannot tell whether its vocabulary grows with width. Name its role in roles={...}"
+            )
+        if mod.embedding_dim in widths:
+            return "input", ""
+        return None, f"embedding_dim {mod.embedding_dim} is not a width"
+    d_in, d_out = (mod.in_features, mod.out_features) if isinstance(mod, nn.Linear) else tuple(mod.weight.shape)  # Conv1D: nx x nf
+    fan_in, fan_out = d_in in widths, d_out in widths
+    if fan_in and fan_out:
+        return "hidden", ""
+    if fan_out:
+        return "input", ""
+    if fan_in:
+        return "output", ""
+    return None, f"no width-sized dimension ({d_in} -> {d_out})"
+
+
+def _plain_subclass(mod: nn.Module) -> bool:
+    """``nn.Linear``/``nn.Embedding`` itself, or a subclass that keeps its forward and adds no tensors (torch's
+    ``NonDynamicallyQuantizableLinear``, a marker class): converting it loses nothing."""
+    base = nn.Linear if isinstance(mod, nn.Linear) else nn.Embedding
+    own = {n for n, _ in mod.named_parameters(recurse=False)} - {"weight", "bias"}
+    return type(mod).forward is base.forward and not own and not list(mod.children())
+
+
+def _mha_unsupported(child: nn.MultiheadAttention) -> str:
+    """Why abcparam.MultiheadAttention cannot replace this one ("" when it can)."""
+    if child.bias_k is not None or child.add_zero_attn:
+        return "nn.MultiheadAttention with add_bias_kv or add_zero_attn: not supported by abcparam.MultiheadAttention"
+    if not child._qkv_same_embed_dim:
+        return "nn.MultiheadAttention with kdim/vdim other than embed_dim: not supported by abcparam.MultiheadAttention"
+    return ""
+
+
+def _build_layer(child: nn.Module, role: str, ctx: Context) -> nn.Module:
+    w, kwargs = child.weight, dict(param=ctx.param, device=child.weight.device, dtype=child.weight.dtype, **ctx.layer_kwargs)
+    if isinstance(child, nn.Embedding):
+        return Embedding(child.num_embeddings, child.embedding_dim, child.padding_idx, child.max_norm, child.norm_type,
+                         child.scale_grad_by_freq, child.sparse, **kwargs)
+    if is_hf_conv1d(child):
+        nx, nf = w.shape
+        return Conv1D(nx, nf, getattr(child, "bias", None) is not None, role=role, **kwargs)
+    return Linear(child.in_features, child.out_features, child.bias is not None, role=role, **kwargs)
+
+
+def _keep_weights(layer: nn.Module, child: nn.Module) -> None:
+    """init='keep': the previous weight becomes the new layer's effective weight (stored = weight / multiplier);
+    the layouts agree (Conv1D is replaced by abcparam's Conv1D, in x out like HF's)."""
+    with torch.no_grad():
+        layer.weight.copy_(child.weight / layer.weight_multiplier)
+        if getattr(child, "bias", None) is not None:
+            layer.bias.copy_(child.bias)
+
+
+def _keep_mha(layer: nn.Module, child: nn.Module) -> None:
+    """init='keep' for attention: the packed input projection and the output projection, each over its multiplier."""
+    with torch.no_grad():
+        layer.in_proj_weight.copy_(child.in_proj_weight / layer.in_proj_multiplier)
+        layer.out_proj.weight.copy_(child.out_proj.weight / layer.out_proj.weight_multiplier)
+        for mine, theirs in ((layer.in_proj_bias, child.in_proj_bias), (layer.out_proj.bias, child.out_proj.bias)):
+            if mine is not None:
+                mine.copy_(theirs)
+
+
+def unmatched_patterns(model: nn.Module, roles: Mapping[str, str]) -> List[str]:
+    """The ``roles`` patterns that name no module of ``model``."""
+    return [pat for pat in roles if not any(fnmatch.fnmatchcase(n, pat) for n, _ in model.named_modules() if n)]

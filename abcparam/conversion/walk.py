@@ -1,0 +1,136 @@
+""":func:`convert`: walk the model, let the handlers plan, check the plan as a whole, then apply it in one step."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, List, Mapping, Optional
+
+from .. import _torch  # noqa: F401  (torch without the numpy warning)
+from torch import nn
+
+from ..parametrizations import Parametrization
+from .handlers import HANDLERS, ROLES, STAGES, Change, Context, unmatched_patterns
+from .passes import AttentionScales, FusedPathOff, plan_blocks, plan_ties
+from .report import ConversionReport
+
+__all__ = ["convert"]
+
+
+def convert(
+    model: nn.Module,
+    param: Parametrization,
+    roles: Optional[Mapping[str, str]] = None,
+    *,
+    widths: Optional[Iterable[int]] = None,
+    filter_fn: Optional[Callable[[nn.Module, str], bool]] = None,
+    blocks: Optional[str] = None,
+    branches: Optional[Iterable[str]] = None,
+    init: str = "reinit",
+    scale_attention: bool = True,
+    **layer_kwargs: Any,
+) -> ConversionReport:
+    """Replace ``nn.Linear``/``nn.Embedding`` in ``model`` by abcparam layers, in place.
+
+    Each layer's role comes from ``roles`` (``{fnmatch pattern on the qualified
+    name: "input" | "hidden" | "output" | "skip"}``), else from ``widths``
+    (the sizes that grow with width: a Linear whose both dimensions are widths
+    is hidden, only its output is input, only its input is output).  A layer
+    neither names is left unchanged and reported.  ``filter_fn(module, name)``
+    may veto any layer.  ``layer_kwargs`` (``alpha``, ``sigma``, ...) go to
+    every new layer.  Every decision is made before the model is touched, so
+    an error leaves it as it was.  ``init``: ``"reinit"`` (default: the
+    parametrization's initialisation; the previous weights are replaced, and
+    the report says so) or ``"keep"`` (the previous weights become the layers'
+    effective weights: the same function at this width).  A roles pattern that
+    matches no layer is an error.  ``scale_attention`` (default True): an
+    attention module that exposes its logit scale as a numeric ``scaling``
+    attribute with a ``head_dim`` (HF transformers' attention classes) gets
+    ``param.attention_scale(head_dim)`` (docs/theory.md section 14), which assumes
+    a fixed number of heads whose size grows with the width; pass False to
+    keep the model's scales.
+
+    ``blocks`` (an fnmatch pattern such as ``"transformer.h.*"``) names the
+    residual blocks for depth scaling (docs/theory.md section 12, with a
+    ``param`` built with ``depth=``): in each block, the children listed in
+    ``branches`` (default: every child that holds tensors and is not a norm,
+    e.g. ``attn`` and ``mlp``) become residual branches (their output scaled by
+    m_L^-alpha with a forward hook, :func:`abcparam.mark_branch`) and every
+    tensor of the block, norms included, trains with the depth factors
+    (:func:`abcparam.mark_block`).  The residual additions written in the
+    block's ``forward`` are not rewritten; a branch computed inline rather than
+    by a child module cannot be reached: wrap it in :class:`abcparam.Residual`
+    in your own code.  A pattern that matches no module is an error.
+
+    Which module kinds are replaced, and how, is the table
+    :data:`abcparam.conversion.handlers.HANDLERS` (one handler per kind).
+    """
+    ctx = _context(model, param, roles, widths, filter_fn, init, layer_kwargs)
+    changes: List[Change] = []
+    _walk(model, "", ctx, changes)
+    _check_readouts(ctx)
+    own_root = [n for n, _ in model.named_parameters(recurse=False)]
+    if own_root and not hasattr(model, "abc_scales"):
+        ctx.skip("<root>", f"{type(model).__name__} holds tensors of its own ({', '.join(own_root)})")
+    unmatched = unmatched_patterns(model, ctx.roles)
+    if unmatched:
+        raise ValueError(f"roles: the pattern(s) {', '.join(map(repr, unmatched))} match no module of the model")
+    changes = plan_ties(changes, ctx)
+    if blocks is not None:
+        changes.append(plan_blocks(model, blocks, branches, {c.fqn for c in changes if c.stage in ("layer", "tie")}))  # type: ignore[attr-defined]
+    if scale_attention:
+        changes.append(AttentionScales(model))
+    changes.append(FusedPathOff(model))
+    changes.sort(key=lambda c: STAGES.index(c.stage))  # stable: walk order within a kind
+    for change in changes:  # every new module built (and every refusal raised) before the model changes
+        change.prepare(ctx)
+    for change in changes:
+        change.install(ctx)
+    return ctx.report
+
+
+def _context(model: nn.Module, param: Parametrization, roles: Optional[Mapping[str, str]], widths: Optional[Iterable[int]],
+             filter_fn: Optional[Callable[[nn.Module, str], bool]], init: str, layer_kwargs: dict) -> Context:
+    """The request, checked."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+    if not isinstance(param, Parametrization):
+        raise TypeError(f"param: expected an abcparam.Parametrization, got {type(param).__name__}")
+    roles = dict(roles or {})
+    for pattern, role in roles.items():
+        if role not in ROLES:
+            raise ValueError(f"roles: {pattern!r} -> {role!r}; allowed roles: {', '.join(ROLES)}")
+    width_set = frozenset(int(w) for w in widths) if widths is not None else frozenset()
+    if not roles and not width_set:
+        raise ValueError("widths: name the width-sized dimensions (widths=[d_model, d_ff, ...]) or give roles={pattern: role}")
+    if init not in ("reinit", "keep"):
+        raise ValueError(f"init: got {init!r}; allowed: 'reinit' (the parametrization's initialisation) or 'keep' (the current weights)")
+    return Context(param, roles, width_set, filter_fn, dict(layer_kwargs), init, ConversionReport(init=init))
+
+
+def _walk(parent: nn.Module, prefix: str, ctx: Context, changes: List[Change]) -> None:
+    """Offer each child to the handlers; the first that claims it decides; a child none claims is walked into."""
+    for attr, child in parent.named_children():
+        fqn = f"{prefix}.{attr}" if prefix else attr
+        handler = next((h for h in HANDLERS if h.claims(child, fqn, ctx)), None)
+        if handler is not None:
+            change = handler.plan(parent, attr, fqn, child, ctx)
+            if change is not None:
+                changes.append(change)
+            continue
+        own = [n for n, _ in child.named_parameters(recurse=False)]
+        if own:
+            ctx.skip(fqn, f"{type(child).__name__} holds tensors of its own ({', '.join(own)}) that no "
+                          "abcparam layer replaces: they keep torch's behaviour and the base learning rate")
+        _walk(child, fqn, ctx, changes)
+
+
+def _check_readouts(ctx: Context) -> None:
+    """From widths alone a model has one readout; more means some width is missing from ``widths``."""
+    found = ctx.readouts_from_widths
+    if len(found) > 1:
+        sizes = sorted({int(c.out_features if isinstance(c, nn.Linear) else c.weight.shape[1]) for _, c in found})
+        raise ValueError(
+            f"widths: {len(found)} layers would be readouts (only their input is a width): "
+            f"{', '.join(n for n, _ in found)}. A model usually has one; if the others are inside the network "
+            f"(grouped keys and values, a bottleneck), add their output size(s) {sizes} to widths, or name the roles in "
+            "roles={pattern: role}"
+        )
