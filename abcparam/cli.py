@@ -17,6 +17,7 @@ import sys
 from typing import Any, List, NoReturn, Optional, Sequence
 
 from . import theory
+from .text import table as text_table
 
 __all__ = ["main"]
 
@@ -271,11 +272,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         agree_all &= report.agrees
     if not args.quiet:
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr, flush=True)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for i, r in enumerate(rows):
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print(text_table(rows))
     print("\nslopes after 3 steps (f_0: at init; df and f_0 of the readout's weight term, its bias left out). * unstable: the")
     print("  predicted growth is indicative only (products of growing terms compound, finite widths saturate; docs/theory.md")
     print("  section 8): the check asks that something grows.")

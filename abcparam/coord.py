@@ -34,6 +34,7 @@ from torch import nn
 from . import coord_stats, theory
 from .layers import abc_modules
 from .optim import wrap
+from .text import table as text_table
 
 __all__ = ["coord_check", "CoordReport", "Fit", "DEFAULT_TOLERANCE", "QUANTITIES"]
 
@@ -295,11 +296,7 @@ class CoordReport(_Decision):
         return "\n".join(lines)
 
     def table(self) -> str:
-        rows = self._rows()
-        widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
-        out = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-        out.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(out)
+        return text_table(self._rows())
 
     def __str__(self) -> str:
         return self.summary() + "\n\n" + self.table()

@@ -49,6 +49,7 @@ from .coord import Batch, Fit, _Decision, _default_loss, _make_optimizer, _outpu
 from .depth import DepthVerdict, classify_depth
 from .layers import Conv1D, abc_modules
 from .residual import DepthScales
+from .text import table as text_table
 
 __all__ = ["depth_check", "DepthReport", "QUANTITIES"]
 
@@ -121,10 +122,7 @@ class DepthReport(_Decision):
             dec = {"agree": "yes", "disagree": "NO", "inconclusive": "?"}.get(f.status, "-")
             rows.append((f.layer, f.quantity, str(f.step), "n/a" if not math.isfinite(f.slope) else f"{f.slope:+.2f}",
                          f"{f.noise:.2f}" if f.predicted is not None else "-", pred, dec))
-        widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
-        table = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-        table.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines + ["", *table])
+        return "\n".join(lines + ["", text_table(rows)])
 
 
 def _branches(model: nn.Module) -> List[Tuple[str, nn.Module]]:

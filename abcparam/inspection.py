@@ -40,6 +40,7 @@ from ._torch import torch
 from . import theory
 from .coord import seeded_build
 from .coord_stats import _ols
+from .text import table as text_table
 
 nn = torch.nn
 F = torch.nn.functional
@@ -150,12 +151,9 @@ class Inspection:
         head = ("tensor", "module", "role", "a", "b", "c", "eps", "family")
         rows = [head] + [(u.tensor, f"{u.module} ({u.kind})", u.role, str(u.a), str(u.b), str(u.c), str(u.eps), u.family or "-")
                          for u in self.uses]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines = [f"abcparam inspect: widths {self.widths}; exponents of n (a: multiplier n^-a, b: init n^-b, "
                  "c: learning rate n^-c, eps: epsilon n^-eps)", ""]
-        lines += ["  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip() for r in rows[:1]]
-        lines.append("  ".join("-" * w for w in widths))
-        lines += ["  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip() for r in rows[1:]]
+        lines.append(text_table(rows))
         for name, e, dims in self.attention:
             lines.append(f"attention {name}: head_dim {list(dims)}, scale ~ d_head^-{e}" if e.value is not None
                          else f"attention {name}: {e.how}")

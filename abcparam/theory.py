@@ -30,6 +30,8 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
+from .text import table as text_table
+
 __all__ = [
     "Exponents",
     "Preset",
@@ -617,10 +619,7 @@ class Verdict:
             rows.append(
                 (str(i + 1), role) + ((self.families[i],) if hybrid else ()) + (str(e.a[i]), str(e.b[i]), str(e.c[i]), str(self.beta[i]), str(self.gamma[i]), s_l, r_l, ", ".join(flags))
             )
-        widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        return text_table(rows)
 
     def __str__(self) -> str:
         head = f"{self.name + ': ' if self.name else ''}{self.regime}"

@@ -1,0 +1,24 @@
+"""Plain-text rendering shared by every report of the package (pure Python: no torch)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+__all__ = ["table"]
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """``rows`` as left-aligned columns two spaces apart, the first row a header underlined with dashes.
+
+    >>> print(table([("layer", "slope"), ("input", "+0.50"), ("readout", "-1")]))
+    layer    slope
+    -------  -----
+    input    +0.50
+    readout  -1
+    """
+    if not rows:
+        raise ValueError("rows: expected a header row at least, got none")
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
