@@ -44,6 +44,8 @@ _LAZY = {
     "TiedReadout": "layers",
     "ParamScales": "layers",
     "abc_modules": "layers",
+    "AbcLayer": "layers",
+    "is_abc_layer": "layers",
     "wrap": "optim",
     "per_group": "optim",
     "convert": "conversion",
@@ -66,7 +68,7 @@ _LAZY = {
     "CoordReport": "coord",
 }
 _SUBMODULES = ("theory", "parametrizations", "layers", "optim", "conversion", "coord", "models", "data", "testing", "limits", "cli",
-               "residual", "norms", "depth", "depthcheck", "meanfield", "attention", "maml", "kernels")
+               "residual", "norms", "depth", "depthcheck", "meanfield", "attention", "maml", "kernels", "validate", "text")
 
 __all__ = [
     "Exponents",
@@ -104,6 +106,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .depth import DepthVerdict, classify_depth
     from .norms import LayerNorm, RMSNorm
     from .residual import Residual, mark_block, mark_branch
-    from .layers import Embedding, Linear, ParamScales, TiedReadout, abc_modules
+    from .layers import AbcLayer, Embedding, Linear, ParamScales, TiedReadout, abc_modules, is_abc_layer
     from .optim import per_group, wrap
     from .parametrizations import Parametrization, RoleExponents, mean_field, mup, ntk, parametrization, sp, sp_inv_n, up

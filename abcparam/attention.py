@@ -39,7 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .parametrizations import Parametrization, _positive_int
+from .parametrizations import Parametrization
+from . import validate
+from .validate import positive_int as _positive_int
 from .theory import exponent
 
 __all__ = ["ScaledDotProductAttention", "ScaleObserver", "AttentionVerdict", "classify_attention", "scale_exponent"]
@@ -95,12 +97,9 @@ class ScaledDotProductAttention(nn.Module):
 
     def __init__(self, head_dim: int, *, param: Parametrization, alpha: float = 1.0) -> None:
         super().__init__()
-        if not isinstance(param, Parametrization):
-            raise TypeError(f"param: expected an abcparam.Parametrization, got {type(param).__name__}")
+        validate.parametrization(param)
         self.head_dim = _positive_int(head_dim, "head_dim")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (alpha > 0 and math.isfinite(alpha)):
-            raise ValueError(f"alpha: a finite positive number, got {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = validate.number(alpha, "alpha")
         self.attention = param.attention
         self.scale = param.attention_scale(head_dim, alpha=alpha)
 
@@ -184,9 +183,9 @@ class MultiheadAttention(nn.Module):
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True, add_bias_kv: bool = False,
                  add_zero_attn: bool = False, kdim: Optional[int] = None, vdim: Optional[int] = None, batch_first: bool = False,
                  *, param: Parametrization, alpha_attn: float = 1.0, device: Any = None, dtype: Any = None) -> None:
-        from .layers import Linear, _check_param
+        from .layers import Linear
 
-        param = _check_param(param)
+        param = validate.parametrization(param)
         E = _positive_int(embed_dim, "embed_dim")
         H = _positive_int(num_heads, "num_heads")
         if E % H:

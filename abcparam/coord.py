@@ -31,14 +31,15 @@ from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 
-from . import coord_stats, theory
-from .layers import abc_modules
+from . import coord_stats, theory, validate
+from .layers import abc_modules, is_abc_layer
 from .optim import wrap
 from .text import table as text_table
 
 __all__ = ["coord_check", "CoordReport", "Fit", "DEFAULT_TOLERANCE", "QUANTITIES"]
 
 DEFAULT_TOLERANCE = 0.2
+TOLERANCE_IS = "the largest allowed |measured - predicted| slope"
 _JSON_LARGE = 1e308  # an infinite slope in JSON (which has no infinity)
 LOSS_RISE = 2.0  # the loss at the smallest width rising past this factor of its start: the learning rate is too large
 Batch = Union[torch.Tensor, Tuple[Any, ...], Mapping[str, Any]]
@@ -464,7 +465,7 @@ def _rms(t: torch.Tensor) -> float:
 
 def _readout_bias(mod: nn.Module) -> Optional[torch.Tensor]:
     """The bias of an abcparam readout (role output), which the theory's f_0 and Delta f leave out."""
-    if getattr(mod, "role", None) == "output" and hasattr(mod, "abc_scales") and isinstance(getattr(mod, "bias", None), torch.Tensor):
+    if getattr(mod, "role", None) == "output" and is_abc_layer(mod) and isinstance(getattr(mod, "bias", None), torch.Tensor):
         return mod.bias
     return None
 
@@ -661,7 +662,7 @@ def _measure(
             tracked[name] = mod
     args, kwargs, y = _split_batch(batch)
     # what the prediction reads: abcparam layers themselves, other modules through their declared exponents
-    views = {n: _Declared(named[n], *d) for n, d in declared.items() if not hasattr(named[n], "abc_scales")}
+    views = {n: _Declared(named[n], *d) for n, d in declared.items() if not is_abc_layer(named[n])}
     seen_as = {n: views.get(n, m) for n, m in tracked.items()}
     rec = _Recorder(tracked, views)
     values: Dict[Tuple[str, str, int], float] = {}
@@ -745,7 +746,7 @@ def _predict(
     Returns the verdict, the index map, notes, and (when there is no verdict) the reason.
     """
     notes: List[str] = []
-    layers = [(n, tracked[n]) for n in order if hasattr(tracked[n], "abc_scales") and hasattr(tracked[n], "role")]
+    layers = [(n, tracked[n]) for n in order if is_abc_layer(tracked[n]) and hasattr(tracked[n], "role")]
     if not layers:
         return None, {}, [], "the model has no abcparam layers (or none ran in the forward pass)"
     untrained = [n for n, _ in layers if families.get(n) is None]
@@ -852,21 +853,15 @@ def coord_check(
     if widths is None or batch is None:
         raise TypeError("widths, batch: required (or depths= for the depth check)")
     widths = _check_widths(widths)
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"steps: an int >= 1, got {steps!r}")
-    seeds = list(seeds)
-    if not seeds or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in seeds):
-        raise ValueError(f"seeds: a non-empty list of ints, got {seeds!r}")
-    if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr: a finite positive number, got {lr!r}")
-    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not (tolerance > 0 and math.isfinite(tolerance)):
-        raise ValueError(f"tolerance: a finite positive number (the largest allowed |measured - predicted| slope), got {tolerance!r}")
-    if expect is not None and expect not in theory.REGIMES:
-        raise ValueError(f"expect: got {expect!r}; allowed: {', '.join(theory.REGIMES)}")
+    validate.count(steps, "steps")
+    seeds = validate.int_list(seeds, "seeds")
+    validate.number(lr, "lr")
+    validate.number(tolerance, "tolerance", what=TOLERANCE_IS)
+    if expect is not None:
+        validate.choice(expect, "expect", theory.REGIMES)
     if not callable(build):
         raise TypeError("build: expected a function width -> model")
-    if isinstance(init_seeds, bool) or not isinstance(init_seeds, numbers.Integral) or init_seeds < 1:
-        raise ValueError(f"init_seeds: an int >= 1, got {init_seeds!r}")
+    validate.count(init_seeds, "init_seeds")
     loss_fn = loss or _default_loss
     declared = _check_declared(exponents)
 
@@ -910,7 +905,7 @@ def coord_check(
     fam = _family_text(fams)
     slopes_by_step = {t: verdict.predicted_slopes(t) for t in range(1, steps + 1)} if verdict is not None else {}
 
-    unowned_modules = {n for n in order if not hasattr(tracked.get(n), "abc_scales") and n not in modules}
+    unowned_modules = {n for n in order if not is_abc_layer(tracked.get(n)) and n not in modules}
     readouts = [n for n in order if getattr(tracked.get(n), "role", None) == "output"]
     readout_bias = any(_readout_bias(tracked[n]) is not None for n in readouts)
     if readout_bias:

@@ -45,10 +45,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import coord_stats
-from .coord import Batch, Fit, _Decision, _default_loss, _make_optimizer, _output_tensor, _rms, _split_batch, seeded_build
+from . import validate
+from .coord import DEFAULT_TOLERANCE, TOLERANCE_IS, Batch, Fit, _Decision, _default_loss, _make_optimizer, _output_tensor, _rms, _split_batch, seeded_build
 from .depth import DepthVerdict, classify_depth
-from .layers import Conv1D, abc_modules
-from .residual import DepthScales
+from .layers import Conv1D, abc_modules, is_abc_layer
+from .residual import DepthScales, depth_of, is_branch
 from .text import table as text_table
 
 __all__ = ["depth_check", "DepthReport", "QUANTITIES"]
@@ -127,15 +128,12 @@ class DepthReport(_Decision):
 
 def _branches(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     """Residual branches in module order: :class:`abcparam.Residual` modules and modules marked with mark_branch."""
-    from .residual import Residual
-
-    return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, Residual) or getattr(m, "_abc_branch", False)]
+    return [(n, m) for n, m in model.named_modules() if is_branch(m)]
 
 
 def _first_layer(branch: nn.Module) -> Optional[nn.Module]:
     for m in branch.modules():
-        if hasattr(m, "abc_scales") and hasattr(m, "role") and isinstance(getattr(m, "weight", None), torch.Tensor) \
+        if is_abc_layer(m) and hasattr(m, "role") and isinstance(getattr(m, "weight", None), torch.Tensor) \
                 and getattr(m, "weight").dim() == 2:
             return m
     return None
@@ -171,7 +169,7 @@ def _measure(build: Callable[[int], nn.Module], depth: int, seed: int, batch: Ba
         for g in o.param_groups:
             if firsts and any(p is firsts[0][1].weight for p in g["params"]):
                 fam = g.get("abc_family")
-    info = {"family": fam, "depth_scales": [getattr(b, "_abc_depth", None) for _, b in branches], "n_branches": len(branches)}
+    info = {"family": fam, "depth_scales": [depth_of(b) for _, b in branches], "n_branches": len(branches)}
 
     # hooks: the last branch's input and output (the stream after it), inputs of the first layers and readouts,
     # outputs of the embeddings
@@ -273,7 +271,7 @@ def depth_check(
     steps: int = 3,
     seeds: Sequence[int] = (0, 1),
     loss: Optional[Callable[[Any, Any], torch.Tensor]] = None,
-    tolerance: float = 0.2,
+    tolerance: float = DEFAULT_TOLERANCE,
     expect: Optional[str] = None,
     alpha: Any = None,
     family: Optional[str] = None,
@@ -299,17 +297,14 @@ def depth_check(
     ds = sorted({int(d) for d in depths})
     if any(isinstance(d, bool) or not isinstance(d, numbers.Integral) for d in depths) or len(ds) < 3 or ds[0] < 1:
         raise ValueError(f"depths: need at least 3 distinct positive int depths to fit a slope, got {list(depths)!r}")
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"steps: an int >= 1, got {steps!r}")
-    seeds = list(seeds)
-    if not seeds:
-        raise ValueError("seeds: a non-empty list of ints")
-    if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr: a finite positive number, got {lr!r}")
+    validate.count(steps, "steps")
+    seeds = validate.int_list(seeds, "seeds")
+    validate.number(lr, "lr")
+    validate.number(tolerance, "tolerance", what=TOLERANCE_IS)
     from .depth import DEPTH_REGIMES
 
-    if expect is not None and expect not in DEPTH_REGIMES:
-        raise ValueError(f"expect: got {expect!r}; allowed: {', '.join(DEPTH_REGIMES)}")
+    if expect is not None:
+        validate.choice(expect, "expect", DEPTH_REGIMES)
     loss_fn = loss or _default_loss
     raw: Dict[Tuple[str, str, int], List[List[float]]] = {}
     infos: List[Dict[str, Any]] = []

@@ -37,7 +37,7 @@ from fractions import Fraction
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ._torch import torch
-from . import theory
+from . import theory, validate
 from .coord import seeded_build
 from .coord_stats import _ols
 from .text import table as text_table
@@ -415,8 +415,7 @@ def _check_args(build: Any, widths: Any, lr: Any) -> List[int]:
         raise ValueError(f"widths: need at least 2 widths to see how anything scales, got {ws}")
     if any(w <= 0 for w in ws) or any(b <= a for a, b in zip(ws, ws[1:])):
         raise ValueError(f"widths: positive and strictly increasing, got {ws}")
-    if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr: a finite positive number, got {lr!r}")
+    validate.number(lr, "lr")
     return [int(w) for w in ws]
 
 

@@ -40,25 +40,13 @@ from typing import Dict, Optional, Tuple
 from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 
+from . import validate
 from .maml import Loss, check_tasks, task_loss
 
 __all__ = ["KINDS", "NONLINEARITIES", "kernel", "KernelFOMAML"]
 
 KINDS = ("ntk", "gp")
 NONLINEARITIES = ("linear", "relu")
-
-
-def _choice(value: object, name: str, allowed: Tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name}: got {value!r}; allowed: {', '.join(repr(a) for a in allowed)}")
-    return str(value)
-
-
-def _number(value: object, name: str, positive: bool) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-    if not ok or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name}: a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
-    return float(value)
 
 
 def kernel(dots: torch.Tensor, sq_x: torch.Tensor, sq_y: torch.Tensor, *, kind: str, nonlinearity: str,
@@ -68,8 +56,8 @@ def kernel(dots: torch.Tensor, sq_x: torch.Tensor, sq_y: torch.Tensor, *, kind: 
     The module docstring gives the formulas; ``kind`` is ``"ntk"`` or ``"gp"``,
     ``nonlinearity`` ``"linear"`` or ``"relu"``.
     """
-    _choice(kind, "kind", KINDS)
-    _choice(nonlinearity, "nonlinearity", NONLINEARITIES)
+    validate.choice(kind, "kind", KINDS)
+    validate.choice(nonlinearity, "nonlinearity", NONLINEARITIES)
     b2 = (sigma_b * bias) ** 2
     cov = sigma_u ** 2 * dots + b2
     if nonlinearity == "linear":
@@ -115,12 +103,12 @@ class KernelFOMAML:
             raise ValueError(f"basis: expected a 2-d float tensor (N, d), got {getattr(basis, 'shape', basis)!r}")
         if isinstance(d_out, bool) or not isinstance(d_out, numbers.Integral) or d_out <= 0:
             raise ValueError(f"d_out: a positive int, got {d_out!r}")
-        self.kw = dict(kind=_choice(kind, "kind", KINDS), nonlinearity=_choice(nonlinearity, "nonlinearity", NONLINEARITIES),
-                       sigma_u=_number(sigma_u, "sigma_u", False), sigma_b=_number(sigma_b, "sigma_b", False),
-                       sigma_v=_number(sigma_v, "sigma_v", True), bias=_number(bias, "bias", False))
-        self.lr = _number(lr, "lr", True)
-        self.inner_lr = _number(inner_lr, "inner_lr", True)
-        self.clip = None if clip is None else _number(clip, "clip", True)
+        self.kw = dict(kind=validate.choice(kind, "kind", KINDS), nonlinearity=validate.choice(nonlinearity, "nonlinearity", NONLINEARITIES),
+                       sigma_u=validate.number(sigma_u, "sigma_u", zero_ok=True), sigma_b=validate.number(sigma_b, "sigma_b", zero_ok=True),
+                       sigma_v=validate.number(sigma_v, "sigma_v"), bias=validate.number(bias, "bias", zero_ok=True))
+        self.lr = validate.number(lr, "lr")
+        self.inner_lr = validate.number(inner_lr, "inner_lr")
+        self.clip = None if clip is None else validate.number(clip, "clip")
         self.loss = loss
         self.basis = basis
         n = basis.shape[0]
@@ -143,7 +131,7 @@ class KernelFOMAML:
 
     def set_lr(self, lr: float) -> None:
         """The outer learning rate from now on (what a scheduler would set)."""
-        self.lr = _number(lr, "lr", True)
+        self.lr = validate.number(lr, "lr")
 
     def _k(self, dots: torch.Tensor, sq_x: torch.Tensor, sq_y: torch.Tensor) -> torch.Tensor:
         return kernel(dots, sq_x, sq_y, **self.kw)

@@ -20,17 +20,18 @@ rescaled.
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .parametrizations import Parametrization, _positive_int
+from .parametrizations import Parametrization
+from . import validate
+from .validate import positive_int as _positive_int
 
-__all__ = ["ParamScales", "Linear", "Embedding", "TiedReadout", "abc_modules"]
+__all__ = ["AbcLayer", "ParamScales", "Linear", "Embedding", "TiedReadout", "abc_modules", "is_abc_layer"]
 
 _LINEAR_ROLES = ("input", "hidden", "output")
 
@@ -85,23 +86,6 @@ def _scales(param: Parametrization, role: str, width_dims: Tuple[int, ...] = ())
 
 # The width-sized dimensions of a weight of shape (out_features, in_features) for each role.
 _LINEAR_WIDTH_DIMS = {"input": (0,), "hidden": (0, 1), "output": (1,)}
-
-
-def _check_param(param: Any) -> Parametrization:
-    if param is None:
-        raise TypeError("param: required, e.g. param=abcparam.mup(width=1024, base_width=128)")
-    if not isinstance(param, Parametrization):
-        raise TypeError(f"param: expected an abcparam.Parametrization, got {type(param).__name__}")
-    return param
-
-
-def _check_number(value: Any, name: str, *, zero_ok: bool) -> float:
-    """A finite float that is > 0 (or >= 0 when ``zero_ok``), else a named TypeError/ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise TypeError(f"{name}: expected a finite number, got {value!r}")
-    if float(value) < 0 or (not zero_ok and float(value) == 0):
-        raise ValueError(f"{name}: must be {'>= 0' if zero_ok else '> 0'}, got {value}")
-    return float(value)
 
 
 def _role_config(param: Parametrization, role: str, alpha: float, sigma: float, fold: bool,
@@ -201,8 +185,7 @@ def _linear_role(in_features: int, out_features: int, role: Optional[str], param
         return possible(r) and not (not need_in and kin == "width") and not (not need_out and kout == "width")
 
     if role is not None:
-        if role not in _LINEAR_ROLES:
-            raise ValueError(f"role: got {role!r}; allowed: {', '.join(_LINEAR_ROLES)}")
+        validate.choice(role, "role", _LINEAR_ROLES)
         if not possible(role):
             which = "in_features" if _ROLE_SHAPES[role][0] and kin == "fixed" else "out_features"
             size = in_features if which == "in_features" else out_features
@@ -356,14 +339,14 @@ class Linear(_AbcLayer, nn.Linear):
     ) -> None:
         in_features = _positive_int(in_features, "in_features")
         out_features = _positive_int(out_features, "out_features")
-        param = _check_param(param)
+        param = validate.parametrization(param)
         role = _linear_role(in_features, out_features, role, param)
-        alpha_ = _check_number(alpha, "alpha", zero_ok=False)
+        alpha_ = validate.real(alpha, "alpha", zero_ok=False)
         if not isinstance(bias, bool):
             raise TypeError(f"bias: expected True or False, got {bias!r}")
         fold_ = _check_fold(fold, role)
         fan_in_base = in_features if role == "input" else in_features / float(param.width_mult)
-        sigma_ = 1.0 / math.sqrt(fan_in_base) if sigma is None else _check_number(sigma, "sigma", zero_ok=True)
+        sigma_ = 1.0 / math.sqrt(fan_in_base) if sigma is None else validate.real(sigma, "sigma", zero_ok=True)
         config = _role_config(param, role, alpha_, sigma_, fold_, _LINEAR_WIDTH_DIMS[role])
         config["zero_init"] = bool(zero_init)
         config["bias_bound"] = 1.0 / math.sqrt(fan_in_base)
@@ -431,7 +414,7 @@ class Embedding(_AbcLayer, nn.Embedding):
     ) -> None:
         num_embeddings = _positive_int(num_embeddings, "num_embeddings")
         embedding_dim = _positive_int(embedding_dim, "embedding_dim")
-        param = _check_param(param)
+        param = validate.parametrization(param)
         if _size_kind(embedding_dim, param.width) == "fixed":
             raise ValueError(
                 f"embedding_dim: {embedding_dim} is not width-sized at width {param.width} (a data size, smaller than the width), "
@@ -439,8 +422,8 @@ class Embedding(_AbcLayer, nn.Embedding):
                 "the embedding's own width"
             )
         if max_norm is not None:
-            max_norm = _check_number(max_norm, "max_norm", zero_ok=False)
-        config = _role_config(param, "input", _check_number(alpha, "alpha", zero_ok=False), _check_number(sigma, "sigma", zero_ok=True),
+            max_norm = validate.real(max_norm, "max_norm", zero_ok=False)
+        config = _role_config(param, "input", validate.real(alpha, "alpha", zero_ok=False), validate.real(sigma, "sigma", zero_ok=True),
                               _check_fold(fold, "input"), (1,))
         self.__dict__.update(config)  # plain numbers, set before nn.Embedding calls reset_parameters
         super().__init__(
@@ -568,7 +551,7 @@ class TiedReadout(Linear):
     ) -> None:
         if not isinstance(embedding, Embedding):
             raise TypeError(f"embedding: expected an abcparam.Embedding, got {type(embedding).__name__}")
-        param = _check_param(param)
+        param = validate.parametrization(param)
         inp, out = param.role("input"), param.role("output")
         if not _can_tie(param):
             raise ValueError(
@@ -601,7 +584,27 @@ class TiedReadout(Linear):
                 self.bias.uniform_(-self.bias_bound, self.bias_bound)
 
 
+@runtime_checkable
+class AbcLayer(Protocol):
+    """What makes a module an abcparam layer, for every part of the package that looks for one.
+
+    ``abc_scales()`` returns ``{tensor name: ParamScales}`` for the tensors the
+    module owns: their init std, learning-rate factors per optimizer family
+    and epsilon factor (docs/theory.md sections 2 and 10).  abcparam's own
+    layers and norms implement it; :func:`abcparam.convert` also marks a norm
+    of a model's own class in place with one.  :func:`abcparam.wrap`, the
+    coordinate check and :func:`abcparam.to_torch` read nothing else.
+    """
+
+    def abc_scales(self) -> Dict[str, "ParamScales"]: ...
+
+
+def is_abc_layer(mod: Any) -> bool:
+    """Whether ``mod`` is an abcparam layer (follows :class:`AbcLayer`)."""
+    return callable(getattr(mod, "abc_scales", None))
+
+
 def abc_modules(model: nn.Module) -> Dict[str, nn.Module]:
     """The abcparam layers of ``model`` by qualified name."""
-    return {name: mod for name, mod in model.named_modules() if hasattr(mod, "abc_scales") and callable(mod.abc_scales)}
+    return {name: mod for name, mod in model.named_modules() if is_abc_layer(mod)}
 

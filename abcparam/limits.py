@@ -42,7 +42,6 @@ True
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -52,7 +51,9 @@ from torch import nn
 
 from .layers import Embedding, Linear
 from .optim import wrap
-from .parametrizations import _positive_int, mup, ntk
+from .parametrizations import mup, ntk
+from . import validate
+from .validate import positive_int as _positive_int
 
 __all__ = [
     "LinearNetConfig", "MuPLimit", "NTKLimit", "OmegaNetwork", "AbcparamNetwork", "abcparam_network", "mse",
@@ -117,13 +118,9 @@ class LinearNetConfig:
 def _check_config(cfg: Any) -> None:
     """The sizes of a limit's config are positive ints, its rates and multipliers finite positive numbers."""
     for name in ("d_in", "d_out", "base_width"):
-        v = getattr(cfg, name)
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
-            raise ValueError(f"{name}: a positive int, got {v!r}")
+        validate.count(getattr(cfg, name), name)
     for name in ("lr", "alpha_u", "alpha_v"):
-        v = getattr(cfg, name)
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (v > 0 and math.isfinite(v)):
-            raise ValueError(f"{name}: a finite positive number, got {v!r}")
+        validate.number(getattr(cfg, name), name)
 
 
 def _inputs(cfg: LinearNetConfig, x: torch.Tensor) -> torch.Tensor:
@@ -299,13 +296,6 @@ def abcparam_network(cfg: LinearNetConfig, width: int, seed: int = 0, parametriz
     return AbcparamNetwork(cfg, width, seed, parametrization)
 
 
-def _finite_positive(value: Any, name: str, zero_ok: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
-        allowed = "a finite number >= 0" if zero_ok else "a finite number > 0"
-        raise ValueError(f"{name}: {allowed}, got {value!r}")
-    return float(value)
-
-
 class _LinearNetBase(nn.Module):
     """What the finite network and its limit share: sizes, constants, the input with its bias coordinate."""
 
@@ -315,11 +305,11 @@ class _LinearNetBase(nn.Module):
         self.d_in = _positive_int(d_in, "d_in")
         self.d_out = _positive_int(d_out, "d_out")
         self.base_width = _positive_int(base_width, "base_width")
-        self.bias = _finite_positive(bias, "bias", zero_ok=True)
-        self.sigma_u = _finite_positive(sigma_u, "sigma_u", zero_ok=True)
-        self.sigma_b = _finite_positive(sigma_b, "sigma_b", zero_ok=True)
-        self.sigma_v = _finite_positive(sigma_v, "sigma_v", zero_ok=True)
-        self.alpha = _finite_positive(alpha, "alpha")
+        self.bias = validate.number(bias, "bias", zero_ok=True)
+        self.sigma_u = validate.number(sigma_u, "sigma_u", zero_ok=True)
+        self.sigma_b = validate.number(sigma_b, "sigma_b", zero_ok=True)
+        self.sigma_v = validate.number(sigma_v, "sigma_v", zero_ok=True)
+        self.alpha = validate.number(alpha, "alpha")
 
     @property
     def fan_in(self) -> int:

@@ -27,8 +27,6 @@ torch.Size([2, 3, 3])
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Callable, Dict, Optional, Tuple
 
 from . import _torch  # noqa: F401  (torch without the numpy warning)
@@ -36,6 +34,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from . import validate
 from .layers import abc_modules
 from .limits import LinearLimit, LinearMLP
 from .optim import wrap
@@ -77,14 +76,6 @@ def _inner_factors(model: nn.Module) -> Dict[str, float]:
     return {name: by_id.get(id(p), 1.0) for name, p in params.items()}
 
 
-def _positive(value: object, name: str, none_ok: bool = False) -> Optional[float]:
-    if value is None and none_ok:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}: a finite number > 0{' or None' if none_ok else ''}, got {value!r}")
-    return float(value)
-
-
 class FOMAML:
     """First-order MAML on ``model`` with ``optimizer`` for the outer step (docs/theory.md section 16).
 
@@ -116,8 +107,8 @@ class FOMAML:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer: expected a torch optimizer, got {type(optimizer).__name__}")
         self.model, self.optimizer, self.loss = model, optimizer, loss
-        self.inner_lr = _positive(inner_lr, "inner_lr")
-        self.clip = _positive(clip, "clip", none_ok=True)
+        self.inner_lr = validate.number(inner_lr, "inner_lr")
+        self.clip = validate.number(clip, "clip", none_ok=True)
         self.factors = _inner_factors(model)
         if not isinstance(exact_linear, bool):
             raise TypeError(f"exact_linear: expected True or False, got {exact_linear!r}")

@@ -58,6 +58,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
+from . import validate
 from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
@@ -65,7 +66,8 @@ from torch import nn
 from .layers import Linear
 from .limits import Loss, _check_config, _chi, mse
 from .optim import wrap
-from .parametrizations import _positive_int, mean_field, ntk
+from .parametrizations import mean_field, ntk
+from .validate import positive_int as _positive_int
 
 __all__ = ["MeanFieldConfig", "MeanFieldLimit", "KernelLimit", "MeanFieldNetwork", "mean_field_network", "NONLINEARITIES",
            "RULES", "MAX_DIMENSION"]
@@ -118,8 +120,7 @@ class MeanFieldConfig:
                 "in its initial weights and the quadrature converges only at the Monte Carlo rate; use 'gelu' (a smooth "
                 "ReLU), 'tanh' or 'sigmoid'"
             )
-        if self.nonlinearity not in NONLINEARITIES:
-            raise ValueError(f"nonlinearity: got {self.nonlinearity!r}; allowed: {', '.join(NONLINEARITIES)}")
+        validate.choice(self.nonlinearity, "nonlinearity", NONLINEARITIES)
         if self.dtype != torch.float64:
             raise ValueError(
                 f"dtype: the limit is computed in float64 (got {self.dtype}): its quadrature errors reach 1e-5 and a "
@@ -165,8 +166,7 @@ def _inputs(cfg: MeanFieldConfig, x: torch.Tensor) -> torch.Tensor:
 
 def _nodes(cfg: MeanFieldConfig, rule: str, points: int, seed: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(w, beta, v, weights) of a quadrature rule for the initial distribution, symmetrised in v."""
-    if rule not in RULES:
-        raise ValueError(f"rule: got {rule!r}; allowed: {', '.join(RULES)}")
+    validate.choice(rule, "rule", RULES)
     D = cfg.dimension
     g = torch.Generator().manual_seed(seed)
     if rule == "gauss-hermite":
@@ -228,8 +228,7 @@ def _legendre(q: int) -> Tuple[torch.Tensor, torch.Tensor]:
 def _check_rule(points: int, scramblings: int, rule: str) -> None:
     _positive_int(points, "points")
     _positive_int(scramblings, "scramblings")
-    if rule not in RULES:
-        raise ValueError(f"rule: got {rule!r}; allowed: {', '.join(RULES)}")
+    validate.choice(rule, "rule", RULES)
     if rule == "gauss-hermite" and scramblings != 1:
         raise ValueError("scramblings: a Gauss-Hermite grid is deterministic; use scramblings=1 (its error estimate is a finer grid)")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict
 
+from . import validate
 from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
@@ -37,8 +38,7 @@ class MLP(nn.Module):
     def __init__(
         self, d_in: int, width: int, d_out: int, *, depth: int = 3, param: Parametrization, nonlinearity: str = "tanh", bias: bool = True
     ) -> None:
-        if nonlinearity not in NONLINEARITIES:
-            raise ValueError(f"nonlinearity: got {nonlinearity!r}; allowed: {', '.join(NONLINEARITIES)}")
+        validate.choice(nonlinearity, "nonlinearity", NONLINEARITIES)
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise ValueError(f"depth: the number of hidden layers L, an int >= 1; got {depth!r}")
         super().__init__()

@@ -22,7 +22,8 @@ from typing import Any, Dict, Optional
 from . import _torch  # noqa: F401  (torch without the numpy warning)
 from torch import nn
 
-from .layers import ParamScales, _check_param, _scales
+from . import validate
+from .layers import ParamScales, _scales
 from .parametrizations import Parametrization
 
 __all__ = ["LayerNorm", "RMSNorm"]
@@ -32,7 +33,7 @@ class _VectorLike:
     """The width factors of a norm's gain and bias: vector-like, stored as effective values."""
 
     def _setup(self, param: Any) -> None:
-        p = _check_param(param)
+        p = validate.parametrization(param)
         self.param_name = p.name
         self.width, self.base_width = p.width, p.base_width
         self._vector_scales = _scales(p.canonical(), "vector", (0,))

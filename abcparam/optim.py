@@ -35,6 +35,7 @@ import warnings
 import weakref
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from . import validate
 from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
@@ -133,8 +134,7 @@ def wrap(
         raise ValueError("optimizer: got an empty list; give one optimizer or a list of the optimizers that train the model")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
-    if weight_decay not in WEIGHT_DECAY_MODES:
-        raise ValueError(f"weight_decay: got {weight_decay!r}; allowed: {', '.join(WEIGHT_DECAY_MODES)}")
+    validate.choice(weight_decay, "weight_decay", WEIGHT_DECAY_MODES)
     if isinstance(family, (list, tuple)):
         if len(family) != len(opts):
             raise ValueError(f"family: got {len(family)} families for {len(opts)} optimizers; give one, or one per optimizer")

@@ -19,9 +19,11 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, Dict, Optional, Tuple
 
+from . import validate
 from . import theory
 from .depth import depth_lr_exponent
 from .theory import Preset, exponent, optimizer_family
+from .validate import positive_int as _positive_int
 
 __all__ = [
     "ROLES",
@@ -81,14 +83,6 @@ class RoleExponents:
 def _power(m: Fraction, e: Fraction) -> float:
     """m^e as a float (m > 0, e exact)."""
     return float(m) ** float(e) if e else 1.0
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected a positive int, got {type(value).__name__} {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name}: must be > 0, got {value}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -174,8 +168,7 @@ class Parametrization:
 
     def role(self, role: str) -> RoleExponents:
         """Exponents of ``role`` (``vector`` means the input layer's, docs/theory.md section 7)."""
-        if role not in ROLES:
-            raise ValueError(f"role: got {role!r}; allowed: {', '.join(ROLES)}")
+        validate.choice(role, "role", ROLES)
         if role == "vector":
             return self.input
         ex = getattr(self, role)

@@ -29,12 +29,13 @@ At m_L = 1 (depth == base_depth, or no depth given) the multiplier is exactly
 
 from __future__ import annotations
 
-from typing import Any, Dict, NamedTuple, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 
+from . import validate
 from .layers import abc_modules
 from .parametrizations import Parametrization
 from .theory import FAMILIES
@@ -67,9 +68,7 @@ def _scales_of(param: Parametrization) -> DepthScales:
 def _check(module: Any, param: Any, what: str) -> Parametrization:
     if not isinstance(module, nn.Module):
         raise TypeError(f"{what}: expected an nn.Module, got {type(module).__name__}")
-    if not isinstance(param, Parametrization):
-        raise TypeError(f"param: expected an abcparam.Parametrization (with depth=, base_depth=), got {type(param).__name__}")
-    return param
+    return validate.parametrization(param)
 
 
 def _scale_output(out: Any, factor: float) -> Any:
@@ -139,7 +138,7 @@ def mark_branch(module: nn.Module, *, param: Parametrization) -> nn.Module:
     is refused.
     """
     param = _check(module, param, "module")
-    if getattr(module, "_abc_branch", False) or isinstance(module, Residual):
+    if is_branch(module):
         raise ValueError(f"module: {type(module).__name__} is already a residual branch; marking twice would scale twice")
     module._abc_depth = _scales_of(param)
     module._abc_branch = True
@@ -157,13 +156,24 @@ def mark_block(module: nn.Module, *, param: Parametrization) -> nn.Module:
     return module
 
 
+def is_branch(module: nn.Module) -> bool:
+    """Whether ``module`` is a residual branch: an :class:`abcparam.Residual` or a module marked with :func:`mark_branch`."""
+    return isinstance(module, Residual) or getattr(module, "_abc_branch", False)
+
+
+def depth_of(module: nn.Module) -> Optional[DepthScales]:
+    """The depth factors a branch or a block was marked with (None for a module never marked)."""
+    ds = getattr(module, "_abc_depth", None)
+    return ds if isinstance(ds, DepthScales) else None
+
+
 def depth_scales(model: nn.Module) -> Dict[int, Tuple[str, DepthScales]]:
     """id(tensor) -> (the residual module's name, its depth factors) for every tensor inside a residual branch or
     marked block.  A tensor under two marks with different factors is refused."""
     out: Dict[int, Tuple[str, DepthScales]] = {}
     for name, mod in model.named_modules():
-        ds = getattr(mod, "_abc_depth", None)
-        if not isinstance(ds, DepthScales):
+        ds = depth_of(mod)
+        if ds is None:
             continue
         for p in mod.parameters():
             prev = out.get(id(p))

@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from torch import nn
 
+from . import validate
 from .coord import CoordReport, coord_check
 from .theory import REGIMES
 
@@ -79,8 +80,7 @@ def assert_matches_theory(build: Callable[[int], nn.Module], *, batch: Any, opti
 def assert_regime(build: Callable[[int], nn.Module], regime: str, *, batch: Any, optimizer: Any, lr: float,
                   widths: Sequence[int] = CI_WIDTHS, inconclusive: str = "raise", **kw: Any) -> CoordReport:
     """The theory predicts ``regime`` for the model, and the measurements agree."""
-    if regime not in REGIMES:
-        raise ValueError(f"regime: got {regime!r}; allowed: {', '.join(REGIMES)}")
+    validate.choice(regime, "regime", REGIMES)
     report = _run(build, batch, optimizer, lr, widths, regime, inconclusive, **kw)
     if report.status == "inconclusive":
         _undecided(report, f"expected regime {regime!r}", inconclusive)
@@ -111,8 +111,7 @@ def assert_inferred_regime(build: Callable[[int], nn.Module], regime: str, *, op
     failure message is the whole inspection, naming the tensors to blame.  Returns the :class:`Inspection`."""
     from .inspection import inspect
 
-    if regime not in REGIMES:
-        raise ValueError(f"regime: got {regime!r}; allowed: {', '.join(REGIMES)}")
+    validate.choice(regime, "regime", REGIMES)
     result = inspect(build, optimizer=optimizer, lr=lr, widths=widths, **kw)
     if result.regime != regime:
         raise AssertionError(f"expected the inferred regime {regime!r}, got {result.regime!r}\n{result}")
@@ -131,8 +130,7 @@ def assert_depth_regime(build: Callable[[int], nn.Module], regime: str, *, batch
     from .depth import DEPTH_REGIMES
     from .depthcheck import depth_check
 
-    if regime not in DEPTH_REGIMES:
-        raise ValueError(f"regime: got {regime!r}; allowed: {', '.join(DEPTH_REGIMES)}")
+    validate.choice(regime, "regime", DEPTH_REGIMES)
     if inconclusive not in _INCONCLUSIVE_MODES:
         raise ValueError(f"inconclusive: got {inconclusive!r}; allowed: {', '.join(map(repr, _INCONCLUSIVE_MODES))}")
     kw.setdefault("seeds", CI_SEEDS)

@@ -234,17 +234,17 @@ def test_report_renders(tmp_path):
                    for ln in ax.get_lines() if ln.get_linestyle() == ":")
 
 
-TOL = r"tolerance: a finite positive number \(the largest allowed \|measured - predicted\| slope\), got "
+TOL = r"tolerance: a finite number > 0 \(the largest allowed \|measured - predicted\| slope\), got "
 
 
 @pytest.mark.parametrize(
     "kw,err,msg",
     [
         (dict(widths=[128, 256]), ValueError, r"^widths: need at least 3 distinct positive widths to fit a slope, got \[128, 256\]$"),
-        (dict(lr=0), ValueError, r"^lr: a finite positive number, got 0$"),
-        (dict(lr=float("inf")), ValueError, r"^lr: a finite positive number, got inf$"),
-        (dict(lr=True), ValueError, r"^lr: a finite positive number, got True$"),
-        (dict(lr="0.1"), ValueError, r"^lr: a finite positive number, got '0.1'$"),
+        (dict(lr=0), ValueError, r"^lr: a finite number > 0, got 0$"),
+        (dict(lr=float("inf")), ValueError, r"^lr: a finite number > 0, got inf$"),
+        (dict(lr=True), ValueError, r"^lr: a finite number > 0, got True$"),
+        (dict(lr="0.1"), ValueError, r"^lr: a finite number > 0, got '0.1'$"),
         (dict(tolerance=float("inf")), ValueError, "^" + TOL + "inf$"),
         (dict(tolerance=0), ValueError, "^" + TOL + "0$"),
         (dict(tolerance=float("nan")), ValueError, "^" + TOL + "nan$"),

@@ -158,7 +158,7 @@ def test_ntk_limit_step_is_the_limit_of_finite_ntk_networks(cfg):
 def test_a_config_refuses_each_bad_size_and_rate_by_name(field, bad):
     kw = {"d_in": 4, "d_out": 2}
     kw[field] = bad
-    with pytest.raises(ValueError, match=rf"^{field}: a (positive int|finite positive number), got"):
+    with pytest.raises(ValueError, match=rf"^{field}: (an int >= 1|a finite number > 0), got"):
         LinearNetConfig(**kw)
     LinearNetConfig(**{**kw, field: {"d_in": 4, "d_out": 2, "base_width": 8}.get(field, 0.5)})  # a good value is accepted
 

@@ -134,7 +134,7 @@ def test_mup_features_move_and_ntk_features_freeze():
     ({"nonlinearity": "softsign"}, ValueError, "allowed: tanh, gelu, sigmoid"),
     ({"d_in": 6, "d_out": 3}, ValueError, "10 dimensions"),
     ({"dtype": torch.float32}, ValueError, "float64"),
-    ({"lr": float("nan")}, ValueError, "lr: a finite positive number"),
+    ({"lr": float("nan")}, ValueError, "lr: a finite number > 0"),
 ])
 def test_bad_configurations_are_refused(kwargs, error, match):
     with pytest.raises(error, match=match):

@@ -21,7 +21,7 @@ from .. import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 
-from ..layers import Conv1D, Embedding, Linear
+from ..layers import Conv1D, Embedding, Linear, is_abc_layer
 from ..parametrizations import Parametrization
 from .report import ConversionReport, Converted
 
@@ -120,7 +120,7 @@ class AbcLayers(Handler):
     """A module that is an abcparam layer already: left as it is."""
 
     def claims(self, mod, fqn, ctx):
-        return hasattr(mod, "abc_scales")
+        return is_abc_layer(mod)
 
     def plan(self, parent, attr, fqn, mod, ctx):
         ctx.skip(fqn, "already an abcparam layer")
@@ -274,7 +274,7 @@ def is_hf_conv1d(mod: nn.Module) -> bool:
     """HF transformers' Conv1D, recognised by structure (no import): a weight nx x nf and ``nf`` / ``nx``."""
     w = getattr(mod, "weight", None)
     return (type(mod).__name__ == "Conv1D" and isinstance(w, torch.Tensor) and w.dim() == 2
-            and getattr(mod, "nf", None) == w.shape[1] and not hasattr(mod, "abc_scales"))
+            and getattr(mod, "nf", None) == w.shape[1] and not is_abc_layer(mod))
 
 
 def _role_from_widths(name: str, mod: nn.Module, widths: frozenset) -> Tuple[Optional[str], str]:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Iterable, List, Optional, Set, Tuple
 
 from .. import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 
-from ..layers import TiedReadout, _can_tie
+from ..layers import TiedReadout, _can_tie, is_abc_layer
 from .handlers import Change, Context, Swap
 from .report import Converted
 
@@ -94,7 +94,7 @@ class AttentionScales(Change):
 
         for fqn, mod in self.model.named_modules():
             old, d = getattr(mod, "scaling", None), getattr(mod, "head_dim", None)
-            if isinstance(old, float) and isinstance(d, int) and not hasattr(mod, "abc_scales"):
+            if isinstance(old, float) and isinstance(d, int) and not is_abc_layer(mod):
                 mod.scaling = ctx.param.attention_scale(d)
                 ctx.report.attention.append((fqn, old, mod.scaling))
             elif ("attention" in type(mod).__name__.lower() and fqn not in dict(ctx.report.skipped)
@@ -123,11 +123,11 @@ class FusedPathOff(Change):
 
     def install(self, ctx: Context) -> None:
         for fqn, mod in self.model.named_modules():
-            if isinstance(mod, nn.TransformerEncoderLayer) and any(hasattr(m, "abc_scales") for m in mod.modules()):
+            if isinstance(mod, nn.TransformerEncoderLayer) and any(is_abc_layer(m) for m in mod.modules()):
                 if not any(isinstance(h, _NoFastPath) for h in mod._forward_pre_hooks.values()):
                     mod.register_forward_pre_hook(_NoFastPath())
                 attn = getattr(mod, "self_attn", None)
-                left = "" if attn is None or hasattr(attn, "abc_scales") else "; its self-attention is not converted"
+                left = "" if attn is None or is_abc_layer(attn) else "; its self-attention is not converted"
                 ctx.skip(fqn or "<root>", f"{type(mod).__name__}: torch's fused inference path disabled (it would "
                                           f"bypass the converted layers' multipliers){left}")
 
@@ -178,7 +178,7 @@ def plan_blocks(model: nn.Module, pattern: str, branches: Optional[Iterable[str]
             if not isinstance(child, nn.Module):
                 raise ValueError(f"branches: {bname} has no child module {c!r}")
             prefix = f"{bname}.{c}"
-            has_layer = any(hasattr(m, "abc_scales") for m in child.modules()) or any(
+            has_layer = any(is_abc_layer(m) for m in child.modules()) or any(
                 f == prefix or f.startswith(prefix + ".") for f in planned)
             if not has_layer:
                 raise ValueError(f"blocks: the branch {prefix} has no abcparam layer and none is being converted; a residual "

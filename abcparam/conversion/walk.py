@@ -7,6 +7,8 @@ from typing import Any, Callable, Iterable, List, Mapping, Optional
 from .. import _torch  # noqa: F401  (torch without the numpy warning)
 from torch import nn
 
+from .. import validate
+from ..layers import is_abc_layer
 from ..parametrizations import Parametrization
 from .handlers import HANDLERS, ROLES, STAGES, Change, Context, unmatched_patterns
 from .passes import AttentionScales, FusedPathOff, plan_blocks, plan_ties
@@ -68,7 +70,7 @@ def convert(
     _walk(model, "", ctx, changes)
     _check_readouts(ctx)
     own_root = [n for n, _ in model.named_parameters(recurse=False)]
-    if own_root and not hasattr(model, "abc_scales"):
+    if own_root and not is_abc_layer(model):
         ctx.skip("<root>", f"{type(model).__name__} holds tensors of its own ({', '.join(own_root)})")
     unmatched = unmatched_patterns(model, ctx.roles)
     if unmatched:
@@ -92,8 +94,7 @@ def _context(model: nn.Module, param: Parametrization, roles: Optional[Mapping[s
     """The request, checked."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
-    if not isinstance(param, Parametrization):
-        raise TypeError(f"param: expected an abcparam.Parametrization, got {type(param).__name__}")
+    validate.parametrization(param)
     roles = dict(roles or {})
     for pattern, role in roles.items():
         if role not in ROLES:
