@@ -103,7 +103,7 @@ def test_bad_inputs_and_unsupported_settings():
         MuPLimit(ONE_HOT)(torch.tensor([0, 20]))
     with pytest.raises(ValueError, match="1-d tensor of token ids"):
         MuPLimit(ONE_HOT)(torch.randn(3, 20))
-    with pytest.raises(ValueError, match="d_in: a positive int"):
+    with pytest.raises(ValueError, match=r"^d_in: an int >= 1, got 0$"):
         LinearNetConfig(d_in=0, d_out=2)
     with pytest.raises(ValueError, match="lr"):
         LinearNetConfig(d_in=2, d_out=2, lr=-1)
