@@ -66,9 +66,11 @@ _LAZY = {
     "MultiheadAttention": "attention",
     "DepthVerdict": "depth",
     "CoordReport": "coord",
+    "depth_check": "depthcheck",
+    "DepthReport": "depthcheck",
 }
 _SUBMODULES = ("theory", "parametrizations", "layers", "optim", "conversion", "coord", "models", "data", "testing", "limits", "cli",
-               "residual", "norms", "depth", "depthcheck", "meanfield", "attention", "maml", "kernels", "validate", "text")
+               "residual", "norms", "depth", "depthcheck", "meanfield", "attention", "maml", "kernels", "validate", "text", "check")
 
 __all__ = [
     "Exponents",
@@ -102,6 +104,7 @@ def __dir__() -> list:
 if TYPE_CHECKING:  # pragma: no cover
     from .conversion import ConversionReport, convert, effective_state_dict, from_torch, to_torch
     from .coord import CoordReport, coord_check
+    from .depthcheck import DepthReport, depth_check
     from .attention import MultiheadAttention, ScaledDotProductAttention
     from .depth import DepthVerdict, classify_depth
     from .norms import LayerNorm, RMSNorm

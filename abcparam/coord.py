@@ -20,7 +20,6 @@ the tolerance used.
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -32,17 +31,16 @@ import torch
 from torch import nn
 
 from . import coord_stats, theory, validate
+from .depthcheck import DepthReport, depth_check
 from .layers import abc_modules, is_abc_layer
-from .optim import wrap
-from .text import table as text_table
+from .check.decision import DEFAULT_TOLERANCE, TOLERANCE_IS, Decision, Fit
+from .check.plot import slopes_figure
+from .check.engine import (Batch, default_loss, make_optimizer, observe, output_tensor, rms, seeded_build, split_batch,
+                           train_step)
 
 __all__ = ["coord_check", "CoordReport", "Fit", "DEFAULT_TOLERANCE", "QUANTITIES"]
 
-DEFAULT_TOLERANCE = 0.2
-TOLERANCE_IS = "the largest allowed |measured - predicted| slope"
-_JSON_LARGE = 1e308  # an infinite slope in JSON (which has no infinity)
 LOSS_RISE = 2.0  # the loss at the smallest width rising past this factor of its start: the learning rate is too large
-Batch = Union[torch.Tensor, Tuple[Any, ...], Mapping[str, Any]]
 
 # What the check measures: each quantity, what it is, and (in brackets) the prediction it is compared with; the
 # predictions themselves are computed in one place, _prediction (and _attention_fits for the scale).
@@ -59,80 +57,8 @@ QUANTITIES: Dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Fit:
-    """One fitted slope: ``quantity`` of ``layer`` after ``step`` updates.
-
-    ``quantity`` is a key of :data:`QUANTITIES`: ``"h"`` (RMS of the layer's
-    output; only at step 0, at initialisation) or ``"dh"`` (RMS of its change
-    since initialisation); for the model output the layer is ``"output"`` and
-    the quantities are ``"f"`` (at step 0) and ``"df"``; a tied readout's
-    logits at initialisation are split by token (``"h"``/``"f"`` the other
-    tokens', ``"h_own"``/``"f_own"`` the input token's own, predicted between
-    ``predicted_low`` and ``predicted``).  A readout's bias has no width dimension and
-    starts at order one, so for readout layers the check measures the part the
-    theory predicts, the weight term ``output - bias``.  ``slope`` is the
-    least-squares slope of the seed-averaged log RMS against log width;
-    ``spread`` the standard deviation of the per-seed slopes; ``noise`` the
-    standard error used in the decision.  ``predicted`` is the theory's slope
-    (a Fraction) or ``None``; ``status`` is ``"agree"``, ``"disagree"``,
-    ``"inconclusive"`` or ``"-"`` (nothing compared), decided by
-    :func:`abcparam.coord_stats.judge`; ``ok`` is True / False / None for
-    agree / disagree / anything else.
-    """
-
-    layer: str
-    role: str
-    quantity: str
-    step: int
-    slope: float
-    spread: float
-    predicted: Optional[Fraction]
-    ok: Optional[bool]
-    status: str = "-"
-    noise: float = 0.0
-    margin: float = 0.0
-    reason: str = ""
-    settle: str = ""
-    predicted_low: Optional[Fraction] = None
-
-
-class _Decision:
-    """What every check's report shares: its fits' statuses and one decision, ``_decide() -> (status, why)``."""
-
-    fits: List[Fit]
-
-    def _decide(self) -> Tuple[str, str]:  # pragma: no cover - every report defines it
-        raise NotImplementedError
-
-    @property
-    def mismatches(self) -> List[Fit]:
-        """Quantities whose measurement disagrees with the prediction (beyond the tolerance and the noise)."""
-        return [f for f in self.fits if f.status == "disagree"]
-
-    @property
-    def undecided(self) -> List[Fit]:
-        """Quantities the measurements cannot decide (see :attr:`Fit.settle` for what would)."""
-        return [f for f in self.fits if f.status == "inconclusive"]
-
-    @property
-    def inconclusive(self) -> bool:
-        """True when nothing disagrees but something could not be decided: neither pass nor fail."""
-        return self.status == "inconclusive"
-
-    @property
-    def status(self) -> str:
-        """``"pass"``, ``"fail"`` or ``"inconclusive"``: the outcome :attr:`passed` and the report's words share."""
-        return self._decide()[0]
-
-    def outcome(self) -> str:
-        """One line: PASS, FAIL or INCONCLUSIVE and why; the word is :attr:`status`, so the two cannot disagree."""
-        status, why = self._decide()
-        return f"{status.upper()}: {why}"
-
-
 @dataclass
-class CoordReport(_Decision):
+class CoordReport(Decision):
     """What :func:`coord_check` measured, what the theory predicts, and whether they agree."""
 
     widths: List[int]
@@ -296,18 +222,6 @@ class CoordReport(_Decision):
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
-    def table(self) -> str:
-        return text_table(self._rows())
-
-    def __str__(self) -> str:
-        return self.summary() + "\n\n" + self.table()
-
-    def to_markdown(self) -> str:
-        rows = self._rows()
-        md = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-        md += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-        return self.summary().replace("\n", "  \n") + "\n\n" + "\n".join(md)
-
     def to_dict(self) -> Dict[str, Any]:
         return {
             "widths": self.widths,
@@ -327,140 +241,34 @@ class CoordReport(_Decision):
             "outcome": self.outcome(),
             "nonfinite": [{"width": w, "seed": sd, "step": t, "where": what} for w, sd, t, what in self.nonfinite],
             "no_prediction": self.no_prediction,
-            "fits": [
-                {
-                    "layer": f.layer,
-                    "role": f.role,
-                    "quantity": f.quantity,
-                    "step": f.step,
-                    "slope": _json_float(f.slope),
-                    "spread": _json_float(f.spread),
-                    "predicted": None if f.predicted is None else str(f.predicted),
-                    "predicted_low": None if f.predicted_low is None else str(f.predicted_low),
-                    "ok": f.ok,
-                    "status": f.status,
-                    "noise": _json_float(f.noise),
-                    "margin": _json_float(f.margin),
-                    "reason": f.reason,
-                    "settle": f.settle,
-                }
-                for f in self.fits
-            ],
+            "fits": self.fit_records(),
             "verdict": None if self.verdict is None else self.verdict.to_dict(),
             "notes": self.notes,
         }
-
-    def to_json(self, **kw: Any) -> str:
-        return json.dumps(self.to_dict(), **kw)
 
     def plot(self, path: Optional[str] = None) -> Any:
         """The coordinate-check figure: one panel per step, log RMS against log width,
         a line per layer, dotted lines with the predicted slopes.  Needs matplotlib
         (``pip install abcparam[plot]``); returns the figure and saves it to ``path``."""
-        try:
-            import matplotlib
-            import matplotlib.pyplot as plt
-        except ImportError:
-            raise ImportError("report.plot needs matplotlib: pip install 'abcparam[plot]' (or pip install matplotlib)") from None
-        panels = [0] + list(range(1, self.steps + 1))
-        fig = plt.figure(figsize=(3.6 * len(panels), 3.4))
-        axes = [fig.add_subplot(1, len(panels), k + 1) for k in range(len(panels))]
         layers = list(dict.fromkeys(f.layer for f in self.fits))
-        cmap = matplotlib.colormaps["viridis"]
-        for ax, step in zip(axes, panels):
-            for k, layer in enumerate(layers):
-                q = ("h" if layer != "output" else "f") if step == 0 else ("dh" if layer != "output" else "df")
-                key = (layer, q, step)
-                if key not in self.rms:
-                    continue
-                vals = [sum(seeds) / len(seeds) for seeds in self.rms[key]]  # the mean over seeds at each width
-                color = "black" if layer == "output" else cmap(k / max(1, len(layers) - 1))
-                ax.plot(self.widths, vals, "o-", color=color, label=layer, ms=3)
-                fit = next((f for f in self.fits if (f.layer, f.quantity, f.step) == key), None)
-                if fit is not None and fit.predicted is not None and vals[0] > 0 and math.isfinite(vals[0]):
-                    # the predicted slope through the first point
-                    ax.plot(self.widths, [vals[0] * (w / self.widths[0]) ** float(fit.predicted) for w in self.widths], ":",
-                            color=color, lw=1)
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_xlabel("width")
-            ax.set_title("init: RMS h, f" if step == 0 else f"step {step}: RMS of change")
-        axes[0].set_ylabel("RMS (dotted: predicted slope)")
-        if axes[-1].get_lines():  # (an empty last panel has no legend to show)
-            axes[-1].legend(fontsize=7)
-        fig.suptitle(f"theory {self.theory_regime}, measured {self.measured_regime}: {self.outcome()}", fontsize=9)
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=120)
-        return fig
+
+        def lines(step: int) -> List[Tuple[str, Tuple[str, str, int]]]:
+            out = "output"
+            return [(layer, (layer, ("h" if layer != out else "f") if step == 0 else ("dh" if layer != out else "df"), step))
+                    for layer in layers]
+
+        return slopes_figure(self.widths, self.rms, self.fits, [0] + list(range(1, self.steps + 1)), lines,
+                             lambda step: "init: RMS h, f" if step == 0 else f"step {step}: RMS of change", "width",
+                             f"theory {self.theory_regime}, measured {self.measured_regime}: {self.outcome()}", path)
 
 
 def _num(x: float, digits: int = 2) -> str:
     return "n/a" if math.isnan(x) else f"{x:+.{digits}f}"  # infinities print as +inf / -inf
 
 
-def _json_float(x: float) -> Optional[float]:
-    """A number JSON can carry: NaN becomes null, an infinity the largest float of its sign (JSON has no infinity)."""
-    return x if math.isfinite(x) else (None if math.isnan(x) else math.copysign(_JSON_LARGE, x))
-
-
 # ----------------------------------------------------------------------------
 # Measurement
 # ----------------------------------------------------------------------------
-
-
-def _split_batch(batch: Batch) -> Tuple[Tuple[Any, ...], Dict[str, Any], Any]:
-    if isinstance(batch, torch.Tensor):
-        return (batch,), {}, None
-    if isinstance(batch, Mapping):
-        return (), dict(batch), None
-    if isinstance(batch, (tuple, list)):
-        if len(batch) == 1:
-            return (batch[0],), {}, None
-        if len(batch) == 2:
-            return (batch[0],), {}, batch[1]
-    raise TypeError("batch: expected a tensor x, a tuple (x, y), or a dict of keyword inputs for the model")
-
-
-def _default_loss(out: Any, y: Any) -> torch.Tensor:
-    """MSE for float targets, cross-entropy for integer ones; without a target, the loss the model returns (a scalar
-    output, or the ``loss`` of a dict or of an object such as HF's ``ModelOutput``)."""
-    if y is None:
-        own = _own_loss(out)
-        if own is not None:
-            return own
-        raise ValueError("loss: the model's output is not a scalar loss and the batch has no target; pass loss=fn(output, y) or batch=(x, y)")
-    logits = _output_tensor(out)
-    if logits is None:
-        raise ValueError(f"loss: cannot find the logits in the model's {type(out).__name__} output (a tensor, a tuple or list "
-                         "with the logits first, a dict or an object with 'logits'); pass loss=fn(output, y)")
-    if not (y.is_floating_point() or y.is_complex()) and y.dtype != torch.bool:  # class indices, of any integer dtype
-        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1).long())
-    return nn.functional.mse_loss(logits, y)
-
-
-def _own_loss(out: Any) -> Optional[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        return out if out.dim() == 0 else None
-    loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
-    return loss if isinstance(loss, torch.Tensor) and loss.dim() == 0 else None
-
-
-def _output_tensor(out: Any) -> Optional[torch.Tensor]:
-    """The model's logits: the output itself, ``.logits`` / ``["logits"]`` (HF's ModelOutput has both), or the
-    first element of a tuple or list ((logits, loss) as nanoGPT returns)."""
-    if isinstance(out, torch.Tensor):
-        return out
-    logits = out.get("logits") if isinstance(out, Mapping) else getattr(out, "logits", None)
-    if isinstance(logits, torch.Tensor):
-        return logits
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    return None
-
-
-def _rms(t: torch.Tensor) -> float:
-    return float(t.detach().double().pow(2).mean().sqrt())
 
 
 def _readout_bias(mod: nn.Module) -> Optional[torch.Tensor]:
@@ -509,7 +317,7 @@ class _Recorder:
 
     def _hook(self, name: str) -> Callable[..., None]:
         def hook(mod: nn.Module, _inp: Any, out: Any) -> None:
-            t = _output_tensor(out)
+            t = output_tensor(out)
             if t is None:
                 return
             bias = _readout_bias(self.views.get(name, mod))
@@ -562,61 +370,10 @@ def _record_init(values: Dict[Tuple[str, str, int], float], name: str, q: str, t
     if (ids is not None and t is not None and t.dim() >= 1 and t.shape[:-1] == ids.shape and ids.numel()
             and int(ids.min()) >= 0 and int(ids.max()) < t.shape[-1]):
         own = nn.functional.one_hot(ids.long(), t.shape[-1]).bool()
-        values[(name, q, 0)] = _rms(t[~own])
-        values[(name, q + "_own", 0)] = _rms(t[own])
+        values[(name, q, 0)] = rms(t[~own])
+        values[(name, q + "_own", 0)] = rms(t[own])
         return
-    values[(name, q, 0)] = _rms(_flat(ts))
-
-
-def _build_optimizers(optimizer: Any, model: nn.Module, lr: float) -> List[torch.optim.Optimizer]:
-    """The optimizers ``optimizer`` makes for ``model``, as built: a class, or a factory returning one optimizer or
-    several (a hybrid set-up such as Muon for the hidden matrices and AdamW for the rest)."""
-    if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
-        made: Any = optimizer(model.parameters(), lr=lr)
-    elif callable(optimizer):
-        made = optimizer(model.parameters(), lr) if _takes_lr(optimizer) else optimizer(model.parameters())
-    else:
-        raise TypeError(f"optimizer: expected a torch optimizer class or a factory params -> optimizer, got {optimizer!r}")
-    opts = list(made) if isinstance(made, (list, tuple)) else [made]
-    for o in opts:
-        if not isinstance(o, torch.optim.Optimizer):
-            raise TypeError(f"optimizer: the factory returned {type(o).__name__}, not a torch optimizer (or a list of them)")
-    return opts
-
-
-def _make_optimizer(optimizer: Any, model: nn.Module, lr: float, family: Optional[str]) -> List[torch.optim.Optimizer]:
-    """The optimizers that train ``model`` (:func:`_build_optimizers`), wrapped."""
-    opts = _build_optimizers(optimizer, model, lr)
-    wrapped = [any("abc_lr_scale" in g for g in o.param_groups) for o in opts]
-    if all(wrapped):
-        return opts
-    if any(wrapped):
-        raise ValueError("optimizer: the factory returned optimizers of which some are wrapped and some not; wrap all or none")
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # unowned tensors are reported by the check itself
-        wrap(opts, model, family=family)  # a list of one is wrapped as its optimizer alone
-    return opts
-
-
-def _takes_lr(fn: Callable[..., Any]) -> bool:
-    import inspect
-
-    try:
-        params = [p for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    except (TypeError, ValueError):
-        return False
-    return len(params) >= 2
-
-
-def seeded_build(build: Callable[[int], nn.Module], size: int, seed: int) -> nn.Module:
-    """``build(size)`` under ``torch.manual_seed(seed)``, refused unless it is an nn.Module."""
-    torch.manual_seed(seed)
-    model = build(size)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"build: build({size}) returned {type(model).__name__}, not an nn.Module")
-    return model
+    values[(name, q, 0)] = rms(_flat(ts))
 
 
 def _measure(
@@ -648,7 +405,7 @@ def _measure(
         opts: List[torch.optim.Optimizer] = []
         trained = {id(p) for p in model.parameters() if p.requires_grad}
     else:
-        opts = _make_optimizer(optimizer, model, lr, family)
+        opts = make_optimizer(optimizer, model, lr, family)
         trained = {id(p) for o in opts for g in o.param_groups for p in g["params"]}
         # the family that trains each abcparam layer's weight (a hybrid set-up has several)
         by_tensor = {id(p): g.get("abc_family") for o in opts for g in o.param_groups for p in g["params"]}
@@ -660,7 +417,7 @@ def _measure(
     for name, mod in named.items():
         if name and name not in tracked and any(id(p) in trained and id(p) not in owned_ids for p in mod.parameters(recurse=False)):
             tracked[name] = mod
-    args, kwargs, y = _split_batch(batch)
+    args, kwargs, y = split_batch(batch)
     # what the prediction reads: abcparam layers themselves, other modules through their declared exponents
     views = {n: _Declared(named[n], *d) for n, d in declared.items() if not is_abc_layer(named[n])}
     seen_as = {n: views.get(n, m) for n, m in tracked.items()}
@@ -671,23 +428,18 @@ def _measure(
     tied = [n for n, m in tracked.items() if getattr(seen_as[n], "role", None) == "output" and id(getattr(m, "weight", None)) in tables]
     tied = tied if ids is not None else []  # readouts sharing an embedding's table: their logits are split by token
     try:
-        def observe() -> Tuple[Dict[str, List[torch.Tensor]], Optional[torch.Tensor]]:
-            was = model.training
-            model.eval()
-            with torch.no_grad():
-                out = model(*args, **kwargs)
-            model.train(was)
-            f = _output_tensor(out)
+        def look() -> Tuple[Dict[str, List[torch.Tensor]], Optional[torch.Tensor]]:
+            f = output_tensor(observe(model, args, kwargs))
             return rec.take(), None if f is None else f.detach().float().clone()
 
         if attention_calls is not None:  # every F.scaled_dot_product_attention call of the first forward, with its scale
             from .attention import ScaleObserver
 
             with ScaleObserver() as seen:
-                h0, f0 = observe()
+                h0, f0 = look()
             attention_calls.extend(seen.calls)
         else:
-            h0, f0 = observe()
+            h0, f0 = look()
         order = list(rec.order)
         for name, ts in h0.items():
             _record_init(values, name, "h", ts, ids if name in tied else None)
@@ -697,22 +449,14 @@ def _measure(
         if steps == 0:
             return values, order, seen_as, fam, unowned_names
         for step in range(1, steps + 1):
-            model.train()
-            for o in opts:
-                o.zero_grad(set_to_none=True)
-            out = model(*args, **kwargs)
-            rec.take()
-            loss = loss_fn(out, y)
-            values[("loss", "loss", step - 1)] = float(loss.detach())
-            loss.backward()
-            for o in opts:
-                o.step()
-            ht, ft = observe()
+            values[("loss", "loss", step - 1)] = train_step(model, opts, loss_fn, args, kwargs, y)
+            rec.take()  # the training forward's outputs: not measured
+            ht, ft = look()
             for name, ts in ht.items():
                 t = _flat(ts)
-                values[(name, "dh", step)] = _rms(t - h0[name]) if t.shape == h0[name].shape else math.nan
+                values[(name, "dh", step)] = rms(t - h0[name]) if t.shape == h0[name].shape else math.nan
             if ft is not None and f0 is not None:
-                values[("output", "df", step)] = _rms(ft - f0)
+                values[("output", "df", step)] = rms(ft - f0)
     finally:
         rec.close()
     return values, order, seen_as, fam, unowned_names
@@ -805,7 +549,7 @@ def coord_check(
     progress: Optional[Callable[[str], None]] = None,
     init_seeds: int = 8,
     exponents: Optional[Mapping[str, Tuple[Any, ...]]] = None,
-) -> CoordReport:
+) -> Union[CoordReport, DepthReport]:
     """Train ``build(width)`` for each width and seed, fit width exponents, compare with the theory.
 
     Args:
@@ -846,9 +590,7 @@ def coord_check(
                              "across widths at a fixed depth, one across depths at a fixed width)")
         if batch is None:
             raise TypeError("batch: required")
-        from .depthcheck import depth_check
-
-        return depth_check(build, depths, batch, optimizer=optimizer, lr=lr, steps=steps, seeds=seeds, loss=loss,  # type: ignore[return-value]
+        return depth_check(build, depths, batch, optimizer=optimizer, lr=lr, steps=steps, seeds=seeds, loss=loss,
                            tolerance=tolerance, expect=expect, family=family)
     if widths is None or batch is None:
         raise TypeError("widths, batch: required (or depths= for the depth check)")
@@ -862,7 +604,7 @@ def coord_check(
     if not callable(build):
         raise TypeError("build: expected a function width -> model")
     validate.count(init_seeds, "init_seeds")
-    loss_fn = loss or _default_loss
+    loss_fn = loss or default_loss
     declared = _check_declared(exponents)
 
     raw: Dict[Tuple[str, str, int], List[List[float]]] = {}

@@ -46,11 +46,12 @@ from torch import nn
 
 from . import coord_stats
 from . import validate
-from .coord import DEFAULT_TOLERANCE, TOLERANCE_IS, Batch, Fit, _Decision, _default_loss, _make_optimizer, _output_tensor, _rms, _split_batch, seeded_build
+from .check.decision import DEFAULT_TOLERANCE, TOLERANCE_IS, Decision, Fit
+from .check.engine import Batch, default_loss, make_optimizer, observe, output_tensor, rms, seeded_build, split_batch, train_step
+from .check.plot import slopes_figure
 from .depth import DepthVerdict, classify_depth
 from .layers import Conv1D, abc_modules, is_abc_layer
 from .residual import DepthScales, depth_of, is_branch
-from .text import table as text_table
 
 __all__ = ["depth_check", "DepthReport", "QUANTITIES"]
 
@@ -66,7 +67,7 @@ QUANTITIES: Dict[str, Tuple[str, Optional[Callable[[DepthVerdict], Fraction]]]] 
 
 
 @dataclass
-class DepthReport(_Decision):
+class DepthReport(Decision):
     """Result of :func:`depth_check`: fitted slopes against log depth, the depth verdict, the decision."""
 
     depths: List[int]
@@ -105,7 +106,7 @@ class DepthReport(_Decision):
                                     + (f"; would settle it: {'; '.join(settle)}" if settle else ""))
         return "pass", f"the measurements agree with the depth theory ({v.regime})"
 
-    def __str__(self) -> str:
+    def summary(self) -> str:
         lines = [
             f"depth check: depths {self.depths}, {self.steps} step(s), seeds {self.seeds}, optimizer {self.family}, "
             f"lr {self.lr:g}, tolerance {self.tolerance:g}",
@@ -117,13 +118,35 @@ class DepthReport(_Decision):
             lines.append("disagreeing with the theory: " + ", ".join(
                 f"{f.layer} {f.quantity}@{f.step}: {f.slope:+.2f} vs {f.predicted} ({f.reason})" for f in self.mismatches))
         lines += [f"note: {n}" for n in self.notes]
-        rows = [("what", "quantity", "step", "measured", "noise", "predicted", "decision")]
+        return "\n".join(lines)
+
+    def _rows(self) -> List[Tuple[str, ...]]:
+        rows: List[Tuple[str, ...]] = [("what", "quantity", "step", "measured", "noise", "predicted", "decision")]
         for f in self.fits:
             pred = "-" if f.predicted is None else str(f.predicted) + (" (bound)" if self.verdict.regime == "unstable" else "")
             dec = {"agree": "yes", "disagree": "NO", "inconclusive": "?"}.get(f.status, "-")
             rows.append((f.layer, f.quantity, str(f.step), "n/a" if not math.isfinite(f.slope) else f"{f.slope:+.2f}",
                          f"{f.noise:.2f}" if f.predicted is not None else "-", pred, dec))
-        return "\n".join(lines + ["", text_table(rows)])
+        return rows
+
+    def to_dict(self) -> Dict[str, Any]:
+        v = self.verdict
+        return {
+            "depths": self.depths, "steps": self.steps, "seeds": self.seeds, "family": self.family, "lr": self.lr,
+            "tolerance": self.tolerance, "theory_regime": v.regime, "alpha": str(v.alpha),
+            "block_lr_exponent": str(v.lr_exponent), "expect": self.expect, "passed": self.passed, "status": self.status,
+            "outcome": self.outcome(), "nonfinite": [{"depth": d, "seed": sd} for d, sd in self.nonfinite],
+            "fits": self.fit_records(), "notes": self.notes,
+        }
+
+    def plot(self, path: Optional[str] = None) -> Any:
+        """The depth-check figure: one panel per step, log RMS against log depth, a line per measured quantity,
+        dotted lines with the predicted slopes.  Needs matplotlib; returns the figure and saves it to ``path``."""
+        keys = list(dict.fromkeys((f.layer, f.quantity, f.step) for f in self.fits))
+        return slopes_figure(self.depths, self.rms, self.fits, sorted({k[2] for k in keys}),
+                             lambda step: [(f"{k[0]} {k[1]}", k) for k in keys if k[2] == step],
+                             lambda step: "init" if step == 0 else f"step {step}", "depth",
+                             f"depth theory {self.verdict.regime}: {self.outcome()}", path)
 
 
 def _branches(model: nn.Module) -> List[Tuple[str, nn.Module]]:
@@ -161,7 +184,7 @@ def _measure(build: Callable[[int], nn.Module], depth: int, seed: int, batch: Ba
     readouts = {n: m for n, m in layers.items() if getattr(m, "role", None) == "output" and id(m) not in in_branch}
     firsts = [(n, _first_layer(b)) for n, b in branches]
     firsts = [(n, f) for n, f in firsts if f is not None]
-    opts = _make_optimizer(optimizer, model, lr, family)
+    opts = make_optimizer(optimizer, model, lr, family)
     if perturb is not None:
         perturb(model, opts)
     fam = None
@@ -191,49 +214,39 @@ def _measure(build: Callable[[int], nn.Module], depth: int, seed: int, batch: Ba
         handles.append(f.register_forward_hook(keep_io("first:" + n)))
     for n, m in {**embeds, **readouts}.items():
         handles.append(m.register_forward_hook(keep_io("layer:" + n)))
-    args, kwargs, y = _split_batch(batch)
+    args, kwargs, y = split_batch(batch)
     w0 = {n: f.weight.detach().clone() for n, f in firsts}
     r0 = {n: m.weight.detach().clone() for n, m in readouts.items()}
     values: Dict[Tuple[str, str, int], float] = {}
 
-    def observe() -> Dict[str, torch.Tensor]:
+    def look() -> Dict[str, torch.Tensor]:
         seen.clear()
-        was = model.training
-        model.eval()
-        with torch.no_grad():
-            out = model(*args, **kwargs)
-        model.train(was)
+        out = observe(model, args, kwargs)
         snap = {k: v.detach().clone() for k, v in seen.items() if isinstance(v, torch.Tensor)}
-        f = _output_tensor(out)
+        f = output_tensor(out)
         if f is not None:
             snap["output"] = f.detach().float().clone()
         return snap
 
     try:
-        s0 = observe()
+        s0 = look()
         if stream_ok and "last.in" in s0 and "last.out" in s0 and s0["last.in"].shape == s0["last.out"].shape:
-            values[("stream", "stream", 0)] = _rms(s0["last.in"] + s0["last.out"])
+            values[("stream", "stream", 0)] = rms(s0["last.in"] + s0["last.out"])
         for step in range(1, steps + 1):
-            model.train()
-            for o in opts:
-                o.zero_grad(set_to_none=True)
-            loss = loss_fn(model(*args, **kwargs), y)
-            loss.backward()
-            for o in opts:
-                o.step()
-            st = observe()
+            train_step(model, opts, loss_fn, args, kwargs, y)
+            st = look()
             if ("stream", "stream", 0) in values:
-                values[("stream", "dstream", step)] = _rms((st["last.in"] + st["last.out"]) - (s0["last.in"] + s0["last.out"]))
+                values[("stream", "dstream", step)] = rms((st["last.in"] + st["last.out"]) - (s0["last.in"] + s0["last.out"]))
             sq = [float(_own_update(f, w0[n], st["first:" + n + ".in"]).double().pow(2).mean())
                   for n, f in firsts if "first:" + n + ".in" in st]
             if sq:
                 values[("blocks", "block", step)] = math.sqrt(sum(sq) / len(sq))
             for n in embeds:
-                values[(n, "embed", step)] = _rms(st["layer:" + n + ".out"] - s0["layer:" + n + ".out"])
+                values[(n, "embed", step)] = rms(st["layer:" + n + ".out"] - s0["layer:" + n + ".out"])
             for n, m in readouts.items():
-                values[(n, "readout", step)] = _rms((m.weight.detach() - r0[n]) * float(getattr(m, "weight_multiplier", 1.0)))
+                values[(n, "readout", step)] = rms((m.weight.detach() - r0[n]) * float(getattr(m, "weight_multiplier", 1.0)))
             if "output" in st and "output" in s0:
-                values[("output", "df", step)] = _rms(st["output"] - s0["output"])
+                values[("output", "df", step)] = rms(st["output"] - s0["output"])
     finally:
         for h in handles:
             h.remove()
@@ -305,7 +318,7 @@ def depth_check(
 
     if expect is not None:
         validate.choice(expect, "expect", DEPTH_REGIMES)
-    loss_fn = loss or _default_loss
+    loss_fn = loss or default_loss
     raw: Dict[Tuple[str, str, int], List[List[float]]] = {}
     infos: List[Dict[str, Any]] = []
     nonfinite: List[Tuple[int, int]] = []

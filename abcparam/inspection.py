@@ -38,7 +38,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ._torch import torch
 from . import theory, validate
-from .coord import seeded_build
+from .check.engine import build_optimizers, seeded_build, split_batch
 from .coord_stats import _ols
 from .text import table as text_table
 
@@ -361,13 +361,12 @@ def _make_optimizer(optimizer: Any, model: nn.Module, lr: float) -> List[torch.o
     layers (which gives them their rates and leaves every other tensor's alone)."""
     import warnings
 
-    from .coord import _build_optimizers
     from .layers import abc_modules
     from .optim import wrap
 
     if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
         theory.optimizer_family(optimizer)  # one outside the theory is refused with the reason, before it is built
-    opts = _build_optimizers(optimizer, model, lr)
+    opts = build_optimizers(optimizer, model, lr)
     for o in opts:
         theory.optimizer_family(o)
     if abc_modules(model) and not any("abc_lr_scale" in g for o in opts for g in o.param_groups):
@@ -581,9 +580,8 @@ def _attention(models: List[nn.Module], ws: List[int]) -> List[Tuple[str, Estima
 def _observed_attention(models: List[nn.Module], batch: Any) -> List[Tuple[str, Estimate, Tuple[int, ...]]]:
     """The scale of every ``F.scaled_dot_product_attention`` call in one forward pass on ``batch`` at each width."""
     from .attention import ScaleObserver, scale_exponent
-    from .coord import _split_batch
 
-    args, kwargs, _ = _split_batch(batch)
+    args, kwargs, _ = split_batch(batch)
     calls = []
     for m in models:
         was = m.training

@@ -15,6 +15,7 @@ from torch import nn
 
 import abcparam
 from abcparam import coord, testing
+from abcparam.check import engine
 from abcparam.cli import main
 from abcparam.models import MLP
 
@@ -367,14 +368,12 @@ def test_a_readout_off_by_a_controlled_exponent(delta, status):
 
 
 def test_default_loss_is_cross_entropy_for_integer_targets():
-    from abcparam.coord import _default_loss
-
     out, y = torch.randn(6, 5), torch.randint(0, 5, (6,))
-    torch.testing.assert_close(_default_loss(out, y), nn.functional.cross_entropy(out, y))
+    torch.testing.assert_close(engine.default_loss(out, y), nn.functional.cross_entropy(out, y))
     seq, ys = torch.randn(2, 3, 5), torch.randint(0, 5, (2, 3))
-    torch.testing.assert_close(_default_loss(seq, ys), nn.functional.cross_entropy(seq.reshape(6, 5), ys.reshape(6)))
+    torch.testing.assert_close(engine.default_loss(seq, ys), nn.functional.cross_entropy(seq.reshape(6, 5), ys.reshape(6)))
     target = torch.randn(6, 5)
-    torch.testing.assert_close(_default_loss(out, target), nn.functional.mse_loss(out, target))
+    torch.testing.assert_close(engine.default_loss(out, target), nn.functional.mse_loss(out, target))
 
 
 class TwoHeads(nn.Module):
@@ -682,11 +681,11 @@ def test_the_family_text_is_one_family_a_hybrid_listing_or_none_when_unknown():
 
 def test_the_models_own_loss_is_a_scalar_tensor_found_in_its_output():
     loss, f = torch.tensor(1.5), torch.randn(3, 4)
-    assert coord._own_loss(loss) is loss and coord._own_loss(f) is None
-    assert coord._own_loss({"loss": loss, "logits": f}) is loss and coord._own_loss({"logits": f}) is None
-    assert coord._own_loss(_Out(f, loss)) is loss and coord._own_loss(_Out(f, None)) is None
-    assert coord._own_loss((f, loss)) is None  # a tuple's loss is not looked for
-    assert coord._own_loss({"loss": f}) is None and coord._own_loss(_Out(f, 2.5)) is None  # not a scalar tensor
+    assert engine.own_loss(loss) is loss and engine.own_loss(f) is None
+    assert engine.own_loss({"loss": loss, "logits": f}) is loss and engine.own_loss({"logits": f}) is None
+    assert engine.own_loss(_Out(f, loss)) is loss and engine.own_loss(_Out(f, None)) is None
+    assert engine.own_loss((f, loss)) is None  # a tuple's loss is not looked for
+    assert engine.own_loss({"loss": f}) is None and engine.own_loss(_Out(f, 2.5)) is None  # not a scalar tensor
 
 
 def test_a_factory_must_wrap_all_of_its_optimizers_or_none():
@@ -699,7 +698,7 @@ def test_a_factory_must_wrap_all_of_its_optimizers_or_none():
 
     with pytest.raises(ValueError, match=r"^optimizer: the factory returned optimizers of which some are wrapped and some "
                                          r"not; wrap all or none$"):
-        coord._make_optimizer(half_wrapped, model, 1e-2, None)
+        engine.make_optimizer(half_wrapped, model, 1e-2, None)
 
 
 class PlainMiddle(nn.Module):
@@ -736,7 +735,7 @@ def test_extra_init_seeds_measure_the_quantities_at_initialisation_only():
     assert [len(r) for r in h0] == [3] * len(WIDTHS) and [len(r) for r in dh] == [1] * len(WIDTHS)
     # the extra seeds are 7919 k + the first seed, k = 1, 2: one forward pass each
     for k in (1, 2):
-        values = coord._measure(build, WIDTHS[0], 7919 * k + 5, batch(), torch.optim.Adam, 1e-2, 0, coord._default_loss, (), None)[0]
+        values = coord._measure(build, WIDTHS[0], 7919 * k + 5, batch(), torch.optim.Adam, 1e-2, 0, engine.default_loss, (), None)[0]
         assert h0[0][k] == values[("layers.1", "h", 0)]
     for init_seeds in (1, 2):  # no more seeds than the training seeds: nothing extra
         report = abcparam.coord_check(build, WIDTHS, batch(), optimizer=torch.optim.Adam, lr=1e-2, steps=1, seeds=[5, 6],

@@ -16,6 +16,7 @@ from torch import nn
 
 import abcparam
 from abcparam import coord, theory
+from abcparam.check import engine
 
 
 @functools.cache
@@ -138,22 +139,22 @@ def test_pre_activations_have_no_prediction_when_the_initialisation_is_unstable(
 
 def test_a_batch_is_an_input_an_input_and_target_or_keyword_inputs():
     x, y = torch.zeros(2, 3), torch.ones(2)
-    assert coord._split_batch(x) == ((x,), {}, None)
-    assert coord._split_batch((x,)) == ((x,), {}, None) and coord._split_batch([x, y]) == ((x,), {}, y)
-    assert coord._split_batch({"input_ids": x, "labels": y}) == ((), {"input_ids": x, "labels": y}, None)
+    assert engine.split_batch(x) == ((x,), {}, None)
+    assert engine.split_batch((x,)) == ((x,), {}, None) and engine.split_batch([x, y]) == ((x,), {}, y)
+    assert engine.split_batch({"input_ids": x, "labels": y}) == ((), {"input_ids": x, "labels": y}, None)
     for bad in ((x, y, y), (), 3, "x"):
         with pytest.raises(TypeError, match=r"^batch: expected a tensor x, a tuple \(x, y\), or a dict of keyword inputs "
                                             r"for the model$"):
-            coord._split_batch(bad)
+            engine.split_batch(bad)
 
 
 def test_the_logits_are_the_output_its_logits_or_the_first_of_a_tuple():
     f = torch.randn(2, 3)
-    assert coord._output_tensor(f) is f
-    assert coord._output_tensor({"logits": f, "loss": f.sum()}) is f and coord._output_tensor(NS(logits=f)) is f
-    assert coord._output_tensor((f, None)) is f and coord._output_tensor([f]) is f
-    assert coord._output_tensor({"loss": f}) is None and coord._output_tensor((None, f)) is None
-    assert coord._output_tensor(()) is None and coord._output_tensor(NS(logits=3)) is None
+    assert engine.output_tensor(f) is f
+    assert engine.output_tensor({"logits": f, "loss": f.sum()}) is f and engine.output_tensor(NS(logits=f)) is f
+    assert engine.output_tensor((f, None)) is f and engine.output_tensor([f]) is f
+    assert engine.output_tensor({"loss": f}) is None and engine.output_tensor((None, f)) is None
+    assert engine.output_tensor(()) is None and engine.output_tensor(NS(logits=3)) is None
 
 
 def test_the_default_loss_is_mse_or_cross_entropy_by_target_dtype_or_the_models_own():
@@ -161,18 +162,18 @@ def test_the_default_loss_is_mse_or_cross_entropy_by_target_dtype_or_the_models_
     for dtype in (torch.int64, torch.int32, torch.uint8):  # class indices of any integer dtype (int32 failed in torch)
         y = torch.tensor([[0, 1, 2, 3, 0], [3, 2, 1, 0, 1]], dtype=dtype)
         want = -torch.log_softmax(f, -1).gather(-1, y.long()[..., None]).mean()
-        assert torch.allclose(coord._default_loss(f, y), want)
+        assert torch.allclose(engine.default_loss(f, y), want)
     y = torch.randn(2, 5, 4)
-    assert torch.allclose(coord._default_loss((f, None), y), ((f - y) ** 2).mean())
+    assert torch.allclose(engine.default_loss((f, None), y), ((f - y) ** 2).mean())
     own = torch.tensor(2.5)
-    assert coord._default_loss({"loss": own}, None) is own
+    assert engine.default_loss({"loss": own}, None) is own
     with pytest.raises(ValueError, match=r"^loss: the model's output is not a scalar loss and the batch has no target; "
                                          r"pass loss=fn\(output, y\) or batch=\(x, y\)$"):
-        coord._default_loss(f, None)
+        engine.default_loss(f, None)
     with pytest.raises(ValueError, match=r"^loss: cannot find the logits in the model's dict output \(a tensor, a tuple or "
                                          r"list with the logits first, a dict or an object with 'logits'\); pass "
                                          r"loss=fn\(output, y\)$"):
-        coord._default_loss({"hidden": f}, y)
+        engine.default_loss({"hidden": f}, y)
 
 
 def test_only_an_abcparam_readouts_bias_is_left_out_of_its_output():
@@ -217,42 +218,42 @@ def test_declared_exponents_are_read_exactly_by_module_name():
 
 def test_the_optimizer_is_a_class_or_a_factory_of_one_or_several():
     model = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
-    (opt,) = coord._build_optimizers(torch.optim.SGD, model, 0.25)
+    (opt,) = engine.build_optimizers(torch.optim.SGD, model, 0.25)
     assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["lr"] == 0.25
-    (opt,) = coord._build_optimizers(lambda ps, lr: torch.optim.Adam(ps, lr=2 * lr), model, 0.25)
+    (opt,) = engine.build_optimizers(lambda ps, lr: torch.optim.Adam(ps, lr=2 * lr), model, 0.25)
     assert isinstance(opt, torch.optim.Adam) and opt.param_groups[0]["lr"] == 0.5
-    (opt,) = coord._build_optimizers(lambda ps: torch.optim.Adam(ps, lr=0.125), model, 0.25)
+    (opt,) = engine.build_optimizers(lambda ps: torch.optim.Adam(ps, lr=0.125), model, 0.25)
     assert opt.param_groups[0]["lr"] == 0.125
     first, second = model.parameters(), None
     a, b = list(model[0].parameters()), list(model[1].parameters())
-    pair = coord._build_optimizers(lambda ps, lr: (torch.optim.SGD(a, lr=lr), torch.optim.Adam(b, lr=lr)), model, 0.25)
+    pair = engine.build_optimizers(lambda ps, lr: (torch.optim.SGD(a, lr=lr), torch.optim.Adam(b, lr=lr)), model, 0.25)
     assert [type(o) for o in pair] == [torch.optim.SGD, torch.optim.Adam]
     with pytest.raises(TypeError, match=r"^optimizer: expected a torch optimizer class or a factory params -> optimizer, got "
                                         r"'adam'$"):
-        coord._build_optimizers("adam", model, 0.25)
+        engine.build_optimizers("adam", model, 0.25)
     with pytest.raises(TypeError, match=r"^optimizer: the factory returned dict, not a torch optimizer \(or a list of them\)$"):
-        coord._build_optimizers(lambda ps: {}, model, 0.25)
+        engine.build_optimizers(lambda ps: {}, model, 0.25)
     with pytest.raises(TypeError, match=r"^optimizer: the factory returned list, not a torch optimizer"):
-        coord._build_optimizers(lambda ps: [[torch.optim.SGD(a, lr=1.0)]], model, 0.25)
+        engine.build_optimizers(lambda ps: [[torch.optim.SGD(a, lr=1.0)]], model, 0.25)
     del first, second
 
 
 def test_a_factory_takes_the_learning_rate_when_it_has_two_positional_parameters():
-    assert coord._takes_lr(lambda ps, lr: None) and coord._takes_lr(lambda ps, lr, *, x=1: None)
-    assert not coord._takes_lr(lambda ps: None) and not coord._takes_lr(lambda ps, *, lr=1: None)
-    assert not coord._takes_lr(lambda *args: None)
-    assert not coord._takes_lr(NS())  # no signature to read
+    assert engine.takes_lr(lambda ps, lr: None) and engine.takes_lr(lambda ps, lr, *, x=1: None)
+    assert not engine.takes_lr(lambda ps: None) and not engine.takes_lr(lambda ps, *, lr=1: None)
+    assert not engine.takes_lr(lambda *args: None)
+    assert not engine.takes_lr(NS())  # no signature to read
 
 
 def test_a_build_is_seeded_and_must_return_a_module():
-    a = coord.seeded_build(lambda n: nn.Linear(n, n), 4, 7)
-    b = coord.seeded_build(lambda n: nn.Linear(n, n), 4, 7)
-    c = coord.seeded_build(lambda n: nn.Linear(n, n), 4, 8)
+    a = engine.seeded_build(lambda n: nn.Linear(n, n), 4, 7)
+    b = engine.seeded_build(lambda n: nn.Linear(n, n), 4, 7)
+    c = engine.seeded_build(lambda n: nn.Linear(n, n), 4, 8)
     assert torch.equal(a.weight, b.weight) and not torch.equal(a.weight, c.weight)
     torch.manual_seed(7)
     assert torch.equal(nn.Linear(4, 4).weight, a.weight)
     with pytest.raises(TypeError, match=r"^build: build\(4\) returned Tensor, not an nn\.Module$"):
-        coord.seeded_build(lambda n: torch.zeros(n), 4, 0)
+        engine.seeded_build(lambda n: torch.zeros(n), 4, 0)
 
 
 def test_widths_are_three_or_more_distinct_positive_ints_sorted():
@@ -542,18 +543,18 @@ class _Plain(torch.optim.Optimizer):
 def test_an_unwrapped_optimizer_is_wrapped_with_the_given_family_and_a_wrapped_one_kept():
     model = nn.Sequential(abcparam.Linear(3, 8, role="input", param=abcparam.mup(8, 4)),
                           abcparam.Linear(8, 2, role="output", param=abcparam.mup(8, 4)))
-    (opt,) = coord._make_optimizer(lambda ps, lr: _Plain(ps, lr), model, 0.5, "adam")
+    (opt,) = engine.make_optimizer(lambda ps, lr: _Plain(ps, lr), model, 0.5, "adam")
     assert {g["abc_family"] for g in opt.param_groups} == {"adam"}
     with pytest.raises(ValueError, match="family"):
-        coord._make_optimizer(lambda ps, lr: _Plain(ps, lr), model, 0.5, None)
+        engine.make_optimizer(lambda ps, lr: _Plain(ps, lr), model, 0.5, None)
     # a wrapped one is used as it is: its groups are not split or scaled again
     done = abcparam.wrap(torch.optim.SGD(model.parameters(), lr=0.5), model)
     groups = [dict(g) for g in done.param_groups]
-    (opt,) = coord._make_optimizer(lambda ps: done, model, 0.5, "adam")
+    (opt,) = engine.make_optimizer(lambda ps: done, model, 0.5, "adam")
     assert opt is done and [dict(g) for g in opt.param_groups] == groups
     # several unwrapped optimizers are wrapped together, each for its own family
     a, b = list(model[0].parameters()), list(model[1].parameters())
-    pair = coord._make_optimizer(lambda ps, lr: [torch.optim.SGD(a, lr=lr), torch.optim.Adam(b, lr=lr)], model, 0.5, None)
+    pair = engine.make_optimizer(lambda ps, lr: [torch.optim.SGD(a, lr=lr), torch.optim.Adam(b, lr=lr)], model, 0.5, None)
     assert [{g["abc_family"] for g in o.param_groups} for o in pair] == [{"sgd"}, {"adam"}]
 
 
@@ -570,7 +571,7 @@ def test_one_measurement_is_what_the_same_training_by_hand_records():
     build = lambda n: MLP(4, n, 2, depth=2, param=abcparam.mup(n, 8))  # noqa: E731
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(8, 4, generator=g), torch.randn(8, 2, generator=g)
-    values, order, seen, fam, unowned = coord._measure(build, 16, 3, (x, y), torch.optim.SGD, 0.1, 2, coord._default_loss,
+    values, order, seen, fam, unowned = coord._measure(build, 16, 3, (x, y), torch.optim.SGD, 0.1, 2, engine.default_loss,
                                                         (), None)
     torch.manual_seed(3)
     model = build(16)
@@ -607,7 +608,7 @@ def test_one_measurement_is_what_the_same_training_by_hand_records():
     assert order == names and fam == dict.fromkeys(names, "sgd") and unowned == []
     assert [(type(seen[n]), seen[n].role) for n in names] == [(abcparam.Linear, r) for r in ("input", "hidden", "output")]
     # at initialisation only (extra seeds): the same first values, no optimizer, no family
-    values0, *_, fam0, _ = coord._measure(build, 16, 3, (x, y), torch.optim.SGD, 0.1, 0, coord._default_loss, (), None)
+    values0, *_, fam0, _ = coord._measure(build, 16, 3, (x, y), torch.optim.SGD, 0.1, 0, engine.default_loss, (), None)
     assert fam0 is None and values0 == {k: v for k, v in values.items() if k[2] == 0 and k[1] in ("h", "f")}
 
 
@@ -617,9 +618,9 @@ def test_a_measurement_refuses_unknown_module_names_before_training():
     build = lambda n: MLP(4, n, 2, depth=2, param=abcparam.mup(n, 8))  # noqa: E731
     x = torch.randn(8, 4)
     with pytest.raises(ValueError, match=r"^modules: the model has no module named 'nope'$"):
-        coord._measure(build, 16, 0, x, torch.optim.SGD, 0.1, 1, coord._default_loss, ("nope",), None)
+        coord._measure(build, 16, 0, x, torch.optim.SGD, 0.1, 1, engine.default_loss, ("nope",), None)
     with pytest.raises(ValueError, match=r"^exponents: the model has no module named 'head'$"):
-        coord._measure(build, 16, 0, x, torch.optim.SGD, 0.1, 1, coord._default_loss, (), None,
+        coord._measure(build, 16, 0, x, torch.optim.SGD, 0.1, 1, engine.default_loss, (), None,
                        declared={"head": ("output", F(0), F(0), F(0), "sgd")})
 
 
@@ -643,7 +644,7 @@ def test_a_measurement_tracks_named_unowned_and_declared_modules_as_the_model_ca
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(8, 4, generator=g), torch.randn(8, 2, generator=g)
     declared = {"head": ("output", F(1, 2), F(1, 2), F(0), "sgd")}
-    values, order, seen, fam, unowned = coord._measure(_Mixed, 16, 3, (x, y), torch.optim.SGD, 0.1, 1, coord._default_loss,
+    values, order, seen, fam, unowned = coord._measure(_Mixed, 16, 3, (x, y), torch.optim.SGD, 0.1, 1, engine.default_loss,
                                                         ("act",), None, declared=declared)
     assert order == ["inp", "act", "block.0", "head"]  # call order; the container of the plain layer is not tracked
     assert unowned == ["block.0.weight", "block.0.bias"] and fam == {"inp": "sgd", "head": "sgd"}
@@ -665,5 +666,5 @@ def test_a_measurement_tracks_named_unowned_and_declared_modules_as_the_model_ca
     assert values[("output", "f", 0)] == pytest.approx(_rms(f), rel=1e-6)
     assert {k for k in values if k[0] == "act"} == {("act", "h", 0), ("act", "dh", 1)}
     # an optimizer of no torch family trains at the family given
-    *_, fam, _ = coord._measure(_Mixed, 16, 3, (x, y), lambda ps, lr: _Plain(ps, lr), 0.1, 1, coord._default_loss, (), "adam")
+    *_, fam, _ = coord._measure(_Mixed, 16, 3, (x, y), lambda ps, lr: _Plain(ps, lr), 0.1, 1, engine.default_loss, (), "adam")
     assert fam == {"inp": "adam"}

@@ -16,6 +16,7 @@ import pytest
 
 import abcparam
 from abcparam import coord
+from abcparam.check import decision
 
 @functools.cache
 def _verdict(name):
@@ -265,7 +266,7 @@ def test_the_json_form_has_every_field_with_exact_exponents_and_no_non_finite_nu
 
 @pytest.mark.parametrize("x,expected", [(0.25, 0.25), (-3.0, -3.0), (math.inf, 1e308), (-math.inf, -1e308), (math.nan, None)])
 def test_json_numbers_are_finite_or_null(x, expected):
-    assert coord._json_float(x) == expected
+    assert decision.json_float(x) == expected
 
 
 def test_the_figure_draws_each_layers_mean_rms_and_its_predicted_slope_panel_by_panel(tmp_path, monkeypatch):
