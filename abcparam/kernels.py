@@ -34,7 +34,6 @@ once, N x N), so a meta-step costs a few of its rows, not a pass over the basis.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Dict, Optional, Tuple
 
 from . import _torch  # noqa: F401  (torch without the numpy warning)
@@ -101,14 +100,13 @@ class KernelFOMAML:
                  gram: Optional[torch.Tensor] = None, basis_kernel: Optional[torch.Tensor] = None) -> None:
         if not isinstance(basis, torch.Tensor) or basis.dim() != 2 or not basis.dtype.is_floating_point:
             raise ValueError(f"basis: expected a 2-d float tensor (N, d), got {getattr(basis, 'shape', basis)!r}")
-        if isinstance(d_out, bool) or not isinstance(d_out, numbers.Integral) or d_out <= 0:
-            raise ValueError(f"d_out: a positive int, got {d_out!r}")
+        d_out = validate.count(d_out, "d_out")
         self.kw = dict(kind=validate.choice(kind, "kind", KINDS), nonlinearity=validate.choice(nonlinearity, "nonlinearity", NONLINEARITIES),
                        sigma_u=validate.number(sigma_u, "sigma_u", zero_ok=True), sigma_b=validate.number(sigma_b, "sigma_b", zero_ok=True),
                        sigma_v=validate.number(sigma_v, "sigma_v"), bias=validate.number(bias, "bias", zero_ok=True))
         self.lr = validate.number(lr, "lr")
         self.inner_lr = validate.number(inner_lr, "inner_lr")
-        self.clip = None if clip is None else validate.number(clip, "clip")
+        self.clip = validate.number(clip, "clip", none_ok=True)
         self.loss = loss
         self.basis = basis
         n = basis.shape[0]
@@ -124,7 +122,7 @@ class KernelFOMAML:
         self.K = basis_kernel                                                 # K(Z, Z) at sigma_v = 1
         self.scale = self.kw["sigma_v"] ** 2
         self.sq = (basis * basis).sum(1)
-        self.C = torch.zeros(basis.shape[0], int(d_out), dtype=basis.dtype)  # f = K(., Z) C
+        self.C = torch.zeros(basis.shape[0], d_out, dtype=basis.dtype)  # f = K(., Z) C
         self.F = torch.zeros_like(self.C)                                     # F = K(Z, Z) C
         self._cache: Dict[int, Tuple[int, torch.Tensor]] = {}
         self._version = 0

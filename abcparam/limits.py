@@ -368,22 +368,6 @@ class LinearMLP(_LinearNetBase):
             with torch.no_grad():
                 self.inp.weight[:, -1].normal_(0.0, self.sigma_b / math.sqrt(self.width / self.base_width))
 
-    def init_from(self, omega: torch.Tensor) -> "LinearMLP":
-        """Set the weights from ``omega`` (width x (fan_in + d_out), iid N(0, 1) entries): the coupling to the limit.
-
-        ``inp.weight = m^-1/2 omega[:, :fan_in] diag(sigma_u, ..., sigma_b)`` and
-        ``out.weight = m^-1/2 sigma_v omega[:, fan_in:]^T``: the abcparam layers' own
-        init distribution, with the Gaussians shared with :meth:`LinearLimit.sample`.
-        """
-        if tuple(omega.shape) != (self.width, self.fan_in + self.d_out):
-            raise ValueError(f"omega: expected shape {(self.width, self.fan_in + self.d_out)}, got {tuple(omega.shape)}")
-        root_m = math.sqrt(self.width / self.base_width)
-        with torch.no_grad():
-            w_in = omega[:, : self.fan_in] * self._input_stds() / root_m
-            self.inp.weight.copy_(w_in.to(self.inp.weight.dtype))
-            self.out.weight.copy_((self.sigma_v / root_m * omega[:, self.fan_in:].T).to(self.out.weight.dtype))
-        return self
-
     def multipliers(self) -> "tuple[float, float]":
         """The forward multipliers (M_u, M_v): ``f = M_v out.weight (M_u inp.weight x)``."""
         return self.inp.weight_multiplier, self.out.weight_multiplier
