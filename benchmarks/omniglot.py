@@ -191,7 +191,7 @@ def test_tasks(rs: Sequence[Run], tasks: int, ways: int, seed: int) -> Tuple[tor
     """
     g = torch.Generator().manual_seed(seed)
     xs, s_idx, q_idx = [], [], []
-    for r, run in enumerate(rs):
+    for run in rs:
         xs += [run.train, run.test]
     for t in range(tasks):
         r = t % len(rs)
