@@ -19,6 +19,7 @@ setup(
         "progress": ["tqdm"],
         "word2vec": ["gensim"],
         "hf": ["transformers"],
+        "docs": ["mkdocs>=1.5", "mkdocstrings[python]>=0.24"],
         "dev": ["pytest", "hypothesis", "mutmut>=3.3"],
         "all": ["pytest", "hypothesis", "matplotlib>=3.5", "tqdm", "gensim"],
     },

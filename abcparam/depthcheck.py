@@ -298,9 +298,15 @@ def depth_check(
             :func:`abcparam.mark_branch`) from a parametrization with
             ``depth=depth`` (e.g. ``param.at_depth(depth)``).
         depths: at least 3 distinct depths, e.g. 2, 4, 8, 16.
-        batch, optimizer, lr, steps, seeds, loss, tolerance, family: as for
-            :func:`abcparam.coord_check` (the optimizer may be a factory
+        batch: the fixed batch, as for :func:`abcparam.coord_check`.
+        optimizer: as for :func:`abcparam.coord_check` (or a factory
             returning several optimizers).
+        lr: the base learning rate.
+        steps: the number of training steps.
+        seeds: the seeds (one model per depth and seed).
+        loss: as for :func:`abcparam.coord_check`.
+        tolerance: as for :func:`abcparam.coord_check`.
+        family: as for :func:`abcparam.coord_check`.
         expect: a depth regime the rule must have (``"feature_learning"``:
             blocks learn features, CompleteP; ``"lazy"``: Depth-muP).
         alpha: the depth rule to predict with, instead of the model's own.

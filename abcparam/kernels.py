@@ -80,7 +80,12 @@ class KernelFOMAML:
         basis: the meta-training inputs (N, d): every point an outer step can
             add a term at.  Tasks index into it during meta-training.
         d_out: the number of outputs (classes).
-        kind, nonlinearity, sigma_u, sigma_b, sigma_v, bias: the kernel (:func:`kernel`).
+        kind: ``"ntk"`` or ``"gp"`` (:func:`kernel`).
+        nonlinearity: ``"relu"`` or ``"linear"`` (:func:`kernel`).
+        sigma_u: the input weights' init std (:func:`kernel`).
+        sigma_b: the input bias' init std (:func:`kernel`).
+        sigma_v: the readout's init std (:func:`kernel`).
+        bias: the constant input coordinate (:func:`kernel`).
         lr: the outer (meta) learning rate; :meth:`set_lr` changes it (a schedule).
         inner_lr: the inner step size.  clip: the largest meta-gradient norm
             (its RKHS norm, the limit of the finite network's parameter-gradient

@@ -329,11 +329,12 @@ class Preset:
     the same gamma_l as ``c_adam`` (docs/theory.md section 11: c_adam - kappa_l
     and c_adam - b_l), so the same training dynamics under Muon or Adafactor.
 
-    >>> p = preset("mup", depth=2)
-    >>> [str(x) for x in p.exponents("adam").c], [str(x) for x in p.exponents("muon").c]
-    (['1/2', '1', '1/2'], ['0', '0', '0'])
-    >>> [str(x) for x in p.exponents(["adam", "muon", "adam"]).c]
-    ['1/2', '0', '1/2']
+    Examples:
+        >>> p = preset("mup", depth=2)
+        >>> [str(x) for x in p.exponents("adam").c], [str(x) for x in p.exponents("muon").c]
+        (['1/2', '1', '1/2'], ['0', '0', '0'])
+        >>> [str(x) for x in p.exponents(["adam", "muon", "adam"]).c]
+        ['1/2', '0', '1/2']
     """
 
     name: str
@@ -935,10 +936,11 @@ def max_stable_lr_exponents(a: Any, b: Any, optimizer: Any = "sgd", alignment: s
     ``a`` and ``b`` must be stable at initialisation; ``optimizer`` is one family
     or one per layer.
 
-    >>> [str(x) for x in max_stable_lr_exponents([0, 0, 0], [0, "1/2", "1/2"], "sgd")]
-    ['0', '1', '1']
-    >>> [str(x) for x in max_stable_lr_exponents([0, 0, 0], [0, "1/2", "1/2"], "muon")]
-    ['0', '1/2', '1/2']
+    Examples:
+        >>> [str(x) for x in max_stable_lr_exponents([0, 0, 0], [0, "1/2", "1/2"], "sgd")]
+        ['0', '1', '1']
+        >>> [str(x) for x in max_stable_lr_exponents([0, 0, 0], [0, "1/2", "1/2"], "muon")]
+        ['0', '1/2', '1/2']
     """
     align = _alignment_name(alignment)
     a_ = _exponents(a, "a")

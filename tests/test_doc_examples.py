@@ -1,4 +1,4 @@
-"""The README's Python examples run, and every `# => value` comment in them is true."""
+"""The Python examples of the README and of the documentation pages run, and every `# => value` comment in them is true."""
 
 import inspect
 import re
@@ -7,11 +7,24 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
 def _blocks():
-    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    """(page, index within the page, code) of every Python block; a page's blocks share one namespace, in order."""
+    out = []
+    for page in PAGES:
+        for i, code in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)):
+            out.append((page.relative_to(ROOT).as_posix(), i, code))
+    return out
+
+
+def page_showing(marker):
+    """The text of the one documentation page (or README) that contains ``marker``."""
+    found = [p for p in PAGES if marker in p.read_text(encoding="utf-8")]
+    assert len(found) == 1, (marker, found)
+    return found[0].read_text(encoding="utf-8")
 
 
 def _checked(block):
@@ -38,27 +51,40 @@ def _coord_check_fixture():
 _FIXTURES = {"abc_coord_check": _coord_check_fixture}
 
 
-@pytest.mark.parametrize("index", range(len(_blocks())))
-def test_readme_python_block(index):
-    code = _checked(_blocks()[index])
-    if re.search(r"^import .*\btransformers\b", code, flags=re.M):
-        pytest.importorskip("transformers")  # the optional [hf] extra
+_PAGES_BLOCKS = {}
+for _page, _i, _code in _blocks():
+    _PAGES_BLOCKS.setdefault(_page, []).append(_code)
+
+
+@pytest.mark.parametrize("page", sorted(_PAGES_BLOCKS))
+def test_every_python_block_of_the_page_runs(page):
+    """A page's blocks run in order in one namespace (a later block may use an earlier one's names)."""
     namespace = {"Fraction": __import__("fractions").Fraction}
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a snippet a user copies must run without a warning
-        exec(compile(code, f"README block {index}", "exec"), namespace)
-        # a test function a block shows is run too, with abcparam's fixture where it asks for one
-        for name, fn in list(namespace.items()):
-            if name.startswith("test_") and callable(fn):
-                fn(*[_FIXTURES[arg]() for arg in inspect.signature(fn).parameters])
+    for index, block in enumerate(_PAGES_BLOCKS[page]):
+        code = _checked(block)
+        if re.search(r"^import .*\btransformers\b", code, flags=re.M):
+            pytest.importorskip("transformers")  # the optional [hf] extra
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a snippet a user copies must run without a warning
+            exec(compile(code, f"{page} block {index}", "exec"), namespace)
+            # a test function a block shows is run too, with abcparam's fixture where it asks for one
+            for name, fn in list(namespace.items()):
+                if name.startswith("test_") and callable(fn):
+                    fn(*[_FIXTURES[arg]() for arg in inspect.signature(fn).parameters])
+                    del namespace[name]
+
+
+def test_the_pages_have_python_blocks():
+    assert {"README.md", "docs/guide/layers.md", "docs/guide/transformers.md", "docs/guide/ci.md",
+            "docs/guide/checkpoints.md"} <= set(_PAGES_BLOCKS)
 
 
 @pytest.mark.parametrize("command", ["abcparam classify --preset mup --depth 3 --optimizer adam",
                                      "abcparam classify --preset sp --depth 3"])
-def test_readme_shows_the_real_classify_output(command, capsys):
+def test_the_docs_show_the_real_classify_output(command, capsys):
     from abcparam.cli import main
 
-    text = README.read_text(encoding="utf-8")
+    text = page_showing(f"`{command}`")
     start = text.index("```\n", text.index(f"`{command}`")) + 4
     shown = text[start:text.index("```", start)]
     assert main(command.split()[1:]) == 0

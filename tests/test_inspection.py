@@ -294,8 +294,8 @@ def test_cli_inspect_as_a_process():
 
 
 @pytest.mark.parametrize("example, label", [("plain_mlp", "plain PyTorch:"), ("converted_mlp", "converted:")])
-def test_readme_shows_the_real_inspect_verdicts(example, label, capsys):
-    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+def test_the_inspect_guide_shows_the_real_verdicts(example, label, capsys):
+    text = open(os.path.join(ROOT, "docs", "guide", "inspect.md"), encoding="utf-8").read()
     start = text.index("```\n", text.index(f"\n{label}\n")) + 4
     shown = text[start:text.index("```", start)]
     assert main(["inspect", os.path.join(ROOT, "examples", f"{example}.py:build"), "--optimizer", "adam", "--lr", "1e-3"]) == 0

@@ -1,7 +1,7 @@
 """Mutation testing of abcparam's core modules: how many deliberate one-line breakages the test suite catches.
 
     pip install -e ".[dev]"                     # mutmut (a development tool; never needed at run time or in CI)
-    python tools/mutation.py                    # every core module (long: see docs/mutation.md for timings)
+    python tools/mutation.py                    # every core module (long: see docs/developers/mutation.md for timings)
     python tools/mutation.py theory layers      # some modules
     python tools/mutation.py --report           # the scores of the last runs, without running anything
     python tools/mutation.py --sample 30        # 30 random mutants per module: an estimated score with its 95% interval
@@ -63,7 +63,7 @@ def wilson(caught: int, n: int, z: float = 1.96) -> tuple:
 def report(modules, sample=None) -> int:
     """Per module: the mutants (or those of ``sample``), how each ended, and the score killed / run, where a time-out
     and a mutant no test reaches count as not caught (a time-out is not evidence of a failing test: see
-    docs/mutation.md); the score counting time-outs as caught is shown beside it; with a sample, the 95% interval."""
+    docs/developers/mutation.md); the score counting time-outs as caught is shown beside it; with a sample, the 95% interval."""
     every = statuses()
     if sample is not None and DIRECT_FILE.exists():  # a sample's mutants were run by run_direct
         every.update(json.loads(DIRECT_FILE.read_text()).get("results", {}))
