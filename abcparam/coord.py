@@ -35,12 +35,16 @@ from .depthcheck import DepthReport, depth_check
 from .layers import abc_modules, is_abc_layer
 from .check.decision import DEFAULT_TOLERANCE, TOLERANCE_IS, Decision, Fit
 from .check.plot import slopes_figure
+from .check.escalation import DEFAULT_BUDGET, escalate
 from .check.engine import (Batch, default_loss, make_optimizer, observe, output_tensor, rms, seeded_build, split_batch,
                            train_step)
 
 __all__ = ["coord_check", "CoordReport", "Fit", "DEFAULT_TOLERANCE", "QUANTITIES"]
 
 LOSS_RISE = 2.0  # the loss at the smallest width rising past this factor of its start: the learning rate is too large
+# A change that grows past the fail band at every step, at the first by DECISIVE_MARGIN tolerances (and twice its
+# noise) more, is a blow-up that a rising loss does not excuse: the loss rises because of it
+DECISIVE_MARGIN = 1.0
 
 # What the check measures: each quantity, what it is, and (in brackets) the prediction it is compared with; the
 # predictions themselves are computed in one place, _prediction (and _attention_fits for the scale).
@@ -52,6 +56,9 @@ QUANTITIES: Dict[str, str] = {
     "f": "RMS of the model output at initialisation (a tied readout's: the other tokens' logits) [f_0's exponent]",
     "f_own": "the model output's logit of each position's own input token at initialisation, with a tied readout [as h_own]",
     "df": "RMS of the model output's change after a step [Delta f of section 8]",
+    "dw": "RMS of a trained tensor's own contribution after the steps: M (W_t - W_0) x for a weight on its layer's input, "
+          "Delta b for a bias (abcparam.check.maximal) [0 for every tensor under muP: each updated maximally, "
+          "docs/theory.md section 4]",
     "scale": "the exponent in d_head of an F.scaled_dot_product_attention call's scale, read exactly across widths "
              "[the parametrization's attention exponent; a scale that makes the logits grow fails a stable model]",
 }
@@ -77,10 +84,45 @@ class CoordReport(Decision):
     no_prediction: Optional[str] = None
     unowned: List[str] = field(default_factory=list)
     lr_too_large: Optional[Tuple[int, float]] = None
+    escalation: List[str] = field(default_factory=list)
+    suggestion: Dict[str, str] = field(default_factory=dict)
+
+    def _try(self) -> str:
+        """The keyword arguments that would settle an inconclusive check, as a user passes them."""
+        if not self.suggestion:
+            return ""
+        kwargs = ", ".join(f"{k}={v}" for k, v in self.suggestion.items() if k != "budget")
+        budget = self.suggestion.get("budget")
+        return f"; try {kwargs}" + (f" (or budget={budget} to let the check add them)" if budget else "")
 
     @property
     def theory_regime(self) -> Optional[str]:
         return self.verdict.regime if self.verdict is not None else None
+
+    @property
+    def decisive(self) -> List[Fit]:
+        """The changes (``dh``/``df``) that blow up: faster than predicted past the fail band at every step, and at
+        the first step (one update from initialisation) by ``DECISIVE_MARGIN`` tolerances and twice the noise more.
+        Decisive even when the loss rises: it rises because of the blow-up.  An unowned module's growth counts
+        the same way (nothing may grow in a stable model)."""
+        by_change: Dict[Tuple[str, str], List[Fit]] = {}
+        for f in self.fits:
+            if f.quantity in ("dh", "df") and f.step >= 1:
+                by_change.setdefault((f.layer, f.quantity), []).append(f)
+        out: List[Fit] = []
+        for fs in by_change.values():
+            fs = sorted(fs, key=lambda f: f.step)
+            if len(fs) == self.steps and all(map(self._grows_past_band, fs)) and self._wide(fs[0]):
+                out.extend(fs)
+        return out
+
+    @staticmethod
+    def _grows_past_band(f: Fit) -> bool:
+        predicted = 0.0 if f.predicted is None else float(f.predicted)  # unowned: a stable model's changes do not grow
+        return f.status == "disagree" and f.slope > predicted
+
+    def _wide(self, f: Fit) -> bool:
+        return math.isinf(f.slope) or f.margin >= max(DECISIVE_MARGIN * self.tolerance, coord_stats.NOISE_FACTOR * f.noise)
 
     @property
     def growing(self) -> List[Fit]:
@@ -100,18 +142,24 @@ class CoordReport(Decision):
         if self.expect is not None and self.verdict.regime != self.expect:
             return "fail", f"the theory predicts {self.verdict.regime}, expected {self.expect}"
         comparison = self.comparison
+        if comparison == "disagree" and self.lr_too_large is not None:
+            w, rise = self.lr_too_large
+            first = self.decisive[0]
+            return "fail", (f"{first.layer} {first.quantity} grows faster than predicted past the fail band at every step "
+                            f"(n^{_num(first.slope)} vs n^{first.predicted or 0} at step 1, by {first.margin:.2f} more than "
+                            f"the band): a blow-up, which is why the loss rises {rise:.1f}x at width {w}")
         if comparison == "disagree":
             return "fail", "the measurements disagree with the theory"
         if comparison == "inconclusive" and self.lr_too_large is not None and self.verdict.regime != "unstable":
             w, rise = self.lr_too_large
             return "inconclusive", (f"the loss rises {rise:.1f}x during the steps at width {w}: the learning rate is too large "
-                                    "for the asymptotics at these widths; would settle it: a smaller learning rate")
+                                    "for the asymptotics at these widths; would settle it: a smaller learning rate" + self._try())
         if comparison == "inconclusive":
             settle = sorted({f.settle for f in self.undecided if f.settle})
             return "inconclusive", ("nothing disagrees, but the measurements cannot decide "
                                     + ", ".join(f"{f.layer} {f.quantity}@{f.step}" for f in self.undecided[:4])
                                     + (f" (+{len(self.undecided) - 4} more)" if len(self.undecided) > 4 else "")
-                                    + (f"; would settle it: {'; '.join(settle)}" if settle else ""))
+                                    + (f"; would settle it: {'; '.join(settle)}" if settle else "") + self._try())
         if self.verdict.regime == "unstable":
             if self.expect == "unstable":
                 return "pass", "unstable, as expected (it measurably grows with width)"
@@ -128,7 +176,7 @@ class CoordReport(Decision):
         if self.diverged:
             return "disagree"
         if self.lr_too_large is not None and self.verdict.regime != "unstable":
-            return "inconclusive"
+            return "disagree" if self.decisive else "inconclusive"  # only a decisive blow-up outweighs the rising loss
         if self.verdict.regime == "unstable":
             growth = [f.status for f in self.fits]
             if "agree" in growth:
@@ -217,6 +265,8 @@ class CoordReport(Decision):
         if self.undecided:
             lines.append("undecided: " + ", ".join(
                 f"{f.layer} {f.quantity}@{f.step}: {_num(f.slope)} vs {f.predicted} ({f.reason})" for f in self.undecided))
+        if self.escalation:
+            lines.append("added after an inconclusive pass: " + "; ".join(self.escalation))
         if self.unowned:
             lines.append(f"owned by no abcparam layer (trained at the base learning rate, not predicted): {', '.join(self.unowned)}")
         lines.extend(f"note: {n}" for n in self.notes)
@@ -238,6 +288,9 @@ class CoordReport(Decision):
             "agrees": self.agrees,
             "unowned": self.unowned,
             "lr_too_large": None if self.lr_too_large is None else {"width": self.lr_too_large[0], "loss_rise": self.lr_too_large[1]},
+            "decisive": [{"layer": f.layer, "quantity": f.quantity, "step": f.step} for f in self.decisive],
+            "escalation": self.escalation,
+            "suggestion": self.suggestion,
             "outcome": self.outcome(),
             "nonfinite": [{"width": w, "seed": sd, "step": t, "where": what} for w, sd, t, what in self.nonfinite],
             "no_prediction": self.no_prediction,
@@ -549,6 +602,7 @@ def coord_check(
     progress: Optional[Callable[[str], None]] = None,
     init_seeds: int = 8,
     exponents: Optional[Mapping[str, Tuple[Any, ...]]] = None,
+    budget: Optional[float] = DEFAULT_BUDGET,
 ) -> Union[CoordReport, DepthReport]:
     """Train ``build(width)`` for each width and seed, fit width exponents, compare with the theory.
 
@@ -578,6 +632,11 @@ def coord_check(
             module name: ``(role, a, b, c, family)`` of the weight each uses,
             as :func:`abcparam.inspect` infers them (the optimizer is then
             not rescaled for them: they are measured as built).
+        budget: seconds the check may spend in all (default 30) when its
+            first pass is inconclusive: it then adds seeds, then moves the
+            widths up an octave (:mod:`abcparam.check.escalation`), each only
+            when its predicted cost fits, and reports what it added.  ``0`` or
+            ``None``: one pass only.
 
     With ``depths=`` instead of ``widths`` (``build(depth) -> model`` at a
     fixed width) this is the depth check of docs/theory.md section 12,
@@ -606,7 +665,20 @@ def coord_check(
     validate.count(init_seeds, "init_seeds")
     loss_fn = loss or default_loss
     declared = _check_declared(exponents)
+    validate.number(budget, "budget", zero_ok=True, none_ok=True, what="a time in seconds")
 
+    def run(widths: List[int], seeds: List[int]) -> CoordReport:
+        return _check_once(build, widths, batch, optimizer, lr, steps, seeds, loss_fn, modules, tolerance, expect, family,
+                           alignment, progress, init_seeds, declared)
+
+    return escalate(run, widths, seeds, budget)
+
+
+def _check_once(build: Callable[[int], nn.Module], widths: List[int], batch: Batch, optimizer: Any, lr: float, steps: int,
+                seeds: List[int], loss_fn: Callable[[Any, Any], torch.Tensor], modules: Sequence[str], tolerance: float,
+                expect: Optional[str], family: Optional[str], alignment: str, progress: Optional[Callable[[str], None]],
+                init_seeds: int, declared: Dict[str, Tuple[str, Fraction, Fraction, Fraction, str]]) -> CoordReport:
+    """One pass of the width check at these widths and seeds (validated): measure, fit, predict, report."""
     raw: Dict[Tuple[str, str, int], List[List[float]]] = {}
     nonfinite: List[Tuple[int, int, int, str]] = []
     unowned: List[str] = []

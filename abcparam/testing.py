@@ -24,7 +24,7 @@ from . import validate
 from .coord import CoordReport, coord_check
 from .theory import REGIMES
 
-__all__ = ["CI_WIDTHS", "CI_DEPTHS", "CI_SEEDS", "CI_STEPS", "Inconclusive", "assert_regime", "assert_stable",
+__all__ = ["CI_WIDTHS", "CI_DEPTHS", "CI_SEEDS", "CI_STEPS", "Inconclusive", "assert_regime", "assert_mup", "assert_stable",
            "assert_feature_learning", "assert_matches_theory", "assert_depth_regime", "assert_inferred_regime"]
 
 _INCONCLUSIVE_MODES = ("raise", "skip")
@@ -97,6 +97,30 @@ def assert_stable(build: Callable[[int], nn.Module], *, batch: Any, optimizer: A
         _undecided(report, "expected a stable parametrization", inconclusive)
     if not report.passed:
         raise AssertionError("expected a stable parametrization whose measurements agree with the theory\n" + str(report))
+    return report
+
+
+def assert_mup(build: Callable[[int], nn.Module], *, batch: Any, optimizer: Any, lr: float,
+               widths: Sequence[int] = CI_WIDTHS, inconclusive: str = "raise", **kw: Any) -> Any:
+    """muP itself: the regime is feature learning (:func:`assert_regime`) *and* every trained tensor is updated
+    maximally, its own update of order one at every width (:mod:`abcparam.check.maximal`; docs/theory.md section 4).
+
+    Catches what the regime alone cannot: a tensor trained too slowly while the others keep the features moving
+    (a plain ``nn.Linear`` input layer, or a plain hidden layer's bias, under SGD).  The failure names the tensors.
+    Takes :func:`assert_regime`'s arguments (``seeds``, ``steps``, ``tolerance``, ``loss``, ``family`` also reach
+    the maximal-update check); returns the :class:`abcparam.check.maximal.MaximalReport`.
+    """
+    from .check.maximal import maximal_check
+
+    regime = assert_regime(build, "feature_learning", batch=batch, optimizer=optimizer, lr=lr, widths=widths,
+                           inconclusive=inconclusive, **kw)
+    shared = {k: kw[k] for k in ("steps", "loss", "tolerance", "family", "budget") if k in kw}
+    report = maximal_check(build, regime.widths, batch, optimizer=optimizer, lr=lr, seeds=regime.seeds,
+                           **{"steps": CI_STEPS, **shared})
+    if report.status == "fail":
+        raise AssertionError("expected every tensor updated maximally (muP)\n" + str(report))
+    if report.status == "inconclusive":
+        _undecided(report, "expected every tensor updated maximally (muP)", inconclusive)
     return report
 
 

@@ -7,6 +7,7 @@ The whole file runs in about 20 s on 2 cores: each check trains widths 128 to
 import dataclasses
 import json
 import math
+import warnings
 from fractions import Fraction as F
 
 import pytest
@@ -741,3 +742,29 @@ def test_extra_init_seeds_measure_the_quantities_at_initialisation_only():
         report = abcparam.coord_check(build, WIDTHS, batch(), optimizer=torch.optim.Adam, lr=1e-2, steps=1, seeds=[5, 6],
                                       init_seeds=init_seeds)
         assert [len(r) for r in report.rms[("output", "f", 0)]] == [2] * len(WIDTHS)
+
+
+@pytest.mark.parametrize("act, lr, correct_status", [(nn.ReLU, 3e-2, "pass"), (nn.Tanh, 6e-2, "inconclusive")])
+def test_a_plain_hidden_layer_under_adam_fails_although_its_blow_up_makes_the_loss_rise(act, lr, correct_status):
+    """Issue 27's case: the last hidden layer a plain nn.Linear (its Adam rate unscaled: Delta h ~ n^1) at lr 3e-2;
+    the loss rises at width 128 because of the blow-up, and the check must say FAIL, naming it, not INCONCLUSIVE."""
+
+    def build(n, plain=True):
+        p = abcparam.mup(n, 64)
+        torch.manual_seed(0)
+        return nn.Sequential(abcparam.Linear(24, n, role="input", param=p), act(),
+                             nn.Linear(n, n) if plain else abcparam.Linear(n, n, param=p), act(),
+                             abcparam.Linear(n, 3, role="output", param=p))
+
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.randn(32, 24, generator=g), torch.randn(32, 3, generator=g))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the plain layer is unowned: wrap warns, as it should
+        r = abcparam.coord_check(build, [128, 256, 512, 1024], batch, optimizer=torch.optim.Adam, lr=lr)
+    assert r.lr_too_large is not None and r.status == "fail"
+    assert r.outcome().startswith("FAIL: 2 dh grows faster than predicted past the fail band at every step")
+    assert {("2", 1), ("2", 2), ("2", 3)} <= {(f.layer, f.step) for f in r.decisive}
+    # the correct model: no decisive evidence, so its own rising loss (Tanh at 6e-2) still makes it inconclusive
+    correct = abcparam.coord_check(lambda n: build(n, plain=False), [128, 256, 512, 1024], batch,
+                                   optimizer=torch.optim.Adam, lr=lr)
+    assert correct.status == correct_status and correct.decisive == []

@@ -113,6 +113,41 @@ def test_a_rising_loss_makes_a_stable_check_inconclusive_but_not_an_unstable_one
     assert r.outcome() == "INCONCLUSIVE: nothing disagrees, but the measurements cannot decide layers.1 dh@1"
 
 
+def test_a_decisive_blow_up_fails_even_when_the_loss_rises():
+    # steps=2, tolerance 0.2: past the fail band at both steps, at step 1 by >= DECISIVE_MARGIN * tolerance and 2 noise
+    blow = [fit("layers.2", step=t, slope=s, status="disagree", margin=m, noise=0.03) for t, s, m in ((2, 0.65, 0.03), (1, 0.96, 0.44))]
+    r = report([fit("layers.1"), *blow], lr_too_large=(64, 2.2))
+    assert (r.comparison, r.status) == ("disagree", "fail") and r.decisive == blow[::-1]
+    assert r.outcome() == ("FAIL: layers.2 dh grows faster than predicted past the fail band at every step (n^+0.96 vs "
+                           "n^0 at step 1, by 0.44 more than the band): a blow-up, which is why the loss rises 2.2x at width 64")
+    assert r.to_dict()["decisive"] == [{"layer": "layers.2", "quantity": "dh", "step": 1}, {"layer": "layers.2", "quantity": "dh", "step": 2}]
+    # an unowned module's growth (no prediction: nothing may grow) counts the same way, and so does an overflow
+    unowned = [fit("plain", step=t, slope=1.0, status="disagree", margin=0.5, predicted=None) for t in (1, 2)]
+    assert report(unowned, lr_too_large=(64, 2.2)).status == "fail"
+    inf = [fit("layers.2", step=t, slope=math.inf, status="disagree", margin=math.inf) for t in (1, 2)]
+    assert report(inf, lr_too_large=(64, 2.2)).decisive == inf
+    assert coord.DECISIVE_MARGIN == 1.0
+
+
+@pytest.mark.parametrize("first, second, why", [
+    (dict(margin=0.19), {}, "the first step's margin is under one tolerance"),
+    (dict(margin=0.25, noise=0.13), {}, "the first step's margin is under twice its noise"),
+    ({}, dict(slope=-1.2), "a later step falls faster: no blow-up"),
+    ({}, dict(status="inconclusive"), "a later step does not disagree"),
+    (dict(slope=-1.0, predicted=F(-1, 2), margin=0.5), {}, "the first step falls faster than predicted"),
+])
+def test_evidence_short_of_decisive_leaves_a_rising_loss_inconclusive(first, second, why):
+    base = dict(slope=1.0, status="disagree", margin=0.5, noise=0.03)
+    fits = [fit("layers.2", step=1, **{**base, **first}), fit("layers.2", step=2, **{**base, "margin": 0.01, **second})]
+    r = report(fits, lr_too_large=(64, 2.2))
+    assert (r.decisive, r.status) == ([], "inconclusive"), why
+    assert r.outcome().startswith("INCONCLUSIVE: the loss rises 2.2x")
+    # every step, not one of them
+    assert report([fit("layers.2", step=1, **base)], lr_too_large=(64, 2.2)).status == "inconclusive"
+    # without the rising loss a disagreement fails as always
+    assert report(fits).outcome() == "FAIL: the measurements disagree with the theory"
+
+
 def test_an_unstable_prediction_is_a_lower_bound_met_when_something_measurably_grows():
     grows, flat = fit(status="agree", predicted=F(1), slope=1.0), fit(status="disagree", predicted=F(1), slope=0.0)
     undecided = fit(status="inconclusive", predicted=F(1), slope=0.3)
@@ -243,7 +278,8 @@ def test_the_json_form_has_every_field_with_exact_exponents_and_no_non_finite_nu
     assert d == {
         "widths": [64, 128, 256], "steps": 2, "seeds": [0, 1], "family": "adam", "lr": 0.01, "tolerance": 0.2,
         "theory_regime": "feature_learning", "measured_regime": "feature_learning", "expect": "feature_learning",
-        "passed": False, "status": "fail", "agrees": False, "unowned": ["w"], "lr_too_large": {"width": 64, "loss_rise": 2.5},
+        "passed": False, "status": "fail", "agrees": False, "unowned": ["w"], "lr_too_large": {"width": 64, "loss_rise": 2.5}, "decisive": [],
+        "escalation": [], "suggestion": {},
         "outcome": "FAIL: non-finite values (the run diverged), first at width 64, seed 0, step 1 in x h",
         "nonfinite": [{"width": 64, "seed": 0, "step": 1, "where": "x h"}], "no_prediction": None,
         "fits": [
