@@ -32,7 +32,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -73,6 +73,11 @@ def plain_hidden(model: MLP, n: int) -> None:
     model.layers[1] = nn.Linear(n, n, bias=old.bias is not None)
 
 
+def plain_input(model: MLP, n: int) -> None:
+    old = model.layers[0]
+    model.layers[0] = nn.Linear(old.in_features, n, bias=old.bias is not None)
+
+
 def input_multiplier_inverted(model: MLP, n: int) -> None:
     layer = model.layers[0]
     m_pow_minus_a = layer.weight_multiplier * layer.folded_multiplier / layer.alpha
@@ -90,12 +95,21 @@ MUTANTS: Dict[str, Callable[[MLP, int], None]] = {
     "plain nn.Linear hidden (Adam)": plain_hidden,
     "input multiplier inverted": input_multiplier_inverted,
     "readout initialised like SP": readout_sp_init,
+    "plain nn.Linear input (SGD)": plain_input,
+    "plain nn.Linear hidden with its bias (SGD)": plain_hidden,
 }
+# mutants whose regime is still feature learning: only the muP check (every tensor updated maximally,
+# abcparam.testing.assert_mup) can catch them, so they and their correct cells are judged by it
+MAXIMAL = ("plain nn.Linear input (SGD)", "plain nn.Linear hidden with its bias (SGD)")
 
 
-def mutant_applies(mutant: str, model: str, family: str) -> bool:
+def mutant_applies(mutant: str, model: str, family: str, bias: bool = True) -> bool:
     if mutant == "plain nn.Linear hidden (Adam)":
         return family == "adam"
+    if mutant == "plain nn.Linear input (SGD)":
+        return family == "sgd" and model == "mup"  # Table 8's input layer trains at the base SGD rate: plain is right
+    if mutant == "plain nn.Linear hidden with its bias (SGD)":
+        return family == "sgd" and bias
     if mutant == "input multiplier inverted":
         return model == "mup"  # the Table 8 form has no input multiplier to invert
     return True
@@ -113,9 +127,10 @@ class Cell:
     lr: float
     bias: bool
     mutant: Optional[str] = None
+    maximal: bool = False  # judged by the muP check (assert_mup), not the regime alone
 
     def label(self) -> str:
-        m = f" [{self.mutant}]" if self.mutant else ""
+        m = f" [{self.mutant}]" if self.mutant else (" [muP check]" if self.maximal else "")
         return f"{self.model} {self.nonlinearity} L={self.depth} {self.family} lr={self.lr:g} {'bias' if self.bias else 'no bias'}{m}"
 
     def base(self) -> "Cell":
@@ -133,7 +148,8 @@ def mutants_of(cell: Cell) -> List[Cell]:
     """The mutants checked against a correct cell: each that applies to it, for muP cells only."""
     if not cell.model.startswith("mup"):
         return []
-    return [replace(cell, mutant=m) for m in MUTANTS if mutant_applies(m, cell.model, cell.family)]
+    return [replace(cell, mutant=m, maximal=m in MAXIMAL) for m in MUTANTS
+            if mutant_applies(m, cell.model, cell.family, cell.bias)]
 
 
 def mutant_cells(quick: bool = False) -> Iterator[Cell]:
@@ -146,8 +162,10 @@ def expected_regime(cell: Cell) -> str:
     return abcparam.classify(depth_preset, optimizer=cell.family).regime
 
 
-def run(cell: Cell, x_y: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, seeds: Tuple[int, ...] = tuple(abcparam.testing.CI_SEEDS)) -> abcparam.CoordReport:
-    """The check a user's CI would run on this cell: ``expect`` = the correct model's regime."""
+def run(cell: Cell, x_y: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+        seeds: Tuple[int, ...] = tuple(abcparam.testing.CI_SEEDS)) -> Any:
+    """The check a user's CI would run on this cell: ``expect`` = the correct model's regime; for a ``maximal``
+    cell, the muP check (the regime, then every tensor's own update: the maximal report when the regime passes)."""
 
     def build(n: int) -> nn.Module:
         model = MLP(16, n, 4, depth=cell.depth, param=param(cell.model, n), nonlinearity=cell.nonlinearity, bias=cell.bias)
@@ -157,10 +175,16 @@ def run(cell: Cell, x_y: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, see
 
     import warnings
 
+    from abcparam.check.maximal import maximal_check
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return abcparam.coord_check(build, list(WIDTHS), x_y or batch(), optimizer=OPTIMIZERS[cell.family], lr=cell.lr,
-                                    steps=3, seeds=seeds, expect=expected_regime(cell))
+        report = abcparam.coord_check(build, list(WIDTHS), x_y or batch(), optimizer=OPTIMIZERS[cell.family], lr=cell.lr,
+                                      steps=3, seeds=seeds, expect=expected_regime(cell))
+        if cell.maximal and report.status == "pass":
+            return maximal_check(build, report.widths, x_y or batch(), optimizer=OPTIMIZERS[cell.family], lr=cell.lr,
+                                 steps=3, seeds=report.seeds)
+    return report
 
 
 def check_group(group: Tuple[str, str, int, str]) -> List[Tuple[Cell, str, str]]:
@@ -174,6 +198,9 @@ def check_group(group: Tuple[str, str, int, str]) -> List[Tuple[Cell, str, str]]
         report = run(cell, x_y)
         out.append((cell, report.status, str(report)))
         if report.status == "pass":
+            if cell.model.startswith("mup"):  # the muP check on the correct model too: no false alarm
+                mup = run(replace(cell, maximal=True), x_y)
+                out.append((replace(cell, maximal=True), mup.status, str(mup)))
             for broken in mutants_of(cell):
                 mutated = run(broken, x_y)
                 out.append((broken, mutated.status, str(mutated)))
@@ -206,15 +233,30 @@ def main(argv: List[str]) -> int:
     for cell in cells(args.quick):
         outcome[cell] = run(cell, seeds=seeds)
     correct = {k: v.status for k, v in outcome.items()}
+    mup_checks = {c: run(replace(c, maximal=True), seeds=seeds) for c, st in correct.items() if st == "pass" and c.model.startswith("mup")}
     mutants = {}
     for cell in mutant_cells(args.quick):
         mutants[cell] = run(cell, seeds=seeds)
     counts = {s: sum(1 for v in correct.values() if v == s) for s in ("pass", "inconclusive", "fail")}
     print(f"{len(seeds)} seeds, widths {list(WIDTHS)}, 3 steps")
     print(f"correct models: {len(correct)} cells: {counts['pass']} pass, {counts['inconclusive']} inconclusive, {counts['fail']} fail")
+    for family in ("sgd", "adam"):
+        for lr in LRS[family]:
+            group = [st for c, st in correct.items() if (c.family, c.lr) == (family, lr)]
+            print(f"  {family} lr={lr:g}: {group.count('inconclusive')} of {len(group)} inconclusive, {group.count('fail')} fail")
+    ordinary = [st for c, st in correct.items() if c.lr == LRS[c.family][0] or c.lr == LRS[c.family][1]]
+    print(f"  at ordinary rates (SGD <= 0.1, Adam <= 1e-2): {ordinary.count('inconclusive')} of {len(ordinary)} inconclusive")
+    escalated = [r for r in outcome.values() if r.escalation]
+    print(f"  escalated: {len(escalated)} cells ({sum(r.status != 'inconclusive' for r in escalated)} decided by it)")
     for cell, report in outcome.items():
         if report.status == "fail":
             print(f"  FALSE ALARM {cell.label()}: {report.outcome()}")
+    mup_st = [r.status for r in mup_checks.values()]
+    print(f"muP check (every tensor updated maximally) on the {len(mup_st)} passing muP cells: {mup_st.count('pass')} pass, "
+          f"{mup_st.count('inconclusive')} inconclusive, {mup_st.count('fail')} fail")
+    for cell, report in mup_checks.items():
+        if report.status == "fail":
+            print(f"  FALSE ALARM {cell.label()} [muP check]: {report.outcome()}")
     misses = [c for c, r in mutants.items() if correct[c.base()] == "pass" and r.status != "fail"]
     print(f"mutants: {len(mutants)} cells, {sum(r.status == 'fail' for r in mutants.values())} fail, "
           f"{sum(r.status == 'inconclusive' for r in mutants.values())} inconclusive, {sum(r.status == 'pass' for r in mutants.values())} pass; "
@@ -238,7 +280,7 @@ def main(argv: List[str]) -> int:
     lr_cells = sum(1 for r in outcome.values() if r.lr_too_large is not None and r.status == "inconclusive")
     print(f"inconclusive correct cells because the loss rises at width 128 (learning rate too large): {lr_cells}")
     print(f"({time.time() - t0:.0f} s)")
-    return 0 if counts["fail"] == 0 and not misses else 1
+    return 0 if counts["fail"] == 0 and not misses and "fail" not in mup_st else 1
 
 
 if __name__ == "__main__":
