@@ -24,7 +24,7 @@ import math
 import numbers
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
@@ -429,6 +429,18 @@ def _record_init(values: Dict[Tuple[str, str, int], float], name: str, q: str, t
     values[(name, q, 0)] = rms(_flat(ts))
 
 
+class Measurement(NamedTuple):
+    """What one model at one width and seed gave: ``values[(module, quantity, step)]`` (the RMS of each measured
+    quantity, and the training loss as ``("loss", "loss", step)``), the measured modules in call order and by
+    name, their optimizer families (by tensor name, or None), and the trained tensors no abcparam layer owns."""
+
+    values: Dict[Tuple[str, str, int], float]
+    order: List[str]
+    modules: Dict[str, nn.Module]
+    families: Optional[Dict[str, str]]
+    unowned: List[str]
+
+
 def _measure(
     build: Callable[[int], nn.Module],
     width: int,
@@ -442,7 +454,7 @@ def _measure(
     family: Optional[str],
     attention_calls: Optional[List[Tuple[int, float]]] = None,
     declared: Optional[Dict[str, Tuple[str, Fraction, Fraction, Fraction, str]]] = None,
-) -> Tuple[Dict[Tuple[str, str, int], float], List[str], Dict[str, nn.Module], Optional[Dict[str, str]], List[str]]:
+) -> Measurement:
     model = seeded_build(build, width, seed)
     tracked = dict(abc_modules(model))
     named = dict(model.named_modules())
@@ -500,7 +512,7 @@ def _measure(
             _record_init(values, "output", "f", [f0], ids if tied else None)
         h0 = {name: _flat(ts) for name, ts in h0.items()}
         if steps == 0:
-            return values, order, seen_as, fam, unowned_names
+            return Measurement(values, order, seen_as, fam, unowned_names)
         for step in range(1, steps + 1):
             values[("loss", "loss", step - 1)] = train_step(model, opts, loss_fn, args, kwargs, y)
             rec.take()  # the training forward's outputs: not measured
@@ -512,7 +524,7 @@ def _measure(
                 values[("output", "df", step)] = rms(ft - f0)
     finally:
         rec.close()
-    return values, order, seen_as, fam, unowned_names
+    return Measurement(values, order, seen_as, fam, unowned_names)
 
 
 # ----------------------------------------------------------------------------
@@ -690,12 +702,12 @@ def _check_once(build: Callable[[int], nn.Module], widths: List[int], batch: Bat
     for wi, width in enumerate(widths):
         for si, seed in enumerate(seeds):
             calls: Optional[List[Tuple[int, float]]] = [] if si == 0 else None
-            values, order_w, tracked_w, fams_w, unowned_w = _measure(build, width, seed, batch, optimizer, lr, steps, loss_fn, modules,
-                                                                     family, calls, declared)
+            m = _measure(build, width, seed, batch, optimizer, lr, steps, loss_fn, modules, family, calls, declared)
+            values = m.values
             if calls is not None:
                 attention_calls.append(calls)
             if wi == 0 and si == 0:
-                order, tracked, unowned, fams = order_w, tracked_w, unowned_w, fams_w or {}
+                order, tracked, unowned, fams = m.order, m.modules, m.unowned, m.families or {}
             step_losses = [values.pop(("loss", "loss", t), math.nan) for t in range(steps)]
             if wi == 0:
                 first_losses.append(step_losses)
@@ -710,7 +722,7 @@ def _check_once(build: Callable[[int], nn.Module], widths: List[int], batch: Bat
         # Quantities at initialisation need no training: more seeds cost one forward pass each.
         for k in range(max(0, init_seeds - len(seeds))):
             extra = 7919 * (k + 1) + seeds[0]
-            values = _measure(build, width, extra, batch, optimizer, lr, 0, loss_fn, modules, family, None, declared)[0]
+            values = _measure(build, width, extra, batch, optimizer, lr, 0, loss_fn, modules, family, None, declared).values
             for key, v in values.items():
                 if key in raw:
                     raw[key][wi].append(v)
