@@ -231,7 +231,7 @@ class MultiheadAttention(nn.Module):
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None,
                 need_weights: bool = True, attn_mask: Optional[torch.Tensor] = None, average_attn_weights: bool = True,
                 is_causal: bool = False) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        from .layers import _scaled_linear
+        from .layers import scaled_linear
 
         unbatched = query.dim() == 2
         if unbatched:
@@ -246,9 +246,9 @@ class MultiheadAttention(nn.Module):
         w_q, w_k, w_v = self.in_proj_weight.chunk(3)
         b_q, b_k, b_v = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None, None, None)
         wm = self.in_proj_multiplier
-        q = _scaled_linear(query, w_q, b_q, wm).reshape(L, N * H, D).transpose(0, 1).reshape(N, H, L, D)
-        k = _scaled_linear(key, w_k, b_k, wm).reshape(S, N * H, D).transpose(0, 1).reshape(N, H, S, D)
-        v = _scaled_linear(value, w_v, b_v, wm).reshape(S, N * H, D).transpose(0, 1).reshape(N, H, S, D)
+        q = scaled_linear(query, w_q, b_q, wm).reshape(L, N * H, D).transpose(0, 1).reshape(N, H, L, D)
+        k = scaled_linear(key, w_k, b_k, wm).reshape(S, N * H, D).transpose(0, 1).reshape(N, H, S, D)
+        v = scaled_linear(value, w_v, b_v, wm).reshape(S, N * H, D).transpose(0, 1).reshape(N, H, S, D)
         mask = _merge_masks(attn_mask, key_padding_mask, is_causal, N, H, L, S, q.dtype)
         p = self.dropout if self.training else 0.0
         if need_weights:

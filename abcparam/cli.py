@@ -243,11 +243,11 @@ def _cell(report: Any, layer_index: Optional[int], quantity: str, step: int) -> 
     if layer == "output" and fit.predicted is None:
         # the readout has a bias: the prediction is for its weight term, the readout layer's own output
         fit = next(f for f in report.fits if (f.layer, f.quantity, f.step) == (names[-1], {"f": "h", "df": "dh"}[quantity], step))
-    from .coord import _num
+    from .text import signed
 
     pred = "?" if fit.predicted is None else str(fit.predicted)
     star = "*" if report.theory_regime == "unstable" else ""
-    return f"{_num(fit.slope)} ({pred}{star})"
+    return f"{signed(fit.slope)} ({pred}{star})"
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from . import coord_stats, theory, validate
+from .text import signed
 from .depthcheck import DepthReport, depth_check
 from .layers import abc_modules, is_abc_layer
 from .check.decision import DEFAULT_TOLERANCE, TOLERANCE_IS, Decision, Fit
@@ -146,7 +147,7 @@ class CoordReport(Decision):
             w, rise = self.lr_too_large
             first = self.decisive[0]
             return "fail", (f"{first.layer} {first.quantity} grows faster than predicted past the fail band at every step "
-                            f"(n^{_num(first.slope)} vs n^{first.predicted or 0} at step 1, by {first.margin:.2f} more than "
+                            f"(n^{signed(first.slope)} vs n^{first.predicted or 0} at step 1, by {first.margin:.2f} more than "
                             f"the band): a blow-up, which is why the loss rises {rise:.1f}x at width {w}")
         if comparison == "disagree":
             return "fail", "the measurements disagree with the theory"
@@ -237,7 +238,7 @@ class CoordReport(Decision):
             decision = {"agree": "yes", "disagree": "NO", "inconclusive": "?"}.get(f.status, "-")
             if f.status == "agree" and f.reason and self.verdict is not None and self.verdict.regime != "unstable":
                 decision = "yes (corrected)"
-            rows.append((f.layer, f.role, f.quantity, str(f.step), _num(f.slope), f"{f.noise:.2f}" if f.noise and math.isfinite(f.noise) else "-", pred, decision))
+            rows.append((f.layer, f.role, f.quantity, str(f.step), signed(f.slope), f"{f.noise:.2f}" if f.noise and math.isfinite(f.noise) else "-", pred, decision))
         return rows
 
     def _bound(self, f: Fit) -> bool:
@@ -257,14 +258,14 @@ class CoordReport(Decision):
             lines.append(f"non-finite: {shown}{more}")
         if self.growing:
             lines.append("growing with width: " + ", ".join(
-                f"{f.layer} {f.quantity}@{f.step} " + (f"~ n^{_num(f.slope)}" if math.isfinite(f.slope) else "non-finite")
+                f"{f.layer} {f.quantity}@{f.step} " + (f"~ n^{signed(f.slope)}" if math.isfinite(f.slope) else "non-finite")
                 for f in self.growing))
         if self.mismatches:
             lines.append("disagreeing with the theory: " + ", ".join(
-                f"{f.layer} {f.quantity}@{f.step}: {_num(f.slope)} vs {f.predicted} ({f.reason})" for f in self.mismatches))
+                f"{f.layer} {f.quantity}@{f.step}: {signed(f.slope)} vs {f.predicted} ({f.reason})" for f in self.mismatches))
         if self.undecided:
             lines.append("undecided: " + ", ".join(
-                f"{f.layer} {f.quantity}@{f.step}: {_num(f.slope)} vs {f.predicted} ({f.reason})" for f in self.undecided))
+                f"{f.layer} {f.quantity}@{f.step}: {signed(f.slope)} vs {f.predicted} ({f.reason})" for f in self.undecided))
         if self.escalation:
             lines.append("added after an inconclusive pass: " + "; ".join(self.escalation))
         if self.unowned:
@@ -313,10 +314,6 @@ class CoordReport(Decision):
         return slopes_figure(self.widths, self.rms, self.fits, [0] + list(range(1, self.steps + 1)), lines,
                              lambda step: "init: RMS h, f" if step == 0 else f"step {step}: RMS of change", "width",
                              f"theory {self.theory_regime}, measured {self.measured_regime}: {self.outcome()}", path)
-
-
-def _num(x: float, digits: int = 2) -> str:
-    return "n/a" if math.isnan(x) else f"{x:+.{digits}f}"  # infinities print as +inf / -inf
 
 
 # ----------------------------------------------------------------------------

@@ -79,7 +79,7 @@ class Judgement:
     leading_share: Optional[float] = None
 
 
-def _ols(xs: Sequence[float], ys: Sequence[float]) -> Tuple[float, float]:
+def ols(xs: Sequence[float], ys: Sequence[float]) -> Tuple[float, float]:
     """Least-squares slope and its standard error (0 with fewer than 3 points)."""
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
@@ -95,7 +95,7 @@ def _slope_of(widths: Sequence[int], values: Sequence[float]) -> float:
         return float("inf")  # overflowed: grew without bound
     if any(v <= 0 for v in values):
         return float("nan")  # identically zero (e.g. a zero-initialised readout)
-    return _ols([math.log(w) for w in widths], [math.log(v) for v in values])[0]
+    return ols([math.log(w) for w in widths], [math.log(v) for v in values])[0]
 
 
 def fit_slope(widths: Sequence[int], per_width: List[List[float]]) -> Tuple[float, float]:
@@ -117,7 +117,7 @@ def _noise(widths: Sequence[int], per_width: List[List[float]], spread: float) -
     """Standard error of the fitted slope: seed-to-seed (spread / sqrt(seeds)) and lack of fit, combined."""
     seeds = len(per_width[0])
     mean = [sum(v) / len(v) for v in per_width]
-    _, se_fit = _ols([math.log(w) for w in widths], [math.log(v) for v in mean])
+    _, se_fit = ols([math.log(w) for w in widths], [math.log(v) for v in mean])
     se_seed = spread / math.sqrt(seeds) if seeds > 1 else 0.0
     return max(NOISE_FLOOR, math.sqrt(se_seed ** 2 + se_fit ** 2))
 

@@ -39,7 +39,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from ._torch import torch
 from . import theory, validate
 from .check.engine import build_optimizers, seeded_build, split_batch
-from .coord_stats import _ols
+from .coord_stats import ols
 from .text import table as text_table
 
 nn = torch.nn
@@ -202,7 +202,7 @@ def _decay(widths: Sequence[int], values: Sequence[float], tol: float, what: str
     """The exponent e of values ~ n^-e, snapped; ``None`` with the fit when it is not a simple power of n."""
     xs = [math.log(w) for w in widths]
     ys = [math.log(v) for v in values]
-    e = -_ols(xs, ys)[0]
+    e = -ols(xs, ys)[0]
     # the largest departure of the points from the best line, so a curve that is no power law shows
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     spread = max(abs(y - (my - e * (x - mx))) for x, y in zip(xs, ys))
@@ -378,7 +378,7 @@ def _make_optimizer(optimizer: Any, model: nn.Module, lr: float) -> List[torch.o
 
 def _rates(opts: List[torch.optim.Optimizer]) -> Dict[int, Tuple[float, Optional[float], str, str]]:
     """tensor id -> (effective learning rate, epsilon, family, optimizer class name)."""
-    from .optim import _muon_factor
+    from .optim import muon_factor
 
     out: Dict[int, Tuple[float, Optional[float], str, str]] = {}
     for o in opts:
@@ -391,7 +391,7 @@ def _rates(opts: List[torch.optim.Optimizer]) -> Dict[int, Tuple[float, Optional
             eps = float(eps) if isinstance(eps, (numbers.Real, torch.Tensor)) else None
             for p in g["params"]:
                 # torch's Muon multiplies the group's rate by its own shape factor (adjust_lr_fn)
-                eff = lr * _muon_factor(g.get("adjust_lr_fn"), p.shape) if fam == "spectral" and p.dim() == 2 else lr
+                eff = lr * muon_factor(g.get("adjust_lr_fn"), p.shape) if fam == "spectral" and p.dim() == 2 else lr
                 out[id(p)] = (eff, eps, fam, type(o).__name__)
     return out
 

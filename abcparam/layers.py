@@ -67,10 +67,10 @@ class ParamScales(NamedTuple):
         return tuple(d / self.width_mult if i in self.width_dims else float(d) for i, d in enumerate(shape))
 
 
-_UNIT = ParamScales("none", 1.0, 1.0, 1.0)
+UNIT_SCALES = ParamScales("none", 1.0, 1.0, 1.0)
 
 
-def _scales(param: Parametrization, role: str, width_dims: Tuple[int, ...] = ()) -> ParamScales:
+def scales_for(param: Parametrization, role: str, width_dims: Tuple[int, ...] = ()) -> ParamScales:
     return ParamScales(
         role,
         param.lr_scale(role, "sgd"),
@@ -121,7 +121,7 @@ def _role_config(param: Parametrization, role: str, alpha: float, sigma: float, 
         "folded_multiplier": folded,
         "weight_multiplier": alpha * stored.multiplier(role),
         "init_std": sigma * stored.init_scale(role),
-        "_weight_scales": _scales(stored, role, width_dims),
+        "_weight_scales": scales_for(stored, role, width_dims),
     }
 
 
@@ -233,7 +233,7 @@ def _check_fold(fold: Any, role: str) -> bool:
 _compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
 
 
-def _scaled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], wm: float) -> torch.Tensor:
+def scaled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], wm: float) -> torch.Tensor:
     """y = wm * x W^T + b: plain ``F.linear`` when wm == 1, else one elementwise pass on the smallest operand.
 
     The factor goes on the input, the weight or the output, whichever has the
@@ -351,14 +351,14 @@ class Linear(_AbcLayer, nn.Linear):
         config["zero_init"] = bool(zero_init)
         config["bias_bound"] = 1.0 / math.sqrt(fan_in_base)
         if role == "output":
-            config["_bias_scales"] = _UNIT
+            config["_bias_scales"] = UNIT_SCALES
         else:
             # The bias is stored as its effective value: its vector-like multiplier m^-a_1 is
             # folded into its init and learning rate (the a = 0 form of docs/theory.md section 2),
             # which trains identically and costs nothing in the forward pass.
             folded = param.canonical()
             config["bias_bound"] *= folded.init_scale("vector")
-            config["_bias_scales"] = _scales(folded, "vector", (0,))
+            config["_bias_scales"] = scales_for(folded, "vector", (0,))
         self.__dict__.update(config)  # plain numbers, set before nn.Linear calls reset_parameters
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
 
@@ -373,7 +373,7 @@ class Linear(_AbcLayer, nn.Linear):
                 self.bias.uniform_(-self.bias_bound, self.bias_bound)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return _scaled_linear(input, self.weight, self.bias, self.weight_multiplier)
+        return scaled_linear(input, self.weight, self.bias, self.weight_multiplier)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {self._abc_repr()}"
@@ -511,7 +511,7 @@ class Conv1D(Linear):
         Linear.reset_parameters(self)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return _scaled_linear(input, self.weight.t(), self.bias, self.weight_multiplier)
+        return scaled_linear(input, self.weight.t(), self.bias, self.weight_multiplier)
 
     def effective_weight(self) -> torch.Tensor:
         """W^T = alpha * m^-a * w, stored in x out like the weight itself."""
@@ -523,7 +523,7 @@ def _tie_rates(ex: Any) -> Tuple[Any, ...]:
     return (ex.b, ex.c_sgd, ex.c_adam, ex.c_spectral, ex.c_relative)
 
 
-def _can_tie(param: Parametrization) -> bool:
+def can_tie(param: Parametrization) -> bool:
     """Whether ``param`` lets one tensor be both the embedding and the readout (docs/theory.md section 7)."""
     return _tie_rates(param.role("input")) == _tie_rates(param.role("output"))
 
@@ -553,7 +553,7 @@ class TiedReadout(Linear):
             raise TypeError(f"embedding: expected an abcparam.Embedding, got {type(embedding).__name__}")
         param = validate.parametrization(param)
         inp, out = param.role("input"), param.role("output")
-        if not _can_tie(param):
+        if not can_tie(param):
             raise ValueError(
                 f"param: {param.name!r} gives the input and output roles different init or learning-rate "
                 f"exponents (input b={inp.b}, c={inp.c_sgd}/{inp.c_adam}/{inp.c_spectral}/{inp.c_relative}; output "

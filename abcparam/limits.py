@@ -90,7 +90,7 @@ class LinearNetConfig:
     dtype: torch.dtype = torch.float64
 
     def __post_init__(self) -> None:
-        _check_config(self)
+        check_config(self)
 
     @property
     def su(self) -> float:
@@ -115,7 +115,7 @@ class LinearNetConfig:
         return self.alpha_v ** 2 * self.lr * self.base_width
 
 
-def _check_config(cfg: Any) -> None:
+def check_config(cfg: Any) -> None:
     """The sizes of a limit's config are positive ints, its rates and multipliers finite positive numbers."""
     for name in ("d_in", "d_out", "base_width"):
         validate.count(getattr(cfg, name), name)
@@ -136,7 +136,7 @@ def _inputs(cfg: LinearNetConfig, x: torch.Tensor) -> torch.Tensor:
     return x.to(cfg.dtype)
 
 
-def _chi(f: torch.Tensor, y: torch.Tensor, loss: Loss) -> "tuple[torch.Tensor, float]":
+def output_error(f: torch.Tensor, y: torch.Tensor, loss: Loss) -> "tuple[torch.Tensor, float]":
     f = f.detach().requires_grad_(True)
     value = loss(f, y)
     if value.dim() != 0:
@@ -178,7 +178,7 @@ class _CoefficientNetwork:
 
     def step(self, x: torch.Tensor, y: torch.Tensor, loss: Loss = mse) -> float:
         X = _inputs(self.cfg, x)
-        chi, value = _chi(X @ (self.B.T @ self._GA()).T, y, loss)
+        chi, value = output_error(X @ (self.B.T @ self._GA()).T, y, loss)
         # U <- U - eta_U V chi x^T ; V <- V - eta_V U x chi^T, in coefficients (simultaneous update)
         dA = self.cfg.ku * self.B @ chi.T @ X
         dB = self.cfg.kv * self.A @ X.T @ chi
@@ -246,7 +246,7 @@ class NTKLimit:
 
     def step(self, x: torch.Tensor, y: torch.Tensor, loss: Loss = mse) -> float:
         X = _inputs(self.cfg, x)
-        chi, value = _chi(X @ self.W.T, y, loss)
+        chi, value = output_error(X @ self.W.T, y, loss)
         self.W -= self.kernel_rate * chi.T @ X
         return value
 

@@ -64,7 +64,7 @@ import torch
 from torch import nn
 
 from .layers import Linear
-from .limits import Loss, _check_config, _chi, mse
+from .limits import Loss, check_config, output_error, mse
 from .optim import wrap
 from .parametrizations import mean_field, ntk
 from .validate import positive_int as _positive_int
@@ -113,7 +113,7 @@ class MeanFieldConfig:
     dtype: torch.dtype = torch.float64
 
     def __post_init__(self) -> None:
-        _check_config(self)
+        check_config(self)
         if self.nonlinearity == "relu":
             raise ValueError(
                 "nonlinearity: 'relu' is not supported: its derivative jumps at 0, so a unit's trajectory is discontinuous "
@@ -313,7 +313,7 @@ class MeanFieldLimit:
         f = self._f(act)                                    # (K, B, O)
         chis, values = [], []
         for k in range(f.shape[0]):
-            chi, value = _chi(f[k], y.to(self.cfg.dtype), loss)
+            chi, value = output_error(f[k], y.to(self.cfg.dtype), loss)
             chis.append(chi)
             values.append(value)
         chi = torch.stack(chis)                             # (K, B, O)
@@ -391,7 +391,7 @@ class KernelLimit:
 
     def step(self, x: torch.Tensor, y: torch.Tensor, loss: Loss = mse) -> float:
         X = _inputs(self.cfg, x)
-        chi, value = _chi(self(X), y.to(self.cfg.dtype), loss)
+        chi, value = output_error(self(X), y.to(self.cfg.dtype), loss)
         for k, pts in enumerate(self.points):  # a batch seen before: its coefficients accumulate
             if pts.shape == X.shape and torch.equal(pts, X):
                 self.coef[k] = self.coef[k] + chi

@@ -23,7 +23,7 @@ from . import _torch  # noqa: F401  (torch without the numpy warning)
 from torch import nn
 
 from . import validate
-from .layers import ParamScales, _scales
+from .layers import ParamScales, scales_for
 from .parametrizations import Parametrization
 
 __all__ = ["LayerNorm", "RMSNorm"]
@@ -36,7 +36,7 @@ class _VectorLike:
         p = validate.parametrization(param)
         self.param_name = p.name
         self.width, self.base_width = p.width, p.base_width
-        self._vector_scales = _scales(p.canonical(), "vector", (0,))
+        self._vector_scales = scales_for(p.canonical(), "vector", (0,))
 
     def abc_scales(self) -> Dict[str, ParamScales]:
         """Learning-rate and epsilon factors per parameter name, for :func:`abcparam.wrap`."""

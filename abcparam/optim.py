@@ -40,7 +40,7 @@ from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 
-from .layers import _UNIT, ParamScales, abc_modules
+from .layers import UNIT_SCALES, ParamScales, abc_modules
 from .residual import DepthScales, depth_scales
 from .theory import FAMILIES, optimizer_family
 
@@ -244,7 +244,7 @@ _MUON = getattr(torch.optim, "Muon", ())  # torch >= 2.9
 _MUON_ADJUST = (None, "original", "match_rms_adamw")
 
 
-def _muon_factor(adjust: Optional[str], shape: Sequence[float]) -> float:
+def muon_factor(adjust: Optional[str], shape: Sequence[float]) -> float:
     """torch.optim.Muon's own learning-rate factor for a matrix of ``shape`` (its ``adjust_lr_fn``)."""
     n_out, n_in = float(shape[0]), float(shape[1])
     if adjust in (None, "original"):
@@ -266,7 +266,7 @@ def _lr_factor(scales: ParamScales, fam: str, p: torch.Tensor, group: Dict[str, 
     f = scales.lr(fam) * (ds.lr(fam) if ds is not None else 1.0)
     if isinstance(opt, _MUON) and p.dim() == 2 and scales.width_dims:
         adjust = group.get("adjust_lr_fn")
-        f *= _muon_factor(adjust, scales.base_shape(p.shape)) / _muon_factor(adjust, p.shape)
+        f *= muon_factor(adjust, scales.base_shape(p.shape)) / muon_factor(adjust, p.shape)
     return f
 
 
@@ -283,7 +283,7 @@ def _split_group(
     # Tensors of different roles that train alike share a group, since every group costs a pass of the optimizer's loop.
     buckets: Dict[Tuple[float, ...], Tuple[ParamScales, float, List[torch.Tensor]]] = {}
     for p in group["params"]:
-        scales = owned[id(p)][1] if id(p) in owned else _UNIT
+        scales = owned[id(p)][1] if id(p) in owned else UNIT_SCALES
         ds = depth[id(p)][1] if id(p) in depth else None
         lr_f = _lr_factor(scales, fam, p, group, opt, ds)
         eps_f = _eps_factors(scales, fam, scale_eps, ds)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Sequence
 
 __all__ = ["table"]
@@ -22,3 +24,8 @@ def table(rows: Sequence[Sequence[str]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def signed(x: float, digits: int = 2) -> str:
+    """A slope as the reports print it: with its sign, ``digits`` decimals, ``+inf``/``-inf``, and ``n/a`` for NaN."""
+    return "n/a" if math.isnan(x) else f"{x:+.{digits}f}"

@@ -45,12 +45,11 @@ import sys
 import time
 import zipfile
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-import abcparam
 from abcparam.limits import LinearNetConfig, MuPLimit, NTKLimit, abcparam_network
 
 # ---------------------------------------------------------------------------

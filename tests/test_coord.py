@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import abcparam
-from abcparam import coord, testing
+from abcparam import coord, testing, text
 from abcparam.check import engine
 from abcparam.cli import main
 from abcparam.models import MLP
@@ -641,9 +641,9 @@ def test_the_main_tensor_of_a_module_is_its_weight_else_its_first_own_tensor():
 
 
 def test_numbers_in_the_report_render_signed_and_name_infinities_and_gaps():
-    assert [coord._num(x) for x in (0.5, -0.125, 0.0)] == ["+0.50", "-0.12", "+0.00"]
-    assert [coord._num(x) for x in (float("inf"), float("-inf"), float("nan"))] == ["+inf", "-inf", "n/a"]
-    assert coord._num(1 / 3, digits=3) == "+0.333"
+    assert [text.signed(x) for x in (0.5, -0.125, 0.0)] == ["+0.50", "-0.12", "+0.00"]
+    assert [text.signed(x) for x in (float("inf"), float("-inf"), float("nan"))] == ["+inf", "-inf", "n/a"]
+    assert text.signed(1 / 3, digits=3) == "+0.333"
 
 
 def test_the_token_ids_are_the_first_input_or_input_ids_when_integer():

@@ -29,7 +29,7 @@ def llama(width):
 IDX = torch.randint(0, 50, (2, 8), generator=torch.Generator().manual_seed(0))
 
 
-def _scales(model):
+def scales_for(model):
     with torch.no_grad(), ScaleObserver() as seen:
         model(IDX)
     return seen.calls
@@ -54,12 +54,12 @@ def test_gpt2_converts_conv1d_ties_norms_and_attention_keeping_its_checkpoint_la
 
 def test_converted_attention_scales_like_mup_and_hf_like_sp():
     # HF's own scale is 1/sqrt(d_head) at every width; converted under muP it is 1/d_head (exponent 1), exactly
-    plain = [_scales(gpt2(n))[0] for n in (64, 256)]
+    plain = [scales_for(gpt2(n))[0] for n in (64, 256)]
     conv = []
     for n in (64, 256):
         m = gpt2(n)
         abcparam.convert(m, abcparam.mup(n, 64, form="table8"), widths=[n, 3 * n, 4 * n])
-        conv.append(_scales(m)[0])
+        conv.append(scales_for(m)[0])
     from abcparam.attention import scale_exponent
 
     assert scale_exponent([[c] for c in plain])[0][0] == abcparam.sp().attention

@@ -433,7 +433,7 @@ def test_the_spectral_and_relative_rates_default_from_adams():
 def test_the_multiplier_is_applied_to_the_smallest_operand(batch, n_in, n_out, scaled):
     from torch.overrides import TorchFunctionMode
 
-    from abcparam.layers import _scaled_linear
+    from abcparam.layers import scaled_linear
 
     x, w, b = torch.randn(batch, n_in), torch.randn(n_out, n_in), torch.randn(n_out)
     shapes = {"input": (batch, n_in), "weight": (n_out, n_in), "output": (batch, n_out)}
@@ -449,7 +449,7 @@ def test_the_multiplier_is_applied_to_the_smallest_operand(batch, n_in, n_out, s
             return func(*args, **kwargs)
 
     with Record():
-        y = _scaled_linear(x, w, b, 0.25)
+        y = scaled_linear(x, w, b, 0.25)
     torch.testing.assert_close(y, 0.25 * x @ w.T + b)
     assert [s for _, s in seen] == [shapes[scaled]], seen
 

@@ -5,7 +5,6 @@ converging to the limit, the example builder, the evaluation, and the corpus rea
 import copy
 import json
 import math
-import os
 import sys
 import zipfile
 from pathlib import Path

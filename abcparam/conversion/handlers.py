@@ -247,9 +247,9 @@ class MarkVector(Change):
     stage: str = "marked norm"
 
     def install(self, ctx: Context) -> None:
-        from ..layers import _scales
+        from ..layers import scales_for
 
-        vector = _scales(ctx.param.canonical(), "vector", (0,))
+        vector = scales_for(ctx.param.canonical(), "vector", (0,))
         self.mod.abc_scales = VectorScales({n: vector for n, _ in self.mod.named_parameters(recurse=False)})
         d = next(iter(self.mod.parameters())).shape[0]
         ctx.report.converted.append(Converted(self.fqn, f"{type(self.mod).__name__} (gains marked vector-like in place)",

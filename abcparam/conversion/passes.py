@@ -21,7 +21,7 @@ from .. import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 
-from ..layers import TiedReadout, _can_tie, is_abc_layer
+from ..layers import TiedReadout, can_tie, is_abc_layer
 from .handlers import Change, Context, Swap
 from .report import Converted
 
@@ -72,7 +72,7 @@ def plan_ties(changes: List[Change], ctx: Context) -> List[Change]:
         if c.role != "output":
             raise ValueError(f"roles: {c.fqn!r} shares its weight with the embedding {emb!r}, so it "
                              f"is a tied readout; give it the role 'output', not {c.role!r}")
-        if not _can_tie(ctx.param):
+        if not can_tie(ctx.param):
             raise ValueError(
                 f"param: {c.fqn!r} is tied to the embedding {emb!r}, but {ctx.param.name!r} gives the input "
                 "and output roles different init or learning-rate exponents, so one tensor cannot follow both; convert "
