@@ -430,10 +430,8 @@ def main(argv: Sequence[str] = ()) -> Dict[str, Dict[str, float]]:
     noise = corpus.counts.pow(0.75).float()
     names = [f"finite_{n}" for n in widths] + ["mup_limit", "ntk_limit"]
     scores: Dict[str, Dict[str, List[float]]] = {m: {"analogy": [], "wordsim": [], "seconds": []} for m in names}
-    words = 0
     for seed in range(seeds):
         data = [cbow_examples(corpus, args.window, args.sample, seed * 1000 + e) for e in range(epochs)]
-        words = sum(len(d) for d in data)
         for name in names:
             if name == "ntk_limit":
                 emb, seconds = ntk_embeddings(cfg), 0.0
@@ -446,7 +444,7 @@ def main(argv: Sequence[str] = ()) -> Dict[str, Dict[str, float]]:
             scores[name]["analogy"].append(0.0 if diverged else analogy_accuracy(emb, questions))
             scores[name]["wordsim"].append(math.nan if diverged else wordsim(emb, pairs))
             scores[name]["seconds"].append(seconds)
-            speed = f"  {seconds:.0f} s ({words / seconds:,.0f} words/s)" if seconds else ""
+            speed = f"  {seconds:.0f} s ({epochs * corpus.in_vocab / seconds:,.0f} words/s)" if seconds else ""
             print(f"  seed {seed} {name:<12} analogy {scores[name]['analogy'][-1]:.2%}  WordSim {scores[name]['wordsim'][-1]:+.3f}"
                   f"{speed}{'  DIVERGED (non-finite weights)' if diverged else ''}", file=sys.stderr, flush=True)
 
@@ -458,11 +456,12 @@ def main(argv: Sequence[str] = ()) -> Dict[str, Dict[str, float]]:
         w, w_sd, _ = summary(scores[m]["wordsim"])
         t = sum(scores[m]["seconds"]) / seeds
         results[m] = {"analogy": a, "analogy_ci95": a_ci, "wordsim": w, "wordsim_sd": w_sd, "seeds": seeds}
-        speed = f"{words / t:,.0f}" if t else "-"
+        speed = f"{epochs * corpus.in_vocab / t:,.0f}" if t else "-"
         label = {"mup_limit": f"muP limit (width {V})", "ntk_limit": "NTK limit"}.get(m, f"finite n={m[7:]}")
         print(f"| {label} | {100 * a:.1f}% ± {100 * a_ci:.1f} | {w:+.3f} ± {w_sd:.3f} | {t:.0f} s | {speed} |")
     print(f"\nanalogy: mean over {seeds} seeds, ± the 95% t-interval of the mean; WordSim: Spearman, mean ± std; "
-          f"words/s: CBOW examples (kept centre words) per second of training")
+          f"words/s: the corpus's in-vocabulary words (before subsampling, as gensim counts them) times the epochs, per second "
+          "of training")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1)
@@ -485,9 +484,9 @@ def _gensim(corpus: Corpus, args, epochs: int, seeds: int, width: int, questions
                      sample=args.sample, epochs=epochs, workers=threads, seed=seed)
         seconds = time.perf_counter() - t0
         emb = torch.from_numpy(m.wv.vectors[[m.wv.key_to_index[w] for w in corpus.vocab]])
-        kept = m.corpus_total_words * epochs  # gensim's own count is of raw words; report both rates
-        print(f"gensim CBOW d={width}, {threads} threads, seed {seed}: {seconds:.0f} s incl. vocabulary "
-              f"({kept / seconds:,.0f} raw words/s), analogy {analogy_accuracy(emb, questions):.2%}, "
+        words = m.corpus_total_words * epochs  # the in-vocabulary words before subsampling, as the table counts them
+        print(f"gensim CBOW d={width}, {threads} threads, seed {seed}: {seconds:.0f} s including its vocabulary pass "
+              f"({words / seconds:,.0f} words/s), analogy {analogy_accuracy(emb, questions):.2%}, "
               f"WordSim {wordsim(emb, pairs):+.3f}")
 
 
