@@ -177,7 +177,8 @@ class CoordReport(Decision):
         if self.diverged:
             return "disagree"
         if self.lr_too_large is not None and self.verdict.regime != "unstable":
-            return "disagree" if self.decisive else "inconclusive"  # only a decisive blow-up outweighs the rising loss
+            # outside the asymptotic regime nothing passes or fails, but a decisive blow-up (the loss rises because of it)
+            return "disagree" if self.decisive else "inconclusive"
         if self.verdict.regime == "unstable":
             growth = [f.status for f in self.fits]
             if "agree" in growth:

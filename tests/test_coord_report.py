@@ -100,7 +100,10 @@ def test_undecided_fits_are_listed_four_at_most_with_what_would_settle_them():
 
 
 def test_a_rising_loss_makes_a_stable_check_inconclusive_but_not_an_unstable_one():
+    # outside the asymptotic regime even full agreement does not pass, and a non-decisive disagreement does not fail
     r = report([fit()], lr_too_large=(64, 3.04))
+    assert (r.comparison, r.status) == ("inconclusive", "inconclusive")
+    r = report([fit(), fit("layers.2", status="disagree", slope=0.6, margin=0.05)], lr_too_large=(64, 3.04))
     assert (r.comparison, r.status) == ("inconclusive", "inconclusive")
     assert r.outcome() == ("INCONCLUSIVE: the loss rises 3.0x during the steps at width 64: the learning rate is too "
                            "large for the asymptotics at these widths; would settle it: a smaller learning rate")

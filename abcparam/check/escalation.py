@@ -15,7 +15,8 @@ in what is left of the time ``budget``.  The cost is predicted from the first
 pass's time, in proportion to the seeds and to the sum of the squared widths
 (a matrix layer's cost; the conservative estimate).  A loss that rises during
 the steps is not a lack of data but a learning rate too large for the
-asymptotics: no pass is added for it.  The report lists what was added
+asymptotics: no pass is added for it (moving the widths up would only hide the
+rise at the smallest width, and more seeds cannot excuse the learning rate).  The report lists what was added
 (``escalation``) and, when it stays inconclusive, the exact keyword arguments
 that would settle it (``suggestion``).
 """
