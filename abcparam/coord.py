@@ -677,9 +677,9 @@ def coord_check(
     declared = _check_declared(exponents)
     validate.number(budget, "budget", zero_ok=True, none_ok=True, what="a time in seconds")
 
-    def run(widths: List[int], seeds: List[int]) -> CoordReport:
+    def run(widths: List[int], seeds: List[int], escalated: bool) -> CoordReport:
         return _check_once(build, widths, batch, optimizer, lr, steps, seeds, loss_fn, modules, tolerance, expect, family,
-                           alignment, progress, init_seeds, declared)
+                           alignment, progress, init_seeds, declared, escalated)
 
     return escalate(run, widths, seeds, budget)
 
@@ -687,8 +687,10 @@ def coord_check(
 def _check_once(build: Callable[[int], nn.Module], widths: List[int], batch: Batch, optimizer: Any, lr: float, steps: int,
                 seeds: List[int], loss_fn: Callable[[Any, Any], torch.Tensor], modules: Sequence[str], tolerance: float,
                 expect: Optional[str], family: Optional[str], alignment: str, progress: Optional[Callable[[str], None]],
-                init_seeds: int, declared: Dict[str, Tuple[str, Fraction, Fraction, Fraction, str]]) -> CoordReport:
-    """One pass of the width check at these widths and seeds (validated): measure, fit, predict, report."""
+                init_seeds: int, declared: Dict[str, Tuple[str, Fraction, Fraction, Fraction, str]],
+                escalated: bool = False) -> CoordReport:
+    """One pass of the width check at these widths and seeds (validated): measure, fit, predict, report.  An
+    ``escalated`` pass excuses no slope as a finite-width correction: it must agree outright."""
     raw: Dict[Tuple[str, str, int], List[List[float]]] = {}
     nonfinite: List[Tuple[int, int, int, str]] = []
     unowned: List[str] = []
@@ -767,9 +769,10 @@ def _check_once(build: Callable[[int], nn.Module], widths: List[int], batch: Bat
                 # only a lower bound (section 8): what counts is whether something measurably grows
                 j = coord_stats.judge_growth(widths, raw[key], tolerance)
             elif low is not None:
-                j = coord_stats.judge_between(widths, raw[key], float(low), float(pred), tolerance, at_init=(step == 0))
+                j = coord_stats.judge_between(widths, raw[key], float(low), float(pred), tolerance, at_init=(step == 0),
+                                              excuse=not escalated)
             else:
-                j = coord_stats.judge(widths, raw[key], float(pred), tolerance, at_init=(step == 0))
+                j = coord_stats.judge(widths, raw[key], float(pred), tolerance, at_init=(step == 0), excuse=not escalated)
             ok = {"agree": True, "disagree": False}.get(j.status) if not unstable else None
             fits.append(Fit(name, role, q, step, j.slope, j.spread, pred, ok, j.status, j.noise, j.margin, j.reason, j.settle,
                             predicted_low=low))

@@ -158,12 +158,14 @@ def two_part_fit(widths: Sequence[int], values: Sequence[float], p: float) -> Tu
     return best
 
 
-def judge(widths: Sequence[int], per_width: List[List[float]], predicted: float, tolerance: float, *, at_init: bool = False) -> Judgement:
+def judge(widths: Sequence[int], per_width: List[List[float]], predicted: float, tolerance: float, *, at_init: bool = False,
+          excuse: bool = True) -> Judgement:
     """Decide whether the measured table agrees with a quantity of order n^predicted (see the module docstring).
 
     ``at_init``: a quantity at initialisation (no training), whose finite-width
     corrections are of relative order 1/n, not n^-1/2: it disagrees as soon as
-    it is past the tolerance plus twice the noise.
+    it is past the tolerance plus twice the noise.  ``excuse=False``: a slope below the prediction is never
+    excused as a finite-width correction (an escalated pass must agree outright: abcparam.check.escalation).
     """
     slope, spread = fit_slope(widths, per_width)
     if not math.isfinite(slope):
@@ -180,7 +182,7 @@ def judge(widths: Sequence[int], per_width: List[List[float]], predicted: float,
         return Judgement(DISAGREE, slope, spread, noise, abs(dev) - fail_at,
                          f"{'grows faster' if dev > 0 else 'falls faster'} than predicted by {abs(dev):.2f}, more than a "
                          f"finite-width correction or the noise ({noise:.2f}) explains")
-    if dev < 0:
+    if dev < 0 and excuse:
         # Below the prediction: a finite-width correction explains it if the two-part curve fits, the
         # measurements bend toward the prediction as the width grows, and the leading part is still there.
         mean = [sum(v) / len(v) for v in per_width]
@@ -202,7 +204,7 @@ def judge(widths: Sequence[int], per_width: List[List[float]], predicted: float,
 
 
 def judge_between(widths: Sequence[int], per_width: List[List[float]], low: float, high: float, tolerance: float, *,
-                  at_init: bool = False) -> Judgement:
+                  at_init: bool = False, excuse: bool = True) -> Judgement:
     """Decide whether the table agrees with a quantity of order between n^low and n^high (``low <= high``).
 
     Inside the interval (widened by the tolerance) it agrees; outside, it is
@@ -214,7 +216,8 @@ def judge_between(widths: Sequence[int], per_width: List[List[float]], low: floa
         if noise <= tolerance:
             return Judgement(AGREE, slope, spread, noise, min(tolerance, slope - low + tolerance, high + tolerance - slope),
                              f"between n^{low:g} and n^{high:g}")
-    return judge(widths, per_width, low if math.isfinite(slope) and slope < low else high, tolerance, at_init=at_init)
+    return judge(widths, per_width, low if math.isfinite(slope) and slope < low else high, tolerance, at_init=at_init,
+                 excuse=excuse)
 
 
 def curvature(widths: Sequence[int], log_values_or_values: Sequence[float], log_noise: float) -> Tuple[float, float]:

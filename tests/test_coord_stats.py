@@ -44,6 +44,11 @@ def test_a_fading_correction_is_recognised():
     # a correction that swamps the leading part (share 13% at n = 1024) is not excused
     j = cs.judge(W, table(lambda w: math.sqrt(1 + 60000 / w)), 0.0, 0.2)
     assert j.status != "agree"
+    # an escalated pass excuses no correction: the same table is inconclusive there, in judge and judge_between
+    j = cs.judge(W, table(lambda w: math.sqrt(1 + 1000 / w)), 0.0, 0.2, excuse=False)
+    assert j.status == "inconclusive" and "wider widths" in j.settle
+    assert cs.judge_between(W, table(lambda w: math.sqrt(1 + 1000 / w)), 0.0, 0.5, 0.2, excuse=False).status == "inconclusive"
+    assert cs.judge_between(W, table(lambda w: math.sqrt(1 + 1000 / w)), 0.0, 0.5, 0.2).status == "agree"
 
 
 def test_noise_blocks_both_answers():

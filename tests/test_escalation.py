@@ -21,7 +21,8 @@ class Passes:
     def clock(self):
         return self.now
 
-    def __call__(self, widths, seeds):
+    def __call__(self, widths, seeds, escalated):
+        assert escalated == bool(self.calls)  # only the first pass may excuse finite-width corrections
         self.calls.append((widths, seeds))
         self.now += self.per_unit * escalation.cost(widths, seeds)
         return SimpleNamespace(status=self.statuses[len(self.calls) - 1], lr_too_large=self.lr_too_large, widths=widths,

@@ -9,8 +9,11 @@ order, while it stays inconclusive:
 1. twice the seeds, at the same widths;
 2. those seeds at the widths moved up one octave (every width doubled).
 
-Each pass is a whole check of its own (its report replaces the previous one:
-more data, judged by the same rules), taken only when its predicted cost fits
+Each pass is a whole check of its own (its report replaces the previous one),
+judged by the same rules but one: a slope short of its prediction is no longer
+excused as a finite-width correction (with more seeds the correction test
+gains the power to excuse a wrong exponent; an added pass must agree
+outright).  A pass is taken only when its predicted cost fits
 in what is left of the time ``budget``.  The cost is predicted from the first
 pass's time, in proportion to the seeds and to the sum of the squared widths
 (a matrix layer's cost; the conservative estimate).  A loss that rises during
@@ -52,16 +55,16 @@ def _settleable(report: Any) -> bool:
     return report.status == "inconclusive" and getattr(report, "lr_too_large", None) is None
 
 
-def escalate(run: Callable[[List[int], List[int]], Any], widths: List[int], seeds: List[int],
+def escalate(run: Callable[[List[int], List[int], bool], Any], widths: List[int], seeds: List[int],
              budget: Optional[float], clock: Callable[[], float] = time.perf_counter) -> Any:
     """Run the first pass, then the passes of :func:`plan` while the report is inconclusive and each fits the budget.
 
-    ``run(widths, seeds)`` is one pass of the check; returns the last pass's report with ``escalation`` (what was
+    ``run(widths, seeds, escalated)`` is one pass of the check; returns the last pass's report with ``escalation`` (what was
     added, and how each pass came out) and ``suggestion`` (keyword arguments that would settle an inconclusive one).
     ``clock`` measures the passes' time (seconds).
     """
     t0 = clock()
-    report = run(widths, seeds)
+    report = run(widths, seeds, False)
     spent = clock() - t0
     per_unit = spent / cost(widths, seeds)
     added: List[str] = []
@@ -77,7 +80,7 @@ def escalate(run: Callable[[List[int], List[int]], Any], widths: List[int], seed
             suggestion["budget"] = f"{math.ceil(spent + predicted)}"
             break
         t = clock()
-        report = run(w, s)
+        report = run(w, s, True)
         spent += clock() - t
         added.append(f"{_describe(what, w, s)}: {report.status}")
     else:

@@ -133,13 +133,13 @@ def maximal_check(build: Callable[[int], nn.Module], widths: Sequence[int], batc
     """Train ``build(width)`` like :func:`abcparam.coord_check` and judge every trained tensor's own update against
     n^0 after the last step, escalating an inconclusive pass within ``budget`` seconds
     (:mod:`abcparam.check.escalation`); arguments validated by the caller, :func:`abcparam.testing.assert_mup`."""
-    return escalate(lambda w, s: _once(build, w, batch, optimizer, lr, steps, s, loss, tolerance, family),
+    return escalate(lambda w, s, escalated: _once(build, w, batch, optimizer, lr, steps, s, loss, tolerance, family, escalated),
                     list(widths), list(seeds), budget)
 
 
 def _once(build: Callable[[int], nn.Module], widths: Sequence[int], batch: Batch, optimizer: Any, lr: float, steps: int,
           seeds: Sequence[int], loss: Optional[Callable[[Any, Any], torch.Tensor]], tolerance: float,
-          family: Optional[str]) -> MaximalReport:
+          family: Optional[str], escalated: bool = False) -> MaximalReport:
     args, kwargs, y = split_batch(batch)
     loss_fn = loss or default_loss
     table: Dict[str, List[List[float]]] = {}
@@ -157,7 +157,7 @@ def _once(build: Callable[[int], nn.Module], widths: Sequence[int], batch: Batch
     for key, per_width in table.items():
         if any(math.isnan(v) for row in per_width for v in row):
             continue  # not measured at every width and seed (a module that is not always called)
-        j = coord_stats.judge(list(widths), per_width, 0.0, tolerance)
+        j = coord_stats.judge(list(widths), per_width, 0.0, tolerance, excuse=not escalated)
         ok = {"agree": True, "disagree": False}.get(j.status)
         fits.append(Fit(key, "-", "dw", steps, j.slope, j.spread, Fraction(0), ok, j.status, j.noise, j.margin, j.reason, j.settle))
     return MaximalReport(list(widths), int(steps), list(seeds), float(tolerance), float(lr), fits, table)
