@@ -88,14 +88,6 @@ class CoordReport(Decision):
     escalation: List[str] = field(default_factory=list)
     suggestion: Dict[str, str] = field(default_factory=dict)
 
-    def _try(self) -> str:
-        """The keyword arguments that would settle an inconclusive check, as a user passes them."""
-        if not self.suggestion:
-            return ""
-        kwargs = ", ".join(f"{k}={v}" for k, v in self.suggestion.items() if k != "budget")
-        budget = self.suggestion.get("budget")
-        return f"; try {kwargs}" + (f" (or budget={budget} to let the check add them)" if budget else "")
-
     @property
     def theory_regime(self) -> Optional[str]:
         return self.verdict.regime if self.verdict is not None else None

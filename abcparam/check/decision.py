@@ -135,6 +135,16 @@ class Decision:
         """``"pass"``, ``"fail"`` or ``"inconclusive"``: the outcome :attr:`passed` and the report's words share."""
         return self._decide()[0]
 
+    def _try(self) -> str:
+        """The keyword arguments that would settle an inconclusive check (a report's ``suggestion``, filled by
+        :func:`abcparam.check.escalation.escalate`), as a user passes them."""
+        suggestion: Dict[str, str] = getattr(self, "suggestion", {})
+        if not suggestion:
+            return ""
+        kwargs = ", ".join(f"{k}={v}" for k, v in suggestion.items() if k != "budget")
+        budget = suggestion.get("budget")
+        return f"; try {kwargs}" + (f" (or budget={budget} to let the check add them)" if budget else "")
+
     def outcome(self) -> str:
         """One line: PASS, FAIL or INCONCLUSIVE and why; the word is :attr:`status`, so the two cannot disagree."""
         status, why = self._decide()

@@ -74,7 +74,7 @@ def escalate(run: Callable[[List[int], List[int], bool], Any], widths: List[int]
             break
         predicted = per_unit * cost(w, s)
         if not budget or spent + predicted > budget:
-            suggestion[what] = _describe(what, w, s).split("=", 1)[1]
+            suggestion[what] = str(tuple(s)) if what == "seeds" else str(w)
             if what == "widths":
                 suggestion["seeds"] = str(tuple(s))
             suggestion["budget"] = f"{math.ceil(spent + predicted)}"

@@ -43,16 +43,16 @@ __all__ = ["MaximalReport", "maximal_check"]
 def _trained(model: nn.Module) -> Dict[str, Tuple[nn.Module, str]]:
     """``"module.weight"`` / ``"module.bias"`` -> (module, attribute) for every trained tensor measured here."""
     out: Dict[str, Tuple[nn.Module, str]] = {}
+    seen = set()  # a tied tensor is measured once
     for name, mod in model.named_modules():
-        kind = isinstance(mod, (nn.Linear, nn.Embedding))
+        linear = isinstance(mod, (nn.Linear, nn.Embedding))
         for attr in ("weight", "bias"):
             t = getattr(mod, attr, None)
-            if not isinstance(t, nn.Parameter) or not t.requires_grad:
+            if not isinstance(t, nn.Parameter) or not t.requires_grad or id(t) in seen:
                 continue
-            if attr == "bias" and t.dim() == 1 or attr == "weight" and kind:
-                key = f"{name}.{attr}" if name else attr
-                if all(t is not mod_t for mod_t in (getattr(m, a) for m, a in out.values())):  # a tied tensor once
-                    out[key] = (mod, attr)
+            if attr == "bias" and t.dim() == 1 or attr == "weight" and linear:
+                seen.add(id(t))
+                out[f"{name}.{attr}" if name else attr] = (mod, attr)
     return out
 
 
@@ -103,10 +103,8 @@ class MaximalReport(Decision):
             return "fail", f"not updated maximally: {named}; under muP every tensor's own update is of order one"
         if self.undecided:
             settle = sorted({f.settle for f in self.undecided if f.settle})
-            kwargs = ", ".join(f"{k}={v}" for k, v in self.suggestion.items())
             return "inconclusive", ("cannot decide " + ", ".join(f.layer for f in self.undecided)
-                                    + (f"; would settle it: {'; '.join(settle)}" if settle else "")
-                                    + (f"; try {kwargs}" if kwargs else ""))
+                                    + (f"; would settle it: {'; '.join(settle)}" if settle else "") + self._try())
         return "pass", f"every tensor's own update is of order one ({len(self.fits)} tensors)"
 
     def summary(self) -> str:
