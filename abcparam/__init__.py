@@ -46,6 +46,9 @@ _LAZY = {
     "abc_modules": "layers",
     "AbcLayer": "layers",
     "is_abc_layer": "layers",
+    "Conv1d": "conv",
+    "Conv2d": "conv",
+    "Conv3d": "conv",
     "wrap": "optim",
     "per_group": "optim",
     "convert": "conversion",
@@ -61,6 +64,10 @@ _LAZY = {
     "mark_block": "residual",
     "LayerNorm": "norms",
     "RMSNorm": "norms",
+    "BatchNorm1d": "norms",
+    "BatchNorm2d": "norms",
+    "BatchNorm3d": "norms",
+    "GroupNorm": "norms",
     "classify_depth": "depth",
     "ScaledDotProductAttention": "attention",
     "MultiheadAttention": "attention",
@@ -70,7 +77,8 @@ _LAZY = {
     "DepthReport": "depthcheck",
 }
 _SUBMODULES = ("theory", "parametrizations", "layers", "optim", "conversion", "coord", "models", "data", "testing", "limits", "cli",
-               "residual", "norms", "depth", "depthcheck", "meanfield", "attention", "maml", "kernels", "validate", "text", "check")
+               "residual", "norms", "depth", "depthcheck", "meanfield", "attention", "maml", "kernels", "validate", "text", "check",
+               "conv")
 
 __all__ = [
     "Exponents",
@@ -107,7 +115,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .depthcheck import DepthReport, depth_check
     from .attention import MultiheadAttention, ScaledDotProductAttention
     from .depth import DepthVerdict, classify_depth
-    from .norms import LayerNorm, RMSNorm
+    from .norms import BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, LayerNorm, RMSNorm
+    from .conv import Conv1d, Conv2d, Conv3d
     from .residual import Residual, mark_block, mark_branch
     from .layers import AbcLayer, Embedding, Linear, ParamScales, TiedReadout, abc_modules, is_abc_layer
     from .optim import per_group, wrap

@@ -42,6 +42,8 @@ from .check.engine import (Batch, default_loss, make_optimizer, observe, output_
 
 __all__ = ["coord_check", "CoordReport", "Fit", "DEFAULT_TOLERANCE", "QUANTITIES"]
 
+CHAIN_ROLES = ("input", "hidden", "output")  # the roles of the layers the classifier's chain is made of
+
 LOSS_RISE = 2.0  # the loss at the smallest width rising past this factor of its start: the learning rate is too large
 # A change that grows past the fail band at every step, at the first by DECISIVE_MARGIN tolerances (and twice its
 # noise) more, is a blow-up that a rising loss does not excuse: the loss rises because of it
@@ -545,7 +547,8 @@ def _predict(
     Returns the verdict, the index map, notes, and (when there is no verdict) the reason.
     """
     notes: List[str] = []
-    layers = [(n, tracked[n]) for n in order if is_abc_layer(tracked[n]) and hasattr(tracked[n], "role")]
+    # the layers of the chain: a vector-like layer (a depthwise convolution) is trained like a bias, not predicted
+    layers = [(n, tracked[n]) for n in order if is_abc_layer(tracked[n]) and getattr(tracked[n], "role", None) in CHAIN_ROLES]
     if not layers:
         return None, {}, [], "the model has no abcparam layers (or none ran in the forward pass)"
     untrained = [n for n, _ in layers if families.get(n) is None]

@@ -88,7 +88,7 @@ def scales_for(param: Parametrization, role: str, width_dims: Tuple[int, ...] = 
 _LINEAR_WIDTH_DIMS = {"input": (0,), "hidden": (0, 1), "output": (1,)}
 
 
-def _role_config(param: Parametrization, role: str, alpha: float, sigma: float, fold: bool,
+def role_config(param: Parametrization, role: str, alpha: float, sigma: float, fold: bool,
                  width_dims: Tuple[int, ...]) -> Dict[str, Any]:
     """The plain numbers a layer of ``role`` keeps on itself: exponents, m, multiplier, init std, width factors.
 
@@ -125,7 +125,7 @@ def _role_config(param: Parametrization, role: str, alpha: float, sigma: float, 
     }
 
 
-def _size_kind(d: int, width: int) -> str:
+def size_kind(d: int, width: int) -> str:
     """Whether a dimension of size ``d`` grows with a network of this ``width``.
 
     ``"width"``: d is a whole multiple of the width (the width itself, 3 x width
@@ -162,8 +162,10 @@ _ROLE_SHAPES = {  # (fan-in, fan-out) that each role needs: True = width-sized, 
 }
 
 
-def _linear_role(in_features: int, out_features: int, role: Optional[str], param: Parametrization) -> str:
-    """The role of a Linear layer: ``role`` checked against the shapes, or inferred from them.
+def infer_role(in_features: int, out_features: int, role: Optional[str], param: Parametrization,
+                 layer: str = "Linear", names: Tuple[str, str] = ("in_features", "out_features")) -> str:
+    """The role of a Linear layer (or of a convolution's channels: ``layer`` and ``names`` say which): ``role``
+    checked against the shapes, or inferred from them.
 
     A given role is refused only when the shapes rule it out (a dimension the
     role needs to be width-sized is a fixed, non-width size); a missing role is
@@ -171,8 +173,8 @@ def _linear_role(in_features: int, out_features: int, role: Optional[str], param
     they do not (docs/theory.md section 1: which dimensions grow with n decide
     the role).
     """
-    kin, kout = _size_kind(in_features, param.width), _size_kind(out_features, param.width)
-    shape = f"Linear({in_features}, {out_features}) at width {param.width} (base width {param.base_width})"
+    kin, kout = size_kind(in_features, param.width), size_kind(out_features, param.width)
+    shape = f"{layer}({in_features}, {out_features}) at width {param.width} (base width {param.base_width})"
 
     def possible(r: str) -> bool:
         # ruled out only by a fixed size where the role needs a width (a data size may
@@ -187,8 +189,8 @@ def _linear_role(in_features: int, out_features: int, role: Optional[str], param
     if role is not None:
         validate.choice(role, "role", _LINEAR_ROLES)
         if not possible(role):
-            which = "in_features" if _ROLE_SHAPES[role][0] and kin == "fixed" else "out_features"
-            size = in_features if which == "in_features" else out_features
+            which = names[0] if _ROLE_SHAPES[role][0] and kin == "fixed" else names[1]
+            size = in_features if which == names[0] else out_features
             likely = [r for r in _LINEAR_ROLES if plausible(r)]
             hint = f"; the shapes fit role={likely[0]!r}" if len(likely) == 1 else ""
             raise ValueError(
@@ -213,15 +215,15 @@ def _linear_role(in_features: int, out_features: int, role: Optional[str], param
     if not candidates:
         raise ValueError(
             f"role: neither dimension of {shape} grows with the width; a layer of fixed size is an ordinary "
-            "nn.Linear (or pass role= explicitly if one of its sizes does scale)"
+            f"nn.{layer} (or pass role= explicitly if one of its sizes does scale)"
         )
     raise ValueError(
-        f"role: cannot tell the role of {shape} from its shapes (in_features {in_features} {_KIND_WORDS[kin]}, "
-        f"out_features {out_features} {_KIND_WORDS[kout]}); pass role= one of {', '.join(repr(r) for r in candidates)}"
+        f"role: cannot tell the role of {shape} from its shapes ({names[0]} {in_features} {_KIND_WORDS[kin]}, "
+        f"{names[1]} {out_features} {_KIND_WORDS[kout]}); pass role= one of {', '.join(repr(r) for r in candidates)}"
     )
 
 
-def _check_fold(fold: Any, role: str) -> bool:
+def check_fold(fold: Any, role: str) -> bool:
     """``fold`` defaults to True for input layers (zero forward cost) and False elsewhere."""
     if fold is None:
         return role == "input"
@@ -263,7 +265,7 @@ def scaled_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
     return F.linear(x * wm, weight, bias)
 
 
-class _AbcLayer:
+class WeightedLayer:
     """What every abcparam layer shares: its width factors, effective weight and repr."""
 
     weight: torch.Tensor
@@ -286,7 +288,7 @@ class _AbcLayer:
         )
 
 
-class Linear(_AbcLayer, nn.Linear):
+class Linear(WeightedLayer, nn.Linear):
     """``nn.Linear`` with an abc-parametrization (docs/theory.md section 1, "Practical form").
 
     Args:
@@ -340,14 +342,14 @@ class Linear(_AbcLayer, nn.Linear):
         in_features = _positive_int(in_features, "in_features")
         out_features = _positive_int(out_features, "out_features")
         param = validate.parametrization(param)
-        role = _linear_role(in_features, out_features, role, param)
+        role = infer_role(in_features, out_features, role, param)
         alpha_ = validate.real(alpha, "alpha", zero_ok=False)
         if not isinstance(bias, bool):
             raise TypeError(f"bias: expected True or False, got {bias!r}")
-        fold_ = _check_fold(fold, role)
+        fold_ = check_fold(fold, role)
         fan_in_base = in_features if role == "input" else in_features / float(param.width_mult)
         sigma_ = 1.0 / math.sqrt(fan_in_base) if sigma is None else validate.real(sigma, "sigma", zero_ok=True)
-        config = _role_config(param, role, alpha_, sigma_, fold_, _LINEAR_WIDTH_DIMS[role])
+        config = role_config(param, role, alpha_, sigma_, fold_, _LINEAR_WIDTH_DIMS[role])
         config["zero_init"] = bool(zero_init)
         config["bias_bound"] = 1.0 / math.sqrt(fan_in_base)
         if role == "output":
@@ -379,7 +381,7 @@ class Linear(_AbcLayer, nn.Linear):
         return f"{super().extra_repr()}, {self._abc_repr()}"
 
 
-class Embedding(_AbcLayer, nn.Embedding):
+class Embedding(WeightedLayer, nn.Embedding):
     """``nn.Embedding`` as an abc input layer (one-hot input, fixed fan-in).
 
     The effective table is ``alpha * m^-a * w`` with ``w ~ N(0, (sigma * m^-b)^2)``
@@ -415,7 +417,7 @@ class Embedding(_AbcLayer, nn.Embedding):
         num_embeddings = _positive_int(num_embeddings, "num_embeddings")
         embedding_dim = _positive_int(embedding_dim, "embedding_dim")
         param = validate.parametrization(param)
-        if _size_kind(embedding_dim, param.width) == "fixed":
+        if size_kind(embedding_dim, param.width) == "fixed":
             raise ValueError(
                 f"embedding_dim: {embedding_dim} is not width-sized at width {param.width} (a data size, smaller than the width), "
                 "so this embedding does not grow with the network; use nn.Embedding, or build the parametrization at "
@@ -423,8 +425,8 @@ class Embedding(_AbcLayer, nn.Embedding):
             )
         if max_norm is not None:
             max_norm = validate.real(max_norm, "max_norm", zero_ok=False)
-        config = _role_config(param, "input", validate.real(alpha, "alpha", zero_ok=False), validate.real(sigma, "sigma", zero_ok=True),
-                              _check_fold(fold, "input"), (1,))
+        config = role_config(param, "input", validate.real(alpha, "alpha", zero_ok=False), validate.real(sigma, "sigma", zero_ok=True),
+                              check_fold(fold, "input"), (1,))
         self.__dict__.update(config)  # plain numbers, set before nn.Embedding calls reset_parameters
         super().__init__(
             num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,

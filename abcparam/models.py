@@ -18,7 +18,7 @@ from torch import nn
 from .layers import Linear
 from .parametrizations import Parametrization
 
-__all__ = ["MLP", "ResidualMLP", "TinyTransformer", "NONLINEARITIES"]
+__all__ = ["MLP", "ResidualMLP", "ResNet", "TinyTransformer", "NONLINEARITIES"]
 
 NONLINEARITIES: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
@@ -181,3 +181,80 @@ class TinyTransformer(nn.Module):
             h = h + blk["attn"](h)
             h = h + blk["mlp"](h)
         return self.head(nn.functional.layer_norm(h, h.shape[-1:]))
+
+
+_NORMS = ("batch", "group", "none")
+
+
+def _conv_norm(kind: str, channels: int, param: Parametrization) -> nn.Module:
+    from .norms import BatchNorm2d, GroupNorm
+
+    if kind == "batch":
+        return BatchNorm2d(channels, param=param)
+    if kind == "group":
+        return GroupNorm(min(8, channels), channels, param=param)  # a fixed number of groups: each grows with width
+    return nn.Identity()
+
+
+class _BasicBlock(nn.Module):
+    """conv 3x3 -> norm -> ReLU -> conv 3x3 -> norm, plus the shortcut (a 1x1 conv and norm when the shape changes)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, norm: str, param: Parametrization) -> None:
+        from .conv import Conv2d
+
+        super().__init__()
+        bias = norm == "none"
+        self.conv1 = Conv2d(c_in, c_out, 3, stride, 1, bias=bias, role="hidden", param=param)
+        self.norm1 = _conv_norm(norm, c_out, param)
+        self.conv2 = Conv2d(c_out, c_out, 3, 1, 1, bias=bias, role="hidden", param=param)
+        self.norm2 = _conv_norm(norm, c_out, param)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(Conv2d(c_in, c_out, 1, stride, bias=bias, role="hidden", param=param),
+                                          _conv_norm(norm, c_out, param))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.norm1(self.conv1(x)))
+        return torch.relu(self.norm2(self.conv2(h)) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """A small CIFAR-style ResNet of abcparam layers: a 3x3 stem, stages of basic blocks, average pool, readout.
+
+    Stage ``i`` has ``width * 2**i`` channels (the width multiplier: every
+    channel count grows with ``width``) and ``blocks[i]`` basic blocks; each
+    stage after the first halves the image.  The stem is the input layer (its
+    ``in_channels`` colours are fixed), every other convolution hidden (fan-in
+    ``channels * 9``), the readout an output :class:`~abcparam.Linear`; norms
+    (``"batch"``, ``"group"`` or ``"none"``) are abcparam's, with vector-like
+    gains (docs/theory.md section 15).
+
+    >>> import torch, abcparam
+    >>> net = abcparam.models.ResNet(3, 32, 10, blocks=(1, 1), param=abcparam.mup(32, 16))
+    >>> net(torch.randn(2, 3, 16, 16)).shape
+    torch.Size([2, 10])
+    """
+
+    def __init__(self, in_channels: int, width: int, num_classes: int, *, param: Parametrization,
+                 blocks: "tuple[int, ...]" = (1, 1, 1), norm: str = "batch") -> None:
+        from .conv import Conv2d
+
+        validate.choice(norm, "norm", _NORMS)
+        if not (isinstance(blocks, (tuple, list)) and blocks and all(isinstance(b, int) and not isinstance(b, bool) and b >= 1
+                                                                       for b in blocks)):
+            raise ValueError(f"blocks: expected a non-empty sequence of ints >= 1 (basic blocks per stage), got {blocks!r}")
+        super().__init__()
+        self.stem = Conv2d(in_channels, width, 3, 1, 1, bias=norm == "none", role="input", param=param)
+        self.stem_norm = _conv_norm(norm, width, param)
+        stages, c = [], width
+        for i, n in enumerate(blocks):
+            c_out = width * 2 ** i
+            stages.append(nn.Sequential(*[_BasicBlock(c if j == 0 else c_out, c_out, 2 if i and j == 0 else 1, norm, param)
+                                          for j in range(n)]))
+            c = c_out
+        self.stages = nn.Sequential(*stages)
+        self.readout = Linear(c, num_classes, role="output", param=param)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stages(torch.relu(self.stem_norm(self.stem(x))))
+        return self.readout(h.mean(dim=(-2, -1)))

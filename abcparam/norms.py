@@ -1,6 +1,7 @@
 """Norm layers whose gains and biases are vector-like (docs/theory.md section 7).
 
-:class:`LayerNorm` and :class:`RMSNorm` are torch's, with the same arguments,
+:class:`LayerNorm`, :class:`RMSNorm`, :class:`BatchNorm1d` / ``2d`` / ``3d`` and
+:class:`GroupNorm` are torch's, with the same arguments,
 forward and state_dict, plus the width factors :func:`abcparam.wrap` reads:
 their gain and bias train like the input layer's bias (the input layer's
 exponents, stored as effective values: section 7).  Their initialisation (gain
@@ -26,7 +27,7 @@ from . import validate
 from .layers import ParamScales, scales_for
 from .parametrizations import Parametrization
 
-__all__ = ["LayerNorm", "RMSNorm"]
+__all__ = ["LayerNorm", "RMSNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm"]
 
 
 class _VectorLike:
@@ -76,3 +77,54 @@ else:  # pragma: no cover - old torch
     class RMSNorm(nn.Module):  # type: ignore[no-redef]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             raise RuntimeError("abcparam.RMSNorm needs torch >= 2.4 (nn.RMSNorm)")
+
+
+class _BatchNorm(_VectorLike):
+    """A batch norm's gain and bias, one per channel: vector-like (docs/theory.md section 15)."""
+
+    _torch_norm: Any
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, *, param: Optional[Parametrization] = None, device: Any = None,
+                 dtype: Any = None) -> None:
+        self._setup(param)
+        self._torch_norm.__init__(self, num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self._torch_norm.extra_repr(self)}, param={self.param_name}, vector-like"
+
+
+class BatchNorm1d(_BatchNorm, nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` with a vector-like gain and bias (``param`` required; everything else as torch's)."""
+
+    _torch_norm = nn.BatchNorm1d
+
+
+class BatchNorm2d(_BatchNorm, nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` with a vector-like gain and bias (``param`` required; everything else as torch's).
+
+    >>> import abcparam
+    >>> bn = abcparam.BatchNorm2d(128, param=abcparam.mup(128, 32))
+    >>> bn.abc_scales()["weight"].lr("sgd"), bn.abc_scales()["bias"].lr("adam")
+    (4.0, 1.0)
+    """
+
+    _torch_norm = nn.BatchNorm2d
+
+
+class BatchNorm3d(_BatchNorm, nn.BatchNorm3d):
+    """``nn.BatchNorm3d`` with a vector-like gain and bias (``param`` required; everything else as torch's)."""
+
+    _torch_norm = nn.BatchNorm3d
+
+
+class GroupNorm(_VectorLike, nn.GroupNorm):
+    """``nn.GroupNorm`` with a vector-like gain and bias per channel (``param`` required; everything else as torch's)."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, *,
+                 param: Optional[Parametrization] = None, device: Any = None, dtype: Any = None) -> None:
+        self._setup(param)
+        super().__init__(num_groups, num_channels, eps, affine, device=device, dtype=dtype)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, param={self.param_name}, vector-like"

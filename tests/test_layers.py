@@ -505,15 +505,15 @@ def test_a_tied_readouts_bias_follows_the_tables_dtype():
 
 
 def test_which_sizes_grow_with_the_width_follows_its_documented_rule():
-    from abcparam.layers import _size_kind
+    from abcparam.layers import size_kind
 
     # multiples of the width grow; sizes below it that do not divide it, or divide it 16 times or more, are data
     # sizes; larger divisors, and sizes above the width that are no multiple of it, cannot be told
-    kinds = {d: _size_kind(d, 256) for d in (1, 16, 17, 32, 255, 256, 300, 768, 784)}
+    kinds = {d: size_kind(d, 256) for d in (1, 16, 17, 32, 255, 256, 300, 768, 784)}
     assert kinds == {1: "fixed", 16: "fixed", 17: "fixed", 32: "unknown", 255: "fixed", 256: "width", 300: "unknown",
                      768: "width", 784: "unknown"}
-    assert _size_kind(5, 1) == "unknown" and _size_kind(1, 1) == "unknown"  # no width information
-    assert _size_kind(2, 2) == "width" and _size_kind(1, 2) == "unknown"
+    assert size_kind(5, 1) == "unknown" and size_kind(1, 1) == "unknown"  # no width information
+    assert size_kind(2, 2) == "width" and size_kind(1, 2) == "unknown"
 
 
 def test_every_refusal_of_a_linear_role_names_the_shapes_and_what_would_fit():
