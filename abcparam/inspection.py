@@ -310,6 +310,11 @@ def _multiplier(mod: nn.Module, attr: str, p: torch.Tensor, fan_in: Optional[int
             if p.dim() == 2 and attr == "weight" and isinstance(mod, nn.Embedding):
                 idx = torch.arange(min(p.shape[0], 32))
                 return _fit_scale(_call(mod, idx), p[idx]), ""
+            if p.dim() >= 3 and attr == "weight" and isinstance(mod, _CONVS):
+                conv = next(t for t in _CONVS if isinstance(mod, t))
+                x = _channel_input(mod, mod.in_channels, gen, p.dtype)
+                delta = _call(mod, x) - _call(mod, torch.zeros_like(x))
+                return _fit_scale(delta, conv._conv_forward(mod, x, p, None)), ""  # torch's convolution of the stored tensor
             if p.dim() == 2 and attr == "weight" and fan_in is not None:
                 x = torch.randn(3, p.shape[fan_in], generator=gen, dtype=p.dtype)
                 delta = _call(mod, x) - _call(mod, torch.zeros_like(x))
@@ -318,9 +323,12 @@ def _multiplier(mod: nn.Module, attr: str, p: torch.Tensor, fan_in: Optional[int
             if p.dim() == 1 and attr == "bias":
                 n_in = getattr(mod, "in_features", None) or getattr(mod, "nx", None)
                 shape = getattr(mod, "normalized_shape", None)
-                if n_in is None and shape is None:
+                if isinstance(mod, (_CONVS, _CHANNEL_NORMS)):  # zeros in: a convolution or a norm gives its bias
+                    x = torch.zeros_like(_channel_input(mod, getattr(mod, "in_channels", p.shape[0]), gen, p.dtype))
+                elif n_in is None and shape is None:
                     return None, "not probed"
-                x = torch.zeros(1, n_in if n_in is not None else p.shape[0], dtype=p.dtype)
+                else:
+                    x = torch.zeros(1, n_in if n_in is not None else p.shape[0], dtype=p.dtype)
                 saved = p.detach().clone()
                 p.fill_(1.0)
                 try:
@@ -328,6 +336,17 @@ def _multiplier(mod: nn.Module, attr: str, p: torch.Tensor, fan_in: Optional[int
                 finally:
                     p.copy_(saved)
                 return _fit_scale(out, torch.ones_like(out)), ""
+            if p.dim() == 1 and attr == "weight" and isinstance(mod, _CHANNEL_NORMS):  # a gain per channel
+                x = _channel_input(mod, p.shape[0], gen, p.dtype)
+                saved = p.detach().clone()
+                try:
+                    out1 = _call(mod, x)
+                    p.mul_(2.0)
+                    out2 = _call(mod, x)
+                finally:
+                    p.copy_(saved)
+                gain = p.view(-1, *[1] * (x.dim() - 2))
+                return _fit_scale(out2 - out1, _channel_normalised(mod, x) * gain), ""
             if p.dim() == 1 and attr == "weight":  # a normalisation's gain
                 x = torch.randn(3, p.shape[0], generator=gen, dtype=p.dtype)
                 saved = p.detach().clone()
@@ -349,6 +368,41 @@ def _multiplier(mod: nn.Module, attr: str, p: torch.Tensor, fan_in: Optional[int
     finally:
         mod.train(was)
     return None, "not probed"
+
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CHANNEL_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
+
+
+def _channel_input(mod: nn.Module, channels: int, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    """A probe input (3, channels, *spatial) the module accepts: a convolution gets its (dilated) kernel's size, a
+    norm the first of (), (4,), (2, 2), (2, 2, 2) spatial sizes that its forward takes."""
+    if isinstance(mod, _CONVS):
+        spatial = [(k - 1) * d + 1 for k, d in zip(mod.kernel_size, mod.dilation)]
+        return torch.randn(3, channels, *spatial, generator=gen, dtype=dtype)
+    for spatial in ((), (4,), (2, 2), (2, 2, 2)):
+        x = torch.randn(3, channels, *spatial, generator=gen, dtype=dtype)
+        try:
+            mod(x)
+        except (ValueError, RuntimeError):
+            continue
+        return x
+    raise ValueError(f"{type(mod).__name__} takes none of the probe shapes")
+
+
+def _channel_normalised(mod: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What a channel norm (in eval mode) computes before its gain and bias, recomputed with torch's functions."""
+    eps = float(mod.eps)
+    if isinstance(mod, nn.GroupNorm):
+        return F.group_norm(x, mod.num_groups, eps=eps)
+    stats = getattr(mod, "running_mean", None) is not None
+    if isinstance(mod, nn.modules.batchnorm._BatchNorm) and stats:
+        return F.batch_norm(x, mod.running_mean, mod.running_var, None, None, False, 0.0, eps)
+    if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+        return F.batch_norm(x, None, None, None, None, True, 0.0, eps)
+    if stats and not mod.training:
+        return F.instance_norm(x, mod.running_mean, mod.running_var, eps=eps, use_input_stats=False)
+    return F.instance_norm(x, eps=eps)
 
 
 # ----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from . import validate
 from .coord import CoordReport, coord_check
 from .theory import REGIMES
 
-__all__ = ["CI_WIDTHS", "CI_DEPTHS", "CI_SEEDS", "CI_STEPS", "Inconclusive", "assert_regime", "assert_mup", "assert_stable",
+__all__ = ["CI_WIDTHS", "CI_DEPTHS", "CI_SEEDS", "CI_STEPS", "Inconclusive", "assert_regime", "assert_mup", "check_mup", "assert_stable",
            "assert_feature_learning", "assert_matches_theory", "assert_depth_regime", "assert_inferred_regime"]
 
 _INCONCLUSIVE_MODES = ("raise", "skip")
@@ -100,27 +100,47 @@ def assert_stable(build: Callable[[int], nn.Module], *, batch: Any, optimizer: A
     return report
 
 
+def check_mup(build: Callable[[int], nn.Module], *, batch: Any, optimizer: Any, lr: float,
+              widths: Sequence[int] = CI_WIDTHS, **kw: Any) -> Any:
+    """The report that decides :func:`assert_mup`: the width check expecting feature learning, then (unless it
+    fails) every tensor's own update (:mod:`abcparam.check.maximal`).
+
+    A failing width check decides; so does a failing maximal-update check, even when the width check could not
+    decide (a tensor whose own update vanishes with width is evidence enough); an undecided width check with no
+    failing tensor is inconclusive.  Returns the :class:`CoordReport` or the maximal-update report, whichever decided.
+    """
+    from .check.maximal import maximal_check
+
+    kw.setdefault("seeds", CI_SEEDS)
+    kw.setdefault("steps", CI_STEPS)
+    regime = coord_check(build, widths, batch, optimizer=optimizer, lr=lr, expect="feature_learning", **kw)
+    if regime.status == "fail":
+        return regime
+    shared = {k: kw[k] for k in ("steps", "loss", "tolerance", "family", "budget") if k in kw}
+    report = maximal_check(build, regime.widths, batch, optimizer=optimizer, lr=lr, seeds=regime.seeds, **shared)
+    return regime if regime.status == "inconclusive" and report.status != "fail" else report
+
+
 def assert_mup(build: Callable[[int], nn.Module], *, batch: Any, optimizer: Any, lr: float,
                widths: Sequence[int] = CI_WIDTHS, inconclusive: str = "raise", **kw: Any) -> Any:
     """muP itself: the regime is feature learning (:func:`assert_regime`) *and* every trained tensor is updated
     maximally, its own update of order one at every width (:mod:`abcparam.check.maximal`; docs/theory.md section 4).
 
     Catches what the regime alone cannot: a tensor trained too slowly while the others keep the features moving
-    (a plain ``nn.Linear`` input layer, or a plain hidden layer's bias, under SGD).  The failure names the tensors.
-    Takes :func:`assert_regime`'s arguments (``seeds``, ``steps``, ``tolerance``, ``loss``, ``family`` also reach
-    the maximal-update check); returns the :class:`abcparam.check.maximal.MaximalReport`.
+    (a plain ``nn.Linear`` input layer, or a plain hidden layer's bias, under SGD; a norm's gains trained at a
+    matrix's rate).  The failure names the tensors.  Takes :func:`assert_regime`'s arguments (``seeds``, ``steps``,
+    ``tolerance``, ``loss``, ``family`` also reach the maximal-update check); decided as :func:`check_mup` says;
+    returns the maximal-update report.
     """
-    from .check.maximal import maximal_check
-
-    regime = assert_regime(build, "feature_learning", batch=batch, optimizer=optimizer, lr=lr, widths=widths,
-                           inconclusive=inconclusive, **kw)
-    shared = {k: kw[k] for k in ("steps", "loss", "tolerance", "family", "budget") if k in kw}
-    report = maximal_check(build, regime.widths, batch, optimizer=optimizer, lr=lr, seeds=regime.seeds,
-                           **{"steps": CI_STEPS, **shared})
+    if inconclusive not in _INCONCLUSIVE_MODES:
+        raise ValueError(f"inconclusive: got {inconclusive!r}; allowed: {', '.join(map(repr, _INCONCLUSIVE_MODES))}")
+    report = check_mup(build, batch=batch, optimizer=optimizer, lr=lr, widths=widths, **kw)
+    what = ("expected regime 'feature_learning'" if isinstance(report, CoordReport)
+            else "expected every tensor updated maximally (muP)")
     if report.status == "fail":
-        raise AssertionError("expected every tensor updated maximally (muP)\n" + str(report))
+        raise AssertionError(f"{what}\n" + str(report))
     if report.status == "inconclusive":
-        _undecided(report, "expected every tensor updated maximally (muP)", inconclusive)
+        _undecided(report, what, inconclusive)
     return report
 
 

@@ -27,7 +27,7 @@ from torch import nn
 from ..optim import wrap
 
 __all__ = ["Batch", "build_optimizers", "default_loss", "make_optimizer", "observe", "output_tensor", "own_loss", "rms",
-           "seeded_build", "split_batch", "takes_lr", "train_step"]
+           "lr_argument", "seeded_build", "split_batch", "takes_lr", "train_step"]
 
 Batch = Union[torch.Tensor, Tuple[Any, ...], Mapping[str, Any]]
 
@@ -95,7 +95,9 @@ def build_optimizers(optimizer: Any, model: nn.Module, lr: float) -> List[torch.
     if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
         made: Any = optimizer(model.parameters(), lr=lr)
     elif callable(optimizer):
-        made = optimizer(model.parameters(), lr) if takes_lr(optimizer) else optimizer(model.parameters())
+        how = lr_argument(optimizer)
+        made = (optimizer(model.parameters(), lr) if how == "positional" else
+                optimizer(model.parameters(), lr=lr) if how == "keyword" else optimizer(model.parameters()))
     else:
         raise TypeError(f"optimizer: expected a torch optimizer class or a factory params -> optimizer, got {optimizer!r}")
     opts = list(made) if isinstance(made, (list, tuple)) else [made]
@@ -119,13 +121,25 @@ def make_optimizer(optimizer: Any, model: nn.Module, lr: float, family: Optional
     return opts
 
 
+def lr_argument(fn: Callable[..., Any]) -> Optional[str]:
+    """How an optimizer factory takes the learning rate: ``"positional"`` (its second positional parameter is
+    ``lr`` or has no default: ``(params, lr) -> optimizer``), ``"keyword"`` (it has no such parameter but forwards
+    ``**kwargs``, as microsoft/mup's ``MuAdam(params, impl=Adam, **kwargs)``), or None (``params -> optimizer``)."""
+    try:
+        sig = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    params = [p for p in sig if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(params) >= 2 and (params[1].name == "lr" or params[1].default is inspect.Parameter.empty):
+        return "positional"
+    if any(p.kind == p.VAR_KEYWORD for p in sig) and not any(p.name == "lr" for p in sig):
+        return "keyword"
+    return None
+
+
 def takes_lr(fn: Callable[..., Any]) -> bool:
     """Whether an optimizer factory takes the learning rate as a second positional argument."""
-    try:
-        params = [p for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    except (TypeError, ValueError):
-        return False
-    return len(params) >= 2
+    return lr_argument(fn) == "positional"
 
 
 def seeded_build(build: Callable[[int], nn.Module], size: int, seed: int) -> nn.Module:

@@ -13,11 +13,13 @@ contribution (the quantity ``"dw"`` of :data:`abcparam.coord.QUANTITIES`):
   ``M (W_t - W_0) x_t`` on the layer's input ``x_t`` at the last step, with its
   forward multiplier ``M``;
 - an embedding table: ``M (E_t - E_0)`` at the batch's tokens;
-- a bias: ``b_t - b_0``;
+- a convolution's kernel: ``M conv(x_t, W_t - W_0)``;
+- a bias, or a norm's gain (which multiplies a normalised input of RMS one):
+  ``b_t - b_0``;
 
 and fits its slope against width like every other quantity.  Under muP each is
 of order one: the slope must agree with 0 (:func:`abcparam.coord_stats.judge`).
-Other tensors (norm gains, attention's scale) are not measured here.
+Other tensors are not measured here.
 """
 
 from __future__ import annotations
@@ -33,11 +35,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import coord_stats
+from ..layers import Conv1D
 from .decision import Decision, Fit
 from .escalation import DEFAULT_BUDGET, escalate
 from .engine import Batch, default_loss, make_optimizer, observe, rms, seeded_build, split_batch, train_step
 
 __all__ = ["MaximalReport", "maximal_check"]
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm) + (
+    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
 
 
 def _trained(model: nn.Module) -> Dict[str, Tuple[nn.Module, str]]:
@@ -45,12 +52,12 @@ def _trained(model: nn.Module) -> Dict[str, Tuple[nn.Module, str]]:
     out: Dict[str, Tuple[nn.Module, str]] = {}
     seen = set()  # a tied tensor is measured once
     for name, mod in model.named_modules():
-        linear = isinstance(mod, (nn.Linear, nn.Embedding))
+        linear = isinstance(mod, (nn.Linear, nn.Embedding) + _CONVS)
         for attr in ("weight", "bias"):
             t = getattr(mod, attr, None)
             if not isinstance(t, nn.Parameter) or not t.requires_grad or id(t) in seen:
                 continue
-            if attr == "bias" and t.dim() == 1 or attr == "weight" and linear:
+            if t.dim() == 1 and (attr == "bias" or isinstance(mod, _NORMS)) or attr == "weight" and linear:
                 seen.add(id(t))
                 out[f"{name}.{attr}" if name else attr] = (mod, attr)
     return out
@@ -72,12 +79,17 @@ def _own_updates(model: nn.Module, start: Dict[str, torch.Tensor], tensors: Dict
         for key, (mod, attr) in tensors.items():
             delta = getattr(mod, attr).detach() - start[key]
             x = inputs.get(id(mod))
-            if attr == "bias":
+            if delta.dim() == 1:  # a bias, or a norm's gain (it multiplies a normalised input, of RMS one)
                 out[key] = rms(delta)
             elif x is None:
                 continue  # not called on this batch
             elif isinstance(mod, nn.Embedding):
                 out[key] = rms(F.embedding(x, delta) * getattr(mod, "weight_multiplier", 1.0))
+            elif isinstance(mod, _CONVS):  # torch's convolution with the update as the kernel
+                conv = next(t for t in _CONVS if isinstance(mod, t))
+                out[key] = rms(conv._conv_forward(mod, x, delta, None) * getattr(mod, "weight_multiplier", 1.0))
+            elif isinstance(mod, Conv1D):  # stored in x out
+                out[key] = rms(x @ delta * mod.weight_multiplier)
             else:
                 out[key] = rms(F.linear(x, delta) * getattr(mod, "weight_multiplier", 1.0))
     return out

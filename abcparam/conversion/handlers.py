@@ -25,9 +25,9 @@ from ..layers import Conv1D, Embedding, Linear, is_abc_layer
 from ..parametrizations import Parametrization
 from .report import ConversionReport, Converted
 
-__all__ = ["Change", "Context", "Handler", "HANDLERS", "Swap", "is_hf_conv1d", "ROLES"]
+__all__ = ["Change", "Context", "Convolutions", "Handler", "HANDLERS", "Swap", "is_hf_conv1d", "ROLES"]
 
-ROLES = ("input", "hidden", "output", "skip")
+ROLES = ("input", "hidden", "output", "vector", "skip")  # "vector": a depthwise convolution
 
 # the order in which changes of each kind are installed (and listed in the report)
 STAGES = ("layer", "tie", "attention", "norm", "marked norm", "attention scale", "fast path", "block")
@@ -256,8 +256,60 @@ class MarkVector(Change):
                                               "vector", (d, d)))
 
 
+_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+class Convolutions(Handler):
+    """``nn.Conv1d`` / ``Conv2d`` / ``Conv3d``: abcparam's convolution of the role ``roles`` or ``widths`` gives
+    (docs/theory.md section 15): the channel counts decide as a Linear's features do, and a convolution whose number
+    of groups is a width (depthwise) is vector-like.  A subclass with behaviour of its own is refused."""
+
+    def claims(self, mod, fqn, ctx):
+        return isinstance(mod, _CONV_TYPES)
+
+    def plan(self, parent, attr, fqn, mod, ctx):
+        base = next(t for t in _CONV_TYPES if isinstance(mod, t))
+        if type(mod).forward is not base.forward or list(mod.children()):
+            ctx.skip(fqn, f"{type(mod).__name__} is a subclass of nn.{base.__name__} with behaviour of its own, which "
+                          "replacing it would lose: not converted")
+            return None
+        if not ctx.selected(mod, fqn):
+            ctx.skip(fqn, "filter_fn said no")
+            return None
+        role, why = ctx.role_from_map(fqn), "role 'skip' in roles"
+        if role is None and ctx.widths:
+            c_in, c_out, g = mod.in_channels, mod.out_channels, mod.groups
+            role = {(True, True): "hidden", (False, True): "input", (True, False): "output"}.get(
+                (c_in in ctx.widths, c_out in ctx.widths))
+            if g > 1 and g in ctx.widths:
+                role = "vector"
+            why = f"no width-sized channel count ({c_in} -> {c_out})"
+            if role == "output":
+                ctx.readouts_from_widths.append((fqn, mod))
+        elif role is None:
+            why = "matched no pattern in roles"
+        if role in (None, "skip"):
+            ctx.skip(fqn, why)
+            return None
+        ctx.param.role(role)  # a missing role (mean field: no hidden) fails here, before any change
+
+        def build(ctx: Context) -> nn.Module:
+            from .. import conv
+
+            w = mod.weight
+            new = getattr(conv, base.__name__)(
+                mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride, mod.padding, mod.dilation, mod.groups,
+                mod.bias is not None, mod.padding_mode, role=role, param=ctx.param, device=w.device, dtype=w.dtype,
+                **ctx.layer_kwargs)
+            return new
+
+        shape = (mod.in_channels, mod.out_channels)
+        return Swap(parent, attr, fqn, mod, build, Converted(fqn, base.__name__, role, shape), role=role, keep=_keep_weights)
+
+
 # the kinds, in the order they are asked: the first that claims a module decides for it
-HANDLERS: Tuple[Handler, ...] = (AbcLayers(), TorchNorms(), MultiheadAttentions(), WeightedLayers(), ForeignNorms())
+HANDLERS: Tuple[Handler, ...] = (AbcLayers(), TorchNorms(), MultiheadAttentions(), WeightedLayers(), Convolutions(),
+                                 ForeignNorms())
 
 
 class VectorScales:

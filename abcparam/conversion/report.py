@@ -31,7 +31,8 @@ class ConversionReport:
     def __str__(self) -> str:
         lines = [f"converted {len(self.converted)} layer(s):"]
         lines += [f"  {c.name or '<root>'}: {c.kind}{c.shape} -> {c.role}" for c in self.converted]
-        drawn = [c for c in self.converted if c.role in ("input", "hidden", "output") and c.kind != "Linear (tied)"]
+        drawn = [c for c in self.converted if c.role in ("input", "hidden", "output") and c.kind != "Linear (tied)"
+                 or c.role == "vector" and c.kind.startswith("Conv")]  # a depthwise convolution's kernels are drawn too
         if drawn:
             lines.append(f"weights: {len(drawn)} layer(s) re-initialised by the parametrization, their previous weights "
                          "replaced (init='keep' keeps them)" if self.init == "reinit" else

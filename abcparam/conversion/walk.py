@@ -128,7 +128,7 @@ def _check_readouts(ctx: Context) -> None:
     """From widths alone a model has one readout; more means some width is missing from ``widths``."""
     found = ctx.readouts_from_widths
     if len(found) > 1:
-        sizes = sorted({int(c.out_features if isinstance(c, nn.Linear) else c.weight.shape[1]) for _, c in found})
+        sizes = sorted({int(getattr(c, 'out_features', None) or getattr(c, 'out_channels', None) or c.weight.shape[1]) for _, c in found})
         raise ValueError(
             f"widths: {len(found)} layers would be readouts (only their input is a width): "
             f"{', '.join(n for n, _ in found)}. A model usually has one; if the others are inside the network "
