@@ -1,4 +1,4 @@
-"""Convolutions with abc-exponents: ``Conv1d``, ``Conv2d``, ``Conv3d`` (docs/theory.md section 15).
+"""Convolutions with abc-exponents: ``Conv1d``, ``Conv2d``, ``Conv3d`` (docs/theory.md section 17).
 
 A convolution is a linear layer whose width is its channel count: each output
 coordinate sums ``(in_channels / groups) * prod(kernel_size)`` terms, so that
@@ -40,7 +40,15 @@ from . import validate
 from .layers import UNIT_SCALES, WeightedLayer, check_fold, infer_role, role_config, scales_for, size_kind
 from .parametrizations import Parametrization
 
-__all__ = ["Conv1d", "Conv2d", "Conv3d", "conv_role"]
+__all__ = ["Conv1d", "Conv2d", "Conv3d", "TORCH_CONVS", "conv_role", "torch_conv"]
+
+TORCH_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)  # torch's convolutions (abcparam's subclass them)
+
+
+def torch_conv(mod: nn.Module) -> Any:
+    """The torch convolution class ``mod`` is (or subclasses): its ``_conv_forward(mod, x, kernel, bias)`` convolves
+    with any kernel."""
+    return next(t for t in TORCH_CONVS if isinstance(mod, t))
 
 _CONV_ROLES = ("input", "hidden", "output", "vector")
 
@@ -54,15 +62,21 @@ def conv_role(in_channels: int, out_channels: int, groups: int, role: Optional[s
 
     ``"vector"`` when the number of groups grows with the width (a depthwise
     or grouped convolution: a fixed fan-in, each kernel moving only its own
-    channels; docs/theory.md section 15); otherwise the channels decide as
+    channels; docs/theory.md section 17); otherwise the channels decide as
     :class:`abcparam.Linear`'s features do.
     """
     shape = f"{layer}({in_channels}, {out_channels}, groups={groups}) at width {param.width}"
-    grouped = groups > 1 and size_kind(groups, param.width) == "width"
+    kind = size_kind(groups, param.width) if groups > 1 else "fixed"
+    grouped = kind == "width"
     if role is not None:
         validate.choice(role, "role", _CONV_ROLES)
+    elif kind == "unknown":
+        raise ValueError(
+            f"role: cannot tell whether the {groups} groups of {shape} grow with the width; pass role='vector' if they "
+            "do (a fixed number of channels per group), or the role its channels give if they do not"
+        )
     if role == "vector" or (role is None and grouped):
-        if not grouped:
+        if kind == "fixed":
             raise ValueError(
                 f"role: 'vector' is for a depthwise or grouped convolution whose number of groups grows with the width; "
                 f"{shape} has {groups} group(s), not a multiple of the width. Pass role='input', 'hidden' or 'output'"
@@ -139,8 +153,10 @@ class _AbcConv(WeightedLayer):
 
 
 def _kernel(kernel_size: Any, base: Any) -> Tuple[int, ...]:
-    dims = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}[base]
-    ks = (kernel_size,) * dims if isinstance(kernel_size, int) and not isinstance(kernel_size, bool) else tuple(kernel_size)
+    dims = TORCH_CONVS.index(base) + 1
+    if isinstance(kernel_size, int) and not isinstance(kernel_size, bool):
+        kernel_size = (kernel_size,) * dims
+    ks = tuple(kernel_size) if isinstance(kernel_size, (tuple, list)) else ()
     if len(ks) != dims or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in ks):
         raise ValueError(f"kernel_size: expected a positive int or {dims} positive ints, got {kernel_size!r}")
     return ks
@@ -165,15 +181,15 @@ _ARGS_DOC = """
 
 
 class Conv1d(_AbcConv, nn.Conv1d):
-    __doc__ = "``nn.Conv1d`` with an abc-parametrization (docs/theory.md section 15)." + _ARGS_DOC
+    __doc__ = "``nn.Conv1d`` with an abc-parametrization (docs/theory.md section 17)." + _ARGS_DOC
     _torch_conv = nn.Conv1d
 
 
 class Conv2d(_AbcConv, nn.Conv2d):
-    __doc__ = "``nn.Conv2d`` with an abc-parametrization (docs/theory.md section 15)." + _ARGS_DOC
+    __doc__ = "``nn.Conv2d`` with an abc-parametrization (docs/theory.md section 17)." + _ARGS_DOC
     _torch_conv = nn.Conv2d
 
 
 class Conv3d(_AbcConv, nn.Conv3d):
-    __doc__ = "``nn.Conv3d`` with an abc-parametrization (docs/theory.md section 15)." + _ARGS_DOC
+    __doc__ = "``nn.Conv3d`` with an abc-parametrization (docs/theory.md section 17)." + _ARGS_DOC
     _torch_conv = nn.Conv3d

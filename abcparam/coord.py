@@ -45,6 +45,10 @@ __all__ = ["coord_check", "CoordReport", "Fit", "DEFAULT_TOLERANCE", "QUANTITIES
 CHAIN_ROLES = ("input", "hidden", "output")  # the roles of the layers the classifier's chain is made of
 
 LOSS_RISE = 2.0  # the loss at the smallest width rising past this factor of its start: the learning rate is too large
+# ... or at a wider width past this one: there a few steps move a correct model's features less, so a rise that the
+# smallest width does not show is a rate past the edge of stability at those widths (a catapult: the loss climbs
+# until the kernel adapts, more slowly the wider the network), not an asymptotic effect
+WIDE_LOSS_RISE = 1.5
 # A change that grows past the fail band at every step, at the first by DECISIVE_MARGIN tolerances (and twice its
 # noise) more, is a blow-up that a rising loss does not excuse: the loss rises because of it
 DECISIVE_MARGIN = 1.0
@@ -689,7 +693,7 @@ def _check_once(build: Callable[[int], nn.Module], widths: List[int], batch: Bat
     raw: Dict[Tuple[str, str, int], List[List[float]]] = {}
     nonfinite: List[Tuple[int, int, int, str]] = []
     unowned: List[str] = []
-    first_losses: List[List[float]] = []  # per seed, the training loss at each step at the smallest width
+    losses_by_width: List[List[List[float]]] = [[] for _ in widths]  # per width and seed, the loss at each step
     order: List[str] = []
     tracked: Dict[str, nn.Module] = {}
     fams: Dict[str, str] = {}
@@ -704,8 +708,7 @@ def _check_once(build: Callable[[int], nn.Module], widths: List[int], batch: Bat
             if wi == 0 and si == 0:
                 order, tracked, unowned, fams = m.order, m.modules, m.unowned, m.families or {}
             step_losses = [values.pop(("loss", "loss", t), math.nan) for t in range(steps)]
-            if wi == 0:
-                first_losses.append(step_losses)
+            losses_by_width[wi].append(step_losses)
             for key, v in values.items():
                 raw.setdefault(key, [[math.nan] * len(seeds) for _ in widths])[wi][si] = v
             bad = sorted((k[2], f"{k[0]} {k[1]}") for k, v in values.items() if not math.isfinite(v))
@@ -776,10 +779,7 @@ def _check_once(build: Callable[[int], nn.Module], widths: List[int], batch: Bat
 
     # The learning rate is too large for the asymptotics when the loss at the smallest width rises
     # during the check's steps (the steps are not small there): such a check can neither pass nor fail.
-    first = [sum(v[t] for v in first_losses) / len(first_losses) for t in range(steps)]
-    lr_too_large = None
-    if len(first) >= 2 and all(math.isfinite(v) for v in first) and first[0] > 0 and max(first[1:]) > LOSS_RISE * first[0]:
-        lr_too_large = (widths[0], max(first[1:]) / first[0])
+    lr_too_large = _loss_rise(widths, losses_by_width, steps)
 
     report = CoordReport(
         widths=list(widths),
@@ -838,6 +838,18 @@ def _attention_fits(calls_by_width: List[List[Tuple[int, float]]], tracked: Dict
         rows.append(Fit(name, "-", "scale", 0, -float(e), 0.0, pred, {"agree": True, "disagree": False}.get(status), status,
                         0.0, 0.0 if status != "agree" else 1.0, "" if status == "agree" else why))
     return rows
+
+
+def _loss_rise(widths: List[int], losses: List[List[List[float]]], steps: int) -> Optional[Tuple[int, float]]:
+    """(width, factor) of the first width whose training loss (mean over seeds) rises during the steps past
+    :data:`LOSS_RISE` of its start at the smallest width or :data:`WIDE_LOSS_RISE` at a wider one; None if none."""
+    for wi, (width, per_seed) in enumerate(zip(widths, losses)):
+        mean = [sum(v[t] for v in per_seed) / len(per_seed) for t in range(steps)]
+        if len(mean) < 2 or not all(math.isfinite(v) for v in mean) or mean[0] <= 0:
+            continue
+        if max(mean[1:]) > (LOSS_RISE if wi == 0 else WIDE_LOSS_RISE) * mean[0]:
+            return width, max(mean[1:]) / mean[0]
+    return None
 
 
 def _all_zero(table: List[List[float]]) -> bool:

@@ -39,7 +39,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from ._torch import torch
 from . import theory, validate
 from .check.engine import build_optimizers, seeded_build, split_batch
+from .conv import TORCH_CONVS, torch_conv
 from .coord_stats import ols
+from .norms import CHANNEL_NORMS
 from .text import table as text_table
 
 nn = torch.nn
@@ -310,11 +312,10 @@ def _multiplier(mod: nn.Module, attr: str, p: torch.Tensor, fan_in: Optional[int
             if p.dim() == 2 and attr == "weight" and isinstance(mod, nn.Embedding):
                 idx = torch.arange(min(p.shape[0], 32))
                 return _fit_scale(_call(mod, idx), p[idx]), ""
-            if p.dim() >= 3 and attr == "weight" and isinstance(mod, _CONVS):
-                conv = next(t for t in _CONVS if isinstance(mod, t))
+            if p.dim() >= 3 and attr == "weight" and isinstance(mod, TORCH_CONVS):
                 x = _channel_input(mod, mod.in_channels, gen, p.dtype)
                 delta = _call(mod, x) - _call(mod, torch.zeros_like(x))
-                return _fit_scale(delta, conv._conv_forward(mod, x, p, None)), ""  # torch's convolution of the stored tensor
+                return _fit_scale(delta, torch_conv(mod)._conv_forward(mod, x, p, None)), ""  # torch's convolution of the stored tensor
             if p.dim() == 2 and attr == "weight" and fan_in is not None:
                 x = torch.randn(3, p.shape[fan_in], generator=gen, dtype=p.dtype)
                 delta = _call(mod, x) - _call(mod, torch.zeros_like(x))
@@ -323,7 +324,7 @@ def _multiplier(mod: nn.Module, attr: str, p: torch.Tensor, fan_in: Optional[int
             if p.dim() == 1 and attr == "bias":
                 n_in = getattr(mod, "in_features", None) or getattr(mod, "nx", None)
                 shape = getattr(mod, "normalized_shape", None)
-                if isinstance(mod, (_CONVS, _CHANNEL_NORMS)):  # zeros in: a convolution or a norm gives its bias
+                if isinstance(mod, (TORCH_CONVS, CHANNEL_NORMS)):  # zeros in: a convolution or a norm gives its bias
                     x = torch.zeros_like(_channel_input(mod, getattr(mod, "in_channels", p.shape[0]), gen, p.dtype))
                 elif n_in is None and shape is None:
                     return None, "not probed"
@@ -336,7 +337,7 @@ def _multiplier(mod: nn.Module, attr: str, p: torch.Tensor, fan_in: Optional[int
                 finally:
                     p.copy_(saved)
                 return _fit_scale(out, torch.ones_like(out)), ""
-            if p.dim() == 1 and attr == "weight" and isinstance(mod, _CHANNEL_NORMS):  # a gain per channel
+            if p.dim() == 1 and attr == "weight" and isinstance(mod, CHANNEL_NORMS):  # a gain per channel
                 x = _channel_input(mod, p.shape[0], gen, p.dtype)
                 saved = p.detach().clone()
                 try:
@@ -370,14 +371,10 @@ def _multiplier(mod: nn.Module, attr: str, p: torch.Tensor, fan_in: Optional[int
     return None, "not probed"
 
 
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_CHANNEL_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
-
-
 def _channel_input(mod: nn.Module, channels: int, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
     """A probe input (3, channels, *spatial) the module accepts: a convolution gets its (dilated) kernel's size, a
     norm the first of (), (4,), (2, 2), (2, 2, 2) spatial sizes that its forward takes."""
-    if isinstance(mod, _CONVS):
+    if isinstance(mod, TORCH_CONVS):
         spatial = [(k - 1) * d + 1 for k, d in zip(mod.kernel_size, mod.dilation)]
         return torch.randn(3, channels, *spatial, generator=gen, dtype=dtype)
     for spatial in ((), (4,), (2, 2), (2, 2, 2)):

@@ -227,7 +227,7 @@ class ResNet(nn.Module):
     ``in_channels`` colours are fixed), every other convolution hidden (fan-in
     ``channels * 9``), the readout an output :class:`~abcparam.Linear`; norms
     (``"batch"``, ``"group"`` or ``"none"``) are abcparam's, with vector-like
-    gains (docs/theory.md section 15).
+    gains (docs/theory.md section 17).
 
     >>> import torch, abcparam
     >>> net = abcparam.models.ResNet(3, 32, 10, blocks=(1, 1), param=abcparam.mup(32, 16))

@@ -27,7 +27,11 @@ from . import validate
 from .layers import ParamScales, scales_for
 from .parametrizations import Parametrization
 
-__all__ = ["LayerNorm", "RMSNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm"]
+__all__ = ["LayerNorm", "RMSNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "CHANNEL_NORMS", "TORCH_NORMS"]
+
+# torch's norms with one gain (and bias) per channel, and every torch norm
+CHANNEL_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
+TORCH_NORMS = CHANNEL_NORMS + (nn.LayerNorm,) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
 
 
 class _VectorLike:
@@ -80,7 +84,7 @@ else:  # pragma: no cover - old torch
 
 
 class _BatchNorm(_VectorLike):
-    """A batch norm's gain and bias, one per channel: vector-like (docs/theory.md section 15)."""
+    """A batch norm's gain and bias, one per channel: vector-like (docs/theory.md section 17)."""
 
     _torch_norm: Any
 

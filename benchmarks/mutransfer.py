@@ -18,6 +18,7 @@ at the base width, minus the best loss at width n.
     python benchmarks/mutransfer.py --plot docs/mutransfer.png
     python benchmarks/mutransfer.py --optimizer muon --seeds 1   # about 30 minutes
     python benchmarks/mutransfer.py --model transformer          # about 15 minutes
+    python benchmarks/mutransfer.py --model resnet               # about 30 minutes
 
 ``--model transformer`` is TP5's Figure 1 setting at CPU scale: a 2-block
 pre-norm causal transformer (``abcparam.models.TinyTransformer``, 4 heads whose
@@ -25,6 +26,12 @@ size grows with width, next character at every one of 32 positions) under
 AdamW; SP is the same architecture as plain torch modules with 1/sqrt(d_head)
 attention and the unwrapped optimizer, muP its abcparam layers (Table 8 form,
 1/d_head attention) with the wrapped one.
+
+``--model resnet`` is the convolutional case (TP5's ResNets at CPU scale):
+``abcparam.models.ResNet`` (two stages of one basic block, batch norm, 3 x 3
+kernels) classifying Omniglot's 242 background characters (4,840 images from
+data/omniglot, average-pooled to 14 x 14) under Adam, SP against muP (TP4
+form), training loss as above.
 
 ``--optimizer muon`` is the usual hybrid (docs/theory.md section 11): torch's Muon
 (``adjust_lr_fn`` left at its default) on the hidden width x width matrices
@@ -52,7 +59,7 @@ from torch import nn
 
 import abcparam
 from abcparam.data import char_corpus
-from abcparam.models import TinyTransformer
+from abcparam.models import ResNet, TinyTransformer
 
 CONTEXT, EMB = 8, 16
 MUON_TO_ADAMW = 8  # --optimizer muon: AdamW's rate is the swept Muon rate / 8
@@ -173,14 +180,19 @@ def main(argv: Sequence[str]) -> None:
     ap.add_argument("--log2-lr", type=int, nargs="+", default=None, help="exponents of the learning-rate grid")
     ap.add_argument("--optimizer", choices=["adam", "sgd", "muon"], default="adam",
                     help="Adam (default), SGD with momentum 0.9, or Muon on the hidden matrices with AdamW on the rest")
-    ap.add_argument("--model", choices=["mlp", "transformer"], default="mlp",
-                    help="the char MLP (default) or a 2-block pre-norm transformer (AdamW; SP = plain torch modules)")
+    ap.add_argument("--model", choices=["mlp", "transformer", "resnet"], default="mlp",
+                    help="the char MLP (default), a 2-block pre-norm transformer (AdamW; SP = plain torch modules), or a "
+                         "ResNet on Omniglot's characters (Adam)")
     ap.add_argument("--plot", metavar="PATH")
     args = ap.parse_args(list(argv))
     if args.model == "transformer":
         if args.optimizer != "adam":
             sys.exit("--model transformer trains with AdamW: leave --optimizer at its default")
         return main_transformer(args)
+    if args.model == "resnet":
+        if args.optimizer != "adam":
+            sys.exit("--model resnet trains with Adam: leave --optimizer at its default")
+        return main_resnet(args)
     widths = args.widths or ([128, 256, 512, 1024] if args.quick else [32, 64, 128, 256, 512, 1024])
     steps = args.steps or (200 if args.quick else 500)
     seeds = args.seeds or (1 if args.quick else 2)
@@ -242,6 +254,59 @@ def main_transformer(args: argparse.Namespace) -> None:
                 for k in grid:
                     results.setdefault((name, w, k), []).append(
                         run(name, w, base, 2.0 ** k, data, len(vocab), 0, seed, model_name="transformer"))
+                    update(1)
+    close()
+    elapsed = time.time() - t0
+    transfer_tables(("SP", "muP"), widths, base, grid, results, seeds, axis="width")
+    print(f"({elapsed:.0f} s; spread = std over seeds of the loss at the best learning rate)")
+    if args.plot:
+        _plot(args.plot, widths, grid, results, mean)
+        print(f"figure: {args.plot}")
+
+
+def omniglot_images() -> Tuple[torch.Tensor, torch.Tensor]:
+    """Omniglot's 242 background characters x 20 drawers (data/omniglot), as 14 x 14 ink images and class labels."""
+    from omniglot import background
+
+    chars = background()
+    images = torch.cat(list(chars.values())).reshape(-1, 1, 28, 28)
+    labels = torch.arange(len(chars)).repeat_interleave(20)
+    return nn.functional.avg_pool2d(images, 2), labels
+
+
+def resnet(param_name: str, width: int, base: int, classes: int) -> nn.Module:
+    """abcparam.models.ResNet: 1 channel in, stages of width and 2 x width channels (one basic block each, batch
+    norm), the readout to the classes.  muP: TP4 form; SP: abcparam.sp, whose layers are torch's own (fan-in init, no
+    multiplier) and, with the optimizer left at every group's rate, train as plain torch modules would."""
+    p = abcparam.mup(width, base) if param_name == "muP" else abcparam.sp(width, base)
+    return ResNet(1, width, classes, blocks=(1, 1), param=p)
+
+
+def main_resnet(args: argparse.Namespace) -> None:
+    widths = args.widths or ([8, 16, 32] if args.quick else [8, 16, 32, 64])
+    base = args.base_width if args.base_width in widths else 16
+    steps = args.steps or (100 if args.quick else 200)
+    seeds = args.seeds or 1
+    grid = args.log2_lr or (list(range(-12, -3, 2)) if args.quick else list(range(-12, -3)))
+    torch.set_num_threads(2)
+    images, labels = omniglot_images()
+    print(f"data: Omniglot background characters, {images.shape[0]:,} images of 14 x 14, {int(labels.max()) + 1} classes; "
+          f"ResNet (2 stages, batch norm), Adam, batch {args.batch}, {steps} steps, {seeds} seed(s), base width {base}")
+    print(f"training loss = mean over the last {max(1, steps // 10)} steps; learning rates 2^{grid[0]}..2^{grid[-1]}\n")
+    results: Dict[Tuple[str, int, int], List[float]] = {}
+    update, close = _progress(2 * len(widths) * len(grid) * seeds)
+    t0 = time.time()
+    for seed in range(seeds):
+        g = torch.Generator().manual_seed(seed)
+        pick = torch.randint(0, images.shape[0], (steps, args.batch), generator=g)
+        data = (images[pick], labels[pick])
+        for name in ("SP", "muP"):
+            for w in widths:
+                for k in grid:
+                    torch.manual_seed(seed)
+                    model = resnet(name, w, base, int(labels.max()) + 1)
+                    opt = abcparam.wrap(torch.optim.Adam(model.parameters(), lr=2.0 ** k), model, scale_eps=(name == "muP"))
+                    results.setdefault((name, w, k), []).append(train(model, [opt], data))
                     update(1)
     close()
     elapsed = time.time() - t0

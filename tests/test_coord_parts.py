@@ -245,6 +245,18 @@ def test_a_factory_takes_the_learning_rate_when_it_has_two_positional_parameters
     assert not engine.takes_lr(NS())  # no signature to read
 
 
+def test_a_factory_that_forwards_keywords_gets_the_learning_rate_by_name():
+    # microsoft/mup's MuAdam(params, impl=Adam, decoupled_wd=False, **kwargs): a second parameter with a default
+    def mu_adam(params, impl=torch.optim.Adam, decoupled_wd=False, **kwargs):
+        return impl(params, **kwargs)
+
+    assert engine.lr_argument(mu_adam) == "keyword" and not engine.takes_lr(mu_adam)
+    assert engine.lr_argument(lambda ps, lr=0.5: None) == "positional"  # a second parameter named lr
+    assert engine.lr_argument(lambda ps, *, lr=1, **kw: None) is None  # its own lr default: left to it
+    (opt,) = engine.build_optimizers(mu_adam, nn.Linear(3, 3), 0.25)
+    assert isinstance(opt, torch.optim.Adam) and opt.param_groups[0]["lr"] == 0.25
+
+
 def test_a_build_is_seeded_and_must_return_a_module():
     a = engine.seeded_build(lambda n: nn.Linear(n, n), 4, 7)
     b = engine.seeded_build(lambda n: nn.Linear(n, n), 4, 7)

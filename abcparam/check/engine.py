@@ -151,13 +151,32 @@ def seeded_build(build: Callable[[int], nn.Module], size: int, seed: int) -> nn.
     return model
 
 
+_BatchNorm = nn.modules.batchnorm._BatchNorm
+
+
 def observe(model: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
-    """The model's output on the batch in eval mode, without gradients; its training mode is restored after."""
-    was = model.training
+    """The model's output on the batch in eval mode, without gradients; its training mode is restored after.
+
+    Batch norms are the exception: they normalise with the batch's own statistics, as in the training steps, and
+    their running statistics are left as they were.  In eval mode they would use the running averages, which move
+    from their initial (0, 1) towards the batch's by the same amount at every width during the check's few steps:
+    an order-one change of every later feature that training never sees (it would hide a kernel regime's
+    n^-1/2 and shift muP's constants)."""
+    was = {m: m.training for m in model.modules()}
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    saved = [{k: b.clone() for k, b in m.named_buffers(recurse=False) if b is not None} for m in norms]
     model.eval()
-    with torch.no_grad():
-        out = model(*args, **kwargs)
-    model.train(was)
+    for m in norms:
+        m.train()
+    try:
+        with torch.no_grad():
+            out = model(*args, **kwargs)
+    finally:
+        for m, buffers in zip(norms, saved):
+            for k, b in buffers.items():
+                getattr(m, k).copy_(b)
+        for m, mode in was.items():
+            m.training = mode
     return out
 
 

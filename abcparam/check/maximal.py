@@ -35,16 +35,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import coord_stats
+from ..conv import TORCH_CONVS, torch_conv
 from ..layers import Conv1D
+from ..norms import TORCH_NORMS
 from .decision import Decision, Fit
 from .escalation import DEFAULT_BUDGET, escalate
 from .engine import Batch, default_loss, make_optimizer, observe, rms, seeded_build, split_batch, train_step
 
 __all__ = ["MaximalReport", "maximal_check"]
 
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm) + (
-    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
 
 
 def _trained(model: nn.Module) -> Dict[str, Tuple[nn.Module, str]]:
@@ -52,12 +51,12 @@ def _trained(model: nn.Module) -> Dict[str, Tuple[nn.Module, str]]:
     out: Dict[str, Tuple[nn.Module, str]] = {}
     seen = set()  # a tied tensor is measured once
     for name, mod in model.named_modules():
-        linear = isinstance(mod, (nn.Linear, nn.Embedding) + _CONVS)
+        linear = isinstance(mod, (nn.Linear, nn.Embedding) + TORCH_CONVS)
         for attr in ("weight", "bias"):
             t = getattr(mod, attr, None)
             if not isinstance(t, nn.Parameter) or not t.requires_grad or id(t) in seen:
                 continue
-            if t.dim() == 1 and (attr == "bias" or isinstance(mod, _NORMS)) or attr == "weight" and linear:
+            if t.dim() == 1 and (attr == "bias" or isinstance(mod, TORCH_NORMS)) or attr == "weight" and linear:
                 seen.add(id(t))
                 out[f"{name}.{attr}" if name else attr] = (mod, attr)
     return out
@@ -85,9 +84,8 @@ def _own_updates(model: nn.Module, start: Dict[str, torch.Tensor], tensors: Dict
                 continue  # not called on this batch
             elif isinstance(mod, nn.Embedding):
                 out[key] = rms(F.embedding(x, delta) * getattr(mod, "weight_multiplier", 1.0))
-            elif isinstance(mod, _CONVS):  # torch's convolution with the update as the kernel
-                conv = next(t for t in _CONVS if isinstance(mod, t))
-                out[key] = rms(conv._conv_forward(mod, x, delta, None) * getattr(mod, "weight_multiplier", 1.0))
+            elif isinstance(mod, TORCH_CONVS):  # torch's convolution with the update as the kernel
+                out[key] = rms(torch_conv(mod)._conv_forward(mod, x, delta, None) * getattr(mod, "weight_multiplier", 1.0))
             elif isinstance(mod, Conv1D):  # stored in x out
                 out[key] = rms(x @ delta * mod.weight_multiplier)
             else:

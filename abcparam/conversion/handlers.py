@@ -21,6 +21,7 @@ from .. import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 
+from ..conv import TORCH_CONVS, torch_conv
 from ..layers import Conv1D, Embedding, Linear, is_abc_layer
 from ..parametrizations import Parametrization
 from .report import ConversionReport, Converted
@@ -256,19 +257,16 @@ class MarkVector(Change):
                                               "vector", (d, d)))
 
 
-_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
 class Convolutions(Handler):
     """``nn.Conv1d`` / ``Conv2d`` / ``Conv3d``: abcparam's convolution of the role ``roles`` or ``widths`` gives
-    (docs/theory.md section 15): the channel counts decide as a Linear's features do, and a convolution whose number
+    (docs/theory.md section 17): the channel counts decide as a Linear's features do, and a convolution whose number
     of groups is a width (depthwise) is vector-like.  A subclass with behaviour of its own is refused."""
 
     def claims(self, mod, fqn, ctx):
-        return isinstance(mod, _CONV_TYPES)
+        return isinstance(mod, TORCH_CONVS)
 
     def plan(self, parent, attr, fqn, mod, ctx):
-        base = next(t for t in _CONV_TYPES if isinstance(mod, t))
+        base = torch_conv(mod)
         if type(mod).forward is not base.forward or list(mod.children()):
             ctx.skip(fqn, f"{type(mod).__name__} is a subclass of nn.{base.__name__} with behaviour of its own, which "
                           "replacing it would lose: not converted")

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..layers import TiedReadout, can_tie, is_abc_layer
+from ..norms import TORCH_NORMS
 from .handlers import Change, Context, Swap
 from .report import Converted
 
@@ -132,11 +133,8 @@ class FusedPathOff(Change):
                                           f"bypass the converted layers' multipliers){left}")
 
 
-_NORM_TYPES = tuple(t for t in (nn.LayerNorm, getattr(nn, "RMSNorm", None), nn.GroupNorm, nn.modules.batchnorm._BatchNorm) if t)
-
-
 def _is_norm(mod: nn.Module) -> bool:
-    return isinstance(mod, _NORM_TYPES) or "norm" in type(mod).__name__.lower()
+    return isinstance(mod, TORCH_NORMS) or "norm" in type(mod).__name__.lower()
 
 
 @dataclass
