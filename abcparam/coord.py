@@ -154,11 +154,8 @@ class CoordReport(Decision):
             return "inconclusive", (f"the loss rises {rise:.1f}x during the steps at width {w}: the learning rate is too large "
                                     "for the asymptotics at these widths; would settle it: a smaller learning rate" + self._try())
         if comparison == "inconclusive":
-            settle = sorted({f.settle for f in self.undecided if f.settle})
-            return "inconclusive", ("nothing disagrees, but the measurements cannot decide "
-                                    + ", ".join(f"{f.layer} {f.quantity}@{f.step}" for f in self.undecided[:4])
-                                    + (f" (+{len(self.undecided) - 4} more)" if len(self.undecided) > 4 else "")
-                                    + (f"; would settle it: {'; '.join(settle)}" if settle else "") + self._try())
+            return "inconclusive", "nothing disagrees, but the measurements " + self._cannot_decide(
+                [f"{f.layer} {f.quantity}@{f.step}" for f in self.undecided])
         if self.verdict.regime == "unstable":
             if self.expect == "unstable":
                 return "pass", "unstable, as expected (it measurably grows with width)"

@@ -680,3 +680,33 @@ def test_a_measurement_tracks_named_unowned_and_declared_modules_as_the_model_ca
     # an optimizer of no torch family trains at the family given
     *_, fam, _ = coord._measure(_Mixed, 16, 3, (x, y), lambda ps, lr: _Plain(ps, lr), 0.1, 1, engine.default_loss, (), "adam")
     assert fam == {"inp": "adam"}
+
+
+def test_the_loss_rise_guard_uses_2x_at_the_smallest_width_and_1_5x_at_wider_ones():
+    steady = [[2.0, 1.9, 1.8]] * 2
+    rising = lambda f: [[2.0, 2.0 * f, 1.0], [2.0, 2.0 * f, 1.0]]  # noqa: E731  (two seeds, the peak at step 1)
+    ws = [32, 64, 128]
+    assert coord._loss_rise(ws, [rising(1.9), steady, steady], 3) is None  # under 2x at the smallest
+    assert coord._loss_rise(ws, [rising(2.1), steady, steady], 3) == (32, pytest.approx(2.1))
+    assert coord._loss_rise(ws, [steady, rising(1.45), steady], 3) is None  # under 1.5x at a wider width
+    assert coord._loss_rise(ws, [steady, steady, rising(1.55)], 3) == (128, pytest.approx(1.55))
+    assert coord._loss_rise(ws, [rising(2.1), rising(1.6), steady], 3)[0] == 32  # the first width that rises
+    # the mean over seeds decides: one seed at 1.8x and one flat is a 1.4x rise
+    assert coord._loss_rise(ws, [steady, [[2.0, 3.6, 1.0], [2.0, 2.0, 2.0]], steady], 3) is None
+    assert coord._loss_rise(ws, [[[2.0, math.inf, 1.0]] * 2, steady, steady], 3) is None  # diverged: reported elsewhere
+    assert (coord.LOSS_RISE, coord.WIDE_LOSS_RISE) == (2.0, 1.5)
+
+
+def test_observe_uses_batch_statistics_and_leaves_the_running_ones_alone():
+    torch.manual_seed(0)
+    bn = nn.BatchNorm1d(4)
+    model = nn.Sequential(nn.Linear(3, 4), bn, nn.Dropout(0.5))
+    model.train()
+    x = torch.randn(16, 3) * 5 + 2
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    out = engine.observe(model, (x,), {})
+    h = model[0](x)
+    expected = (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + bn.eps) * bn.weight + bn.bias
+    assert torch.allclose(out, expected, atol=1e-5)  # batch statistics, and no dropout (eval elsewhere)
+    assert all(torch.equal(before[k], v) for k, v in bn.state_dict().items())  # running stats, counter unchanged
+    assert model.training and bn.training and model[2].training  # every module's mode restored

@@ -145,6 +145,13 @@ class Decision:
         budget = suggestion.get("budget")
         return f"; try {kwargs}" + (f" (or budget={budget} to let the check add them)" if budget else "")
 
+    def _cannot_decide(self, names: List[str]) -> str:
+        """Why an inconclusive report could not decide: the quantities (``names``, the first four), what would settle
+        them (their fits' :attr:`Fit.settle`), and the keyword arguments to try (:meth:`_try`)."""
+        settle = sorted({f.settle for f in self.undecided if f.settle})
+        listed = ", ".join(names[:4]) + (f" (+{len(names) - 4} more)" if len(names) > 4 else "")
+        return f"cannot decide {listed}" + (f"; would settle it: {'; '.join(settle)}" if settle else "") + self._try()
+
     def outcome(self) -> str:
         """One line: PASS, FAIL or INCONCLUSIVE and why; the word is :attr:`status`, so the two cannot disagree."""
         status, why = self._decide()

@@ -112,9 +112,7 @@ class MaximalReport(Decision):
             named = ", ".join(f"{f.layer} (n^{f.slope:+.2f})" for f in self.mismatches)
             return "fail", f"not updated maximally: {named}; under muP every tensor's own update is of order one"
         if self.undecided:
-            settle = sorted({f.settle for f in self.undecided if f.settle})
-            return "inconclusive", ("cannot decide " + ", ".join(f.layer for f in self.undecided)
-                                    + (f"; would settle it: {'; '.join(settle)}" if settle else "") + self._try())
+            return "inconclusive", self._cannot_decide([f.layer for f in self.undecided])
         return "pass", f"every tensor's own update is of order one ({len(self.fits)} tensors)"
 
     def summary(self) -> str:
