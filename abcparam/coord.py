@@ -103,12 +103,13 @@ class CoordReport(Decision):
         """The changes (``dh``/``df``) that blow up: faster than predicted past the fail band at every step, and at
         the first step (one update from initialisation) by ``DECISIVE_MARGIN`` tolerances and twice the noise more.
         Decisive even when the loss rises: it rises because of the blow-up.  An unowned module's growth counts
-        the same way (nothing may grow in a stable model)."""
+        the same way (nothing may grow in a stable model).  So does any disagreement at initialisation (step 0):
+        no learning rate acts before the first step.  Initialisation first, then the changes."""
+        out: List[Fit] = [f for f in self.fits if f.step == 0 and f.status == "disagree"]
         by_change: Dict[Tuple[str, str], List[Fit]] = {}
         for f in self.fits:
             if f.quantity in ("dh", "df") and f.step >= 1:
                 by_change.setdefault((f.layer, f.quantity), []).append(f)
-        out: List[Fit] = []
         for fs in by_change.values():
             fs = sorted(fs, key=lambda f: f.step)
             if len(fs) == self.steps and all(map(self._grows_past_band, fs)) and self._wide(fs[0]):
@@ -144,6 +145,10 @@ class CoordReport(Decision):
         if comparison == "disagree" and self.lr_too_large is not None:
             w, rise = self.lr_too_large
             first = self.decisive[0]
+            if first.step == 0:
+                return "fail", (f"{first.layer} {first.quantity} at initialisation grows like n^{signed(first.slope)} where "
+                                f"the theory says n^{first.predicted}, past the fail band: no learning rate acts before the "
+                                f"first step (the loss rises {rise:.1f}x at width {w})")
             return "fail", (f"{first.layer} {first.quantity} grows faster than predicted past the fail band at every step "
                             f"(n^{signed(first.slope)} vs n^{first.predicted or 0} at step 1, by {first.margin:.2f} more than "
                             f"the band): a blow-up, which is why the loss rises {rise:.1f}x at width {w}")
@@ -724,7 +729,6 @@ def _check_once(build: Callable[[int], nn.Module], widths: List[int], batch: Bat
 
     verdict, index, notes, no_prediction = _predict(order, tracked, fams, alignment)
     fam = _family_text(fams)
-    slopes_by_step = {t: verdict.predicted_slopes(t) for t in range(1, steps + 1)} if verdict is not None else {}
 
     unowned_modules = {n for n in order if not is_abc_layer(tracked.get(n)) and n not in modules}
     readouts = [n for n in order if getattr(tracked.get(n), "role", None) == "output"]
@@ -732,6 +736,41 @@ def _check_once(build: Callable[[int], nn.Module], widths: List[int], batch: Bat
     if readout_bias:
         notes.append("the readout has a bias (order one at every width): f_0 and Delta f are judged on the readout's "
                      "weight term (its output minus the bias); the model output is measured, not predicted")
+    fits = _judge_all(widths, raw, order, tracked, verdict, index, steps, tolerance, unowned_modules, readout_bias, escalated)
+    fits.extend(_attention_fits(attention_calls, tracked, verdict))
+
+    # The learning rate is too large for the asymptotics when the loss at the smallest width rises
+    # during the check's steps (the steps are not small there): such a check can neither pass nor fail.
+    lr_too_large = _loss_rise(widths, losses_by_width, steps)
+
+    report = CoordReport(
+        widths=list(widths),
+        steps=int(steps),
+        seeds=seeds,
+        family=fam,
+        lr=float(lr),
+        tolerance=float(tolerance),
+        fits=fits,
+        rms=raw,
+        verdict=verdict,
+        measured_regime=_measured_regime(fits, order, tracked, steps, tolerance, verdict, readouts[-1] if readout_bias else None),
+        expect=expect,
+        notes=notes,
+        nonfinite=nonfinite,
+        no_prediction=None if verdict is not None else no_prediction,
+        unowned=unowned,
+        lr_too_large=lr_too_large,
+    )
+    return report
+
+
+def _judge_all(widths: List[int], raw: Dict[Tuple[str, str, int], List[List[float]]], order: List[str],
+               tracked: Dict[str, nn.Module], verdict: Optional[theory.Verdict], index: Dict[str, int], steps: int,
+               tolerance: float, unowned_modules: set, readout_bias: bool, escalated: bool) -> List[Fit]:
+    """A :class:`Fit` for every measured quantity of every module (in call order) and of the output: its slope
+    judged against the prediction, or (a module no abcparam layer owns, under a stable verdict) whether it grows
+    past the fail band; quantities with no prediction are fitted and shown, not compared."""
+    slopes_by_step = {t: verdict.predicted_slopes(t) for t in range(1, steps + 1)} if verdict is not None else {}
     unstable = verdict is not None and verdict.regime == "unstable"
     fits: List[Fit] = []
     for name in order + ["output"]:
@@ -771,32 +810,7 @@ def _check_once(build: Callable[[int], nn.Module], widths: List[int], batch: Bat
             ok = {"agree": True, "disagree": False}.get(j.status) if not unstable else None
             fits.append(Fit(name, role, q, step, j.slope, j.spread, pred, ok, j.status, j.noise, j.margin, j.reason, j.settle,
                             predicted_low=low))
-
-    fits.extend(_attention_fits(attention_calls, tracked, verdict))
-
-    # The learning rate is too large for the asymptotics when the loss at the smallest width rises
-    # during the check's steps (the steps are not small there): such a check can neither pass nor fail.
-    lr_too_large = _loss_rise(widths, losses_by_width, steps)
-
-    report = CoordReport(
-        widths=list(widths),
-        steps=int(steps),
-        seeds=seeds,
-        family=fam,
-        lr=float(lr),
-        tolerance=float(tolerance),
-        fits=fits,
-        rms=raw,
-        verdict=verdict,
-        measured_regime=_measured_regime(fits, order, tracked, steps, tolerance, verdict, readouts[-1] if readout_bias else None),
-        expect=expect,
-        notes=notes,
-        nonfinite=nonfinite,
-        no_prediction=None if verdict is not None else no_prediction,
-        unowned=unowned,
-        lr_too_large=lr_too_large,
-    )
-    return report
+    return fits
 
 
 def _attention_fits(calls_by_width: List[List[Tuple[int, float]]], tracked: Dict[str, nn.Module],

@@ -182,7 +182,7 @@ class _Odd(nn.Module):
     def __init__(self):
         super().__init__()
         self.scale = nn.Parameter(torch.ones(64))
-        self.conv = nn.Conv1d(64, 64, 1)
+        self.conv = nn.ConvTranspose1d(64, 64, 1)  # transposed convolutions: not converted
         self.mha = nn.MultiheadAttention(64, 4, kdim=32, vdim=32)  # keys of another size: not supported
         self.sub = _MyLinear(64, 64)
 
@@ -196,7 +196,7 @@ def test_every_tensor_holding_module_left_alone_is_reported():
     report = abcparam.convert(_Odd(), abcparam.mup(64, 16), widths=[64])
     why = dict(report.skipped)
     assert "holds tensors of its own (scale)" in why["<root>"]
-    assert "Conv1d holds tensors of its own (weight, bias)" in why["conv"]
+    assert "ConvTranspose1d holds tensors of its own (weight, bias)" in why["conv"]
     assert "kdim/vdim other than embed_dim: not supported" in why["mha"]
     assert "_MyLinear is a subclass of nn.Linear" in why["sub"]
 

@@ -132,6 +132,18 @@ def test_a_decisive_blow_up_fails_even_when_the_loss_rises():
     assert coord.DECISIVE_MARGIN == 1.0
 
 
+def test_a_disagreement_at_initialisation_fails_even_when_the_loss_rises():
+    at_init = fit("layers.2", "h", 0, 0.06, "disagree", F(-1, 2), margin=0.16, noise=0.01)
+    later = fit("layers.2", "dh", 1, 0.2, "inconclusive", F(0))
+    r = report([fit("layers.1"), later, at_init], lr_too_large=(512, 2.3))
+    assert (r.comparison, r.status, r.decisive) == ("disagree", "fail", [at_init])
+    assert r.outcome() == ("FAIL: layers.2 h at initialisation grows like n^+0.06 where the theory says n^-1/2, past the "
+                           "fail band: no learning rate acts before the first step (the loss rises 2.3x at width 512)")
+    # an undecided quantity at initialisation is no evidence
+    r = report([fit("layers.1"), fit("layers.2", "h", 0, 0.06, "inconclusive", F(-1, 2))], lr_too_large=(512, 2.3))
+    assert (r.decisive, r.status) == ([], "inconclusive")
+
+
 @pytest.mark.parametrize("first, second, why", [
     (dict(margin=0.19), {}, "the first step's margin is under one tolerance"),
     (dict(margin=0.25, noise=0.13), {}, "the first step's margin is under twice its noise"),
@@ -281,7 +293,8 @@ def test_the_json_form_has_every_field_with_exact_exponents_and_no_non_finite_nu
     assert d == {
         "widths": [64, 128, 256], "steps": 2, "seeds": [0, 1], "family": "adam", "lr": 0.01, "tolerance": 0.2,
         "theory_regime": "feature_learning", "measured_regime": "feature_learning", "expect": "feature_learning",
-        "passed": False, "status": "fail", "agrees": False, "unowned": ["w"], "lr_too_large": {"width": 64, "loss_rise": 2.5}, "decisive": [],
+        "passed": False, "status": "fail", "agrees": False, "unowned": ["w"], "lr_too_large": {"width": 64, "loss_rise": 2.5},
+        "decisive": [{"layer": "output", "quantity": "f_own", "step": 0}],  # a disagreement at init: no lr acts there
         "escalation": [], "suggestion": {},
         "outcome": "FAIL: non-finite values (the run diverged), first at width 64, seed 0, step 1 in x h",
         "nonfinite": [{"width": 64, "seed": 0, "step": 1, "where": "x h"}], "no_prediction": None,

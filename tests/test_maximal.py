@@ -77,6 +77,35 @@ def test_own_updates_are_each_tensors_own_contribution():
     assert list(_trained(tied)) == ["0.weight"]  # a shared tensor is measured once
 
 
+def test_own_updates_of_a_kernel_a_norm_gain_and_an_hf_style_conv1d():
+    torch.manual_seed(0)
+    p = abcparam.mup(8, 2)  # m = 4
+    conv = abcparam.Conv2d(8, 3, 3, padding=1, role="output", param=p)  # multiplier 1/2
+    norm = nn.GroupNorm(2, 8)
+    c1d = abcparam.layers.Conv1D(8, 8, param=p, role="hidden")  # stored in x out
+    model = nn.Sequential(norm, conv)
+    tensors = _trained(model)
+    assert list(tensors) == ["0.weight", "0.bias", "1.weight", "1.bias"]  # the gain is measured, as a bias is
+    start = {k: getattr(m, a).detach().clone() for k, (m, a) in tensors.items()}
+    with torch.no_grad():
+        norm.weight.add_(0.75)
+        conv.weight.mul_(-2.0)
+    x = torch.randn(2, 8, 5, 5)
+    got = _own_updates(model, start, tensors, (x,), {})
+    assert got["0.weight"] == pytest.approx(0.75) and got["0.bias"] == 0.0
+    h = norm(x).detach()  # the kernel's input
+    expected = torch.nn.functional.conv2d(h, conv.weight.detach() - start["1.weight"], padding=1) * 0.5
+    assert got["1.weight"] == pytest.approx(float(expected.pow(2).mean().sqrt()), rel=1e-5)
+    line = nn.Sequential(c1d)
+    t = _trained(line)
+    s0 = {k: getattr(m, a).detach().clone() for k, (m, a) in t.items()}
+    with torch.no_grad():
+        c1d.weight.add_(torch.arange(64.0).reshape(8, 8) / 64)
+    xs = torch.randn(3, 8)
+    want = (xs @ (c1d.weight.detach() - s0["0.weight"]) * c1d.weight_multiplier).pow(2).mean().sqrt()
+    assert _own_updates(line, s0, t, (xs,), {})["0.weight"] == pytest.approx(float(want), rel=1e-5)
+
+
 def test_the_report_renders_and_serialises():
     r = maximal_check(_mlp("hidden"), WIDTHS, _batch(), optimizer=torch.optim.SGD, lr=0.1, budget=0)
     text = str(r)

@@ -14,6 +14,7 @@ from .. import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 
+from ..conv import TORCH_CONVS, torch_conv
 from ..layers import Conv1D, Embedding, TiedReadout, abc_modules
 from .handlers import VectorScales
 
@@ -21,22 +22,28 @@ __all__ = ["effective_state_dict", "from_torch", "to_torch"]
 
 
 def _weighted(model: nn.Module) -> Dict[str, nn.Module]:
-    """The abcparam layers with a weight multiplier (Linear, Conv1D, Embedding, TiedReadout; not norms)."""
+    """The abcparam layers with a weight multiplier (Linear, Conv1D, Embedding, TiedReadout, convolutions; not norms)."""
     return {n: m for n, m in abc_modules(model).items() if hasattr(m, "weight_multiplier")}
 
 
 def _plain_norm(mod: nn.Module) -> nn.Module:
-    """torch's own norm holding a copy of an abcparam norm's tensors."""
+    """torch's own norm holding a copy of an abcparam norm's tensors (and running statistics)."""
     from ..norms import LayerNorm
 
     if isinstance(mod, LayerNorm):
         plain: nn.Module = nn.LayerNorm(mod.normalized_shape, mod.eps, mod.elementwise_affine, mod.bias is not None, device="meta")
+    elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
+        plain = type(mod)._torch_norm(mod.num_features, mod.eps, mod.momentum, mod.affine, mod.track_running_stats, device="meta")
+    elif isinstance(mod, nn.GroupNorm):
+        plain = nn.GroupNorm(mod.num_groups, mod.num_channels, mod.eps, mod.affine, device="meta")
     else:
         plain = nn.RMSNorm(mod.normalized_shape, mod.eps, mod.elementwise_affine, device="meta")
     for n in ("weight", "bias"):
         t = getattr(mod, n, None)
         if t is not None:
             setattr(plain, n, nn.Parameter(t.detach().clone(), requires_grad=t.requires_grad))
+    for n, b in mod.named_buffers(recurse=False):
+        setattr(plain, n, None if b is None else b.detach().clone())
     plain.train(mod.training)
     return plain
 
@@ -62,8 +69,8 @@ def effective_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
 def to_torch(model: nn.Module, *, untie: bool = False) -> nn.Module:
     """A copy of ``model`` with every abcparam layer replaced by the plain torch module computing the same function.
 
-    ``Linear``/``TiedReadout`` become ``nn.Linear`` and ``Embedding`` becomes
-    ``nn.Embedding``, holding the effective weights (the multipliers folded in),
+    ``Linear``/``TiedReadout`` become ``nn.Linear``, ``Embedding`` becomes
+    ``nn.Embedding``, convolutions and norms torch's own, holding the effective weights (the multipliers folded in),
     so the copy runs, saves and loads anywhere without abcparam; the model
     itself is not changed.  A tied readout whose multiplier differs from its
     embedding's cannot share one plain tensor: pass ``untie=True`` to give it a
@@ -114,7 +121,11 @@ def to_torch(model: nn.Module, *, untie: bool = False) -> nn.Module:
                                             mod.scale_grad_by_freq, mod.sparse, _weight=w.detach().clone(), _freeze=not mod.weight.requires_grad)
             tables[id(mod.weight)] = plain.weight
         else:
-            plain = nn.Linear(mod.in_features, mod.out_features, mod.bias is not None, device="meta")
+            if isinstance(mod, TORCH_CONVS):
+                plain = torch_conv(mod)(mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride, mod.padding,
+                                        mod.dilation, mod.groups, mod.bias is not None, mod.padding_mode, device="meta")
+            else:
+                plain = nn.Linear(mod.in_features, mod.out_features, mod.bias is not None, device="meta")
             plain.weight = nn.Parameter(w.detach().clone(), requires_grad=mod.weight.requires_grad)
             if mod.bias is not None:
                 plain.bias = nn.Parameter(mod.bias.detach().clone(), requires_grad=mod.bias.requires_grad)
