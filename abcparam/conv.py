@@ -133,16 +133,6 @@ class _AbcConv(WeightedLayer):
         self._torch_conv.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                                   padding_mode, device=device, dtype=dtype)
 
-    def reset_parameters(self) -> None:
-        """Draw ``weight ~ N(0, init_std^2)`` (or zeros) and the bias; idempotent, never rescales."""
-        with torch.no_grad():
-            if self.zero_init:
-                self.weight.zero_()
-            else:
-                self.weight.normal_(0.0, self.init_std)
-            if self.bias is not None:
-                self.bias.uniform_(-self.bias_bound, self.bias_bound)
-
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         wm = self.weight_multiplier
         # the factor goes on the weight: a convolution's kernel has fewer numbers than its input or output

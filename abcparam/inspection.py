@@ -339,25 +339,11 @@ def _multiplier(mod: nn.Module, attr: str, p: torch.Tensor, fan_in: Optional[int
                 return _fit_scale(out, torch.ones_like(out)), ""
             if p.dim() == 1 and attr == "weight" and isinstance(mod, CHANNEL_NORMS):  # a gain per channel
                 x = _channel_input(mod, p.shape[0], gen, p.dtype)
-                saved = p.detach().clone()
-                try:
-                    out1 = _call(mod, x)
-                    p.mul_(2.0)
-                    out2 = _call(mod, x)
-                finally:
-                    p.copy_(saved)
                 gain = p.view(-1, *[1] * (x.dim() - 2))
-                return _fit_scale(out2 - out1, _channel_normalised(mod, x) * gain), ""
+                return _fit_scale(_gain_term(mod, p, x), _channel_normalised(mod, x) * gain), ""
             if p.dim() == 1 and attr == "weight":  # a normalisation's gain
                 x = torch.randn(3, p.shape[0], generator=gen, dtype=p.dtype)
-                saved = p.detach().clone()
-                try:
-                    out1 = _call(mod, x)
-                    p.mul_(2.0)
-                    out2 = _call(mod, x)
-                finally:
-                    p.copy_(saved)
-                delta = out2 - out1
+                delta = _gain_term(mod, p, x)
                 eps = float(getattr(mod, "eps", None) or getattr(mod, "variance_epsilon", None) or 1e-5)
                 for ref in (F.layer_norm(x, (p.shape[0],), eps=eps), x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)):
                     s = _fit_scale(delta, ref * p)
@@ -369,6 +355,18 @@ def _multiplier(mod: nn.Module, attr: str, p: torch.Tensor, fan_in: Optional[int
     finally:
         mod.train(was)
     return None, "not probed"
+
+
+def _gain_term(mod: nn.Module, p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The part of ``mod(x)`` that the gain ``p`` multiplies: the output with ``p`` doubled minus the output with
+    ``p`` (``p`` is restored)."""
+    saved = p.detach().clone()
+    try:
+        out1 = _call(mod, x)
+        p.mul_(2.0)
+        return _call(mod, x) - out1
+    finally:
+        p.copy_(saved)
 
 
 def _channel_input(mod: nn.Module, channels: int, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:

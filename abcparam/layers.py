@@ -279,6 +279,17 @@ class WeightedLayer:
         """W = alpha * m^-a * w, the weight the forward pass uses."""
         return self.weight * self.weight_multiplier
 
+    def reset_parameters(self) -> None:
+        """Draw ``weight ~ N(0, init_std^2)`` (or zeros, with ``zero_init``) and the bias uniform in
+        ``+-bias_bound``; idempotent, never rescales."""
+        with torch.no_grad():
+            if getattr(self, "zero_init", False):
+                self.weight.zero_()
+            else:
+                self.weight.normal_(0.0, self.init_std)
+            if getattr(self, "bias", None) is not None:
+                self.bias.uniform_(-self.bias_bound, self.bias_bound)
+
     def _abc_repr(self) -> str:
         return (
             f"role={self.role}, param={self.param_name}, m={self.width_mult:g}, "
@@ -363,16 +374,6 @@ class Linear(WeightedLayer, nn.Linear):
             config["_bias_scales"] = scales_for(folded, "vector", (0,))
         self.__dict__.update(config)  # plain numbers, set before nn.Linear calls reset_parameters
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
-
-    def reset_parameters(self) -> None:
-        """Draw ``weight ~ N(0, init_std^2)`` (or zeros) and the bias; idempotent, never rescales."""
-        with torch.no_grad():
-            if self.zero_init:
-                self.weight.zero_()
-            else:
-                self.weight.normal_(0.0, self.init_std)
-            if self.bias is not None:
-                self.bias.uniform_(-self.bias_bound, self.bias_bound)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return scaled_linear(input, self.weight, self.bias, self.weight_multiplier)

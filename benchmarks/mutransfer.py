@@ -210,25 +210,9 @@ def main(argv: Sequence[str]) -> None:
     print(f"data: CPython help topics, {ids.numel():,} characters, vocabulary {len(vocab)}; char MLP, context {CONTEXT}, "
           f"depth {args.depth}, ReLU, {OPTIMIZER_TEXT[args.optimizer]}, batch {args.batch}, {steps} steps, {seeds} seed(s), base width {args.base_width}")
     print(f"training loss = mean over the last {max(1, steps // 10)} steps; learning rates 2^{grid[0]}..2^{grid[-1]}\n")
-    results: Dict[Tuple[str, int, int], List[float]] = {}
-    update, close = _progress(2 * len(widths) * len(grid) * seeds)
-    t0 = time.time()
-    for seed in range(seeds):
-        data = batches(ids, steps, args.batch, seed)
-        for name in ("SP", "muP"):
-            for w in widths:
-                for k in grid:
-                    results.setdefault((name, w, k), []).append(
-                        run(name, w, args.base_width, 2.0 ** k, data, len(vocab), args.depth, seed, args.optimizer))
-                    update(1)
-    close()
-    elapsed = time.time() - t0
-
-    transfer_tables(("SP", "muP"), widths, args.base_width, grid, results, seeds, axis="width")
-    print(f"({elapsed:.0f} s; spread = std over seeds of the loss at the best learning rate)")
-    if args.plot:
-        _plot(args.plot, widths, grid, results, mean)
-        print(f"figure: {args.plot}")
+    sweep_and_report(
+        widths, args.base_width, grid, seeds, args.plot, lambda seed: batches(ids, steps, args.batch, seed),
+        lambda name, w, k, data, seed: run(name, w, args.base_width, 2.0 ** k, data, len(vocab), args.depth, seed, args.optimizer))
 
 
 def main_transformer(args: argparse.Namespace) -> None:
@@ -244,24 +228,33 @@ def main_transformer(args: argparse.Namespace) -> None:
           f"context {T_CONTEXT}, AdamW, batch {batch} sequences, {steps} steps, {seeds} seed(s), base width {base}")
     print(f"training loss (next character at every position) = mean over the last {max(1, steps // 10)} steps; "
           f"learning rates 2^{grid[0]}..2^{grid[-1]}\n")
+    sweep_and_report(
+        widths, base, grid, seeds, args.plot,
+        lambda seed: batches(ids, steps, batch, seed, context=T_CONTEXT, sequence=True),
+        lambda name, w, k, data, seed: run(name, w, base, 2.0 ** k, data, len(vocab), 0, seed, model_name="transformer"))
+
+
+def sweep_and_report(widths: Sequence[int], base: int, grid: Sequence[int], seeds: int, plot: "str | None",
+                     data_for, run_one) -> None:
+    """Every (seed, rule, width, log2 lr) run by ``run_one(name, width, k, data_for(seed), seed)`` (the training
+    loss), then the tables, the time and (with ``plot``) the figure."""
     results: Dict[Tuple[str, int, int], List[float]] = {}
     update, close = _progress(2 * len(widths) * len(grid) * seeds)
     t0 = time.time()
     for seed in range(seeds):
-        data = batches(ids, steps, batch, seed, context=T_CONTEXT, sequence=True)
+        data = data_for(seed)
         for name in ("SP", "muP"):
             for w in widths:
                 for k in grid:
-                    results.setdefault((name, w, k), []).append(
-                        run(name, w, base, 2.0 ** k, data, len(vocab), 0, seed, model_name="transformer"))
+                    results.setdefault((name, w, k), []).append(run_one(name, w, k, data, seed))
                     update(1)
     close()
     elapsed = time.time() - t0
     transfer_tables(("SP", "muP"), widths, base, grid, results, seeds, axis="width")
     print(f"({elapsed:.0f} s; spread = std over seeds of the loss at the best learning rate)")
-    if args.plot:
-        _plot(args.plot, widths, grid, results, mean)
-        print(f"figure: {args.plot}")
+    if plot:
+        _plot(plot, widths, grid, results, mean)
+        print(f"figure: {plot}")
 
 
 def omniglot_images() -> Tuple[torch.Tensor, torch.Tensor]:
@@ -293,28 +286,19 @@ def main_resnet(args: argparse.Namespace) -> None:
     print(f"data: Omniglot background characters, {images.shape[0]:,} images of 14 x 14, {int(labels.max()) + 1} classes; "
           f"ResNet (2 stages, batch norm), Adam, batch {args.batch}, {steps} steps, {seeds} seed(s), base width {base}")
     print(f"training loss = mean over the last {max(1, steps // 10)} steps; learning rates 2^{grid[0]}..2^{grid[-1]}\n")
-    results: Dict[Tuple[str, int, int], List[float]] = {}
-    update, close = _progress(2 * len(widths) * len(grid) * seeds)
-    t0 = time.time()
-    for seed in range(seeds):
-        g = torch.Generator().manual_seed(seed)
-        pick = torch.randint(0, images.shape[0], (steps, args.batch), generator=g)
-        data = (images[pick], labels[pick])
-        for name in ("SP", "muP"):
-            for w in widths:
-                for k in grid:
-                    torch.manual_seed(seed)
-                    model = resnet(name, w, base, int(labels.max()) + 1)
-                    opt = abcparam.wrap(torch.optim.Adam(model.parameters(), lr=2.0 ** k), model, scale_eps=(name == "muP"))
-                    results.setdefault((name, w, k), []).append(train(model, [opt], data))
-                    update(1)
-    close()
-    elapsed = time.time() - t0
-    transfer_tables(("SP", "muP"), widths, base, grid, results, seeds, axis="width")
-    print(f"({elapsed:.0f} s; spread = std over seeds of the loss at the best learning rate)")
-    if args.plot:
-        _plot(args.plot, widths, grid, results, mean)
-        print(f"figure: {args.plot}")
+    classes = int(labels.max()) + 1
+
+    def data_for(seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        pick = torch.randint(0, images.shape[0], (steps, args.batch), generator=torch.Generator().manual_seed(seed))
+        return images[pick], labels[pick]
+
+    def run_one(name: str, w: int, k: int, data: Tuple[torch.Tensor, torch.Tensor], seed: int) -> float:
+        torch.manual_seed(seed)
+        model = resnet(name, w, base, classes)
+        opt = abcparam.wrap(torch.optim.Adam(model.parameters(), lr=2.0 ** k), model, scale_eps=(name == "muP"))
+        return train(model, [opt], data)
+
+    sweep_and_report(widths, base, grid, seeds, args.plot, data_for, run_one)
 
 
 def mean(v: List[float]) -> float:

@@ -45,7 +45,6 @@ from .engine import Batch, default_loss, make_optimizer, observe, rms, seeded_bu
 __all__ = ["MaximalReport", "maximal_check"]
 
 
-
 def _trained(model: nn.Module) -> Dict[str, Tuple[nn.Module, str]]:
     """``"module.weight"`` / ``"module.bias"`` -> (module, attribute) for every trained tensor measured here."""
     out: Dict[str, Tuple[nn.Module, str]] = {}

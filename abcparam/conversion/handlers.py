@@ -55,6 +55,22 @@ class Context:
     def skip(self, fqn: str, why: str) -> None:
         self.report.skipped.append((fqn, why))
 
+    def role_of(self, fqn: str, mod: nn.Module, from_widths: Callable[[], Tuple[Optional[str], str]]) -> Optional[str]:
+        """The role ``roles`` names for ``fqn``, else the one ``from_widths()`` reads off the widths (a readout found
+        that way is recorded); None, with the reason recorded as a skip, when there is none or it is ``"skip"``."""
+        role, why = self.role_from_map(fqn), "role 'skip' in roles"
+        if role is None and self.widths:
+            role, why = from_widths()
+            if role == "output":
+                self.readouts_from_widths.append((fqn, mod))
+        elif role is None:
+            why = "matched no pattern in roles"
+        if role in (None, "skip"):
+            self.skip(fqn, why)
+            return None
+        self.param.role(role)  # a missing role (mean field: no hidden) fails here, before any change
+        return role
+
     def role_from_map(self, fqn: str) -> Optional[str]:
         """The role ``roles`` gives the module named ``fqn`` (None when no pattern matches)."""
         hits = {role for pattern, role in self.roles.items() if fnmatch.fnmatchcase(fqn, pattern)}
@@ -203,20 +219,11 @@ class WeightedLayers(Handler):
         if not ctx.selected(mod, fqn):
             ctx.skip(fqn, "filter_fn said no")
             return None
-        role = ctx.role_from_map(fqn)
-        why = "role 'skip' in roles"
-        if role is None and ctx.widths:
-            role, why = _role_from_widths(fqn, mod, ctx.widths)
-            if role == "output":
-                ctx.readouts_from_widths.append((fqn, mod))
-        elif role is None:
-            why = "matched no pattern in roles"
-        if role in (None, "skip"):
-            ctx.skip(fqn, why)
+        role = ctx.role_of(fqn, mod, lambda: _role_from_widths(fqn, mod, ctx.widths))
+        if role is None:
             return None
         if isinstance(mod, nn.Embedding) and role != "input":
             raise ValueError(f"roles: embedding {fqn!r} can only be an input layer, got {role!r}")
-        ctx.param.role(role)  # a missing role (mean field: no hidden) fails here, before any change
         shape = ((mod.in_features, mod.out_features) if isinstance(mod, nn.Linear) else
                  (mod.num_embeddings, mod.embedding_dim) if isinstance(mod, nn.Embedding) else tuple(mod.weight.shape))
         return Swap(parent, attr, fqn, mod, lambda ctx: _build_layer(mod, role, ctx), Converted(fqn, type(mod).__name__, role, shape),
@@ -274,22 +281,9 @@ class Convolutions(Handler):
         if not ctx.selected(mod, fqn):
             ctx.skip(fqn, "filter_fn said no")
             return None
-        role, why = ctx.role_from_map(fqn), "role 'skip' in roles"
-        if role is None and ctx.widths:
-            c_in, c_out, g = mod.in_channels, mod.out_channels, mod.groups
-            role = {(True, True): "hidden", (False, True): "input", (True, False): "output"}.get(
-                (c_in in ctx.widths, c_out in ctx.widths))
-            if g > 1 and g in ctx.widths:
-                role = "vector"
-            why = f"no width-sized channel count ({c_in} -> {c_out})"
-            if role == "output":
-                ctx.readouts_from_widths.append((fqn, mod))
-        elif role is None:
-            why = "matched no pattern in roles"
-        if role in (None, "skip"):
-            ctx.skip(fqn, why)
+        role = ctx.role_of(fqn, mod, lambda: _conv_role_from_widths(mod, ctx.widths))
+        if role is None:
             return None
-        ctx.param.role(role)  # a missing role (mean field: no hidden) fails here, before any change
 
         def build(ctx: Context) -> nn.Module:
             from .. import conv
@@ -346,6 +340,15 @@ def _role_from_widths(name: str, mod: nn.Module, widths: frozenset) -> Tuple[Opt
     if fan_in:
         return "output", ""
     return None, f"no width-sized dimension ({d_in} -> {d_out})"
+
+
+def _conv_role_from_widths(mod: nn.Module, widths: frozenset) -> Tuple[Optional[str], str]:
+    """A convolution's role from which channel counts are widths; vector-like when its number of groups is one."""
+    c_in, c_out, g = mod.in_channels, mod.out_channels, mod.groups
+    if g > 1 and g in widths:
+        return "vector", ""
+    role = {(True, True): "hidden", (False, True): "input", (True, False): "output"}.get((c_in in widths, c_out in widths))
+    return role, ("" if role else f"no width-sized channel count ({c_in} -> {c_out})")
 
 
 def _plain_subclass(mod: nn.Module) -> bool:
