@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import abcparam
+import abcparam.testing
 from abcparam.attention import ScaleObserver
 
 transformers = pytest.importorskip("transformers")
@@ -92,3 +93,95 @@ def test_llama_converts_its_linears_and_marks_its_own_norms():
     assert lr[id(model.model.norm.weight)] == pytest.approx(0.1)  # vector-like under SGD at m = 1
     buf = __import__("io").BytesIO()
     torch.save(model, buf)  # the marker pickles
+
+
+def neox(width):
+    cfg = transformers.GPTNeoXConfig(vocab_size=50, hidden_size=width, intermediate_size=4 * width, num_hidden_layers=2,
+                                     num_attention_heads=4, max_position_embeddings=16, bos_token_id=0, eos_token_id=0)
+    return transformers.GPTNeoXForCausalLM(cfg)
+
+
+def falcon(width):
+    cfg = transformers.FalconConfig(vocab_size=50, hidden_size=width, num_hidden_layers=2, num_attention_heads=4,
+                                    bos_token_id=0, eos_token_id=0)
+    return transformers.FalconForCausalLM(cfg)
+
+
+def test_a_grouped_query_llama_converts_from_a_base_build_with_no_widths_listed():
+    # widths=[64, 128] (forgetting the grouped keys' 32) would make k_proj a readout; the base build needs no list
+    model = llama(64)
+    listed = {c.name: c.role for c in abcparam.convert(llama(64), abcparam.mup(64, 64), widths=[64, 128, 32]).converted}
+    report = abcparam.convert(model, abcparam.mup(64, 64), base=llama(128))
+    assert {c.name: c.role for c in report.converted} == listed
+    assert listed["model.layers.0.self_attn.k_proj"] == "hidden"
+
+
+def test_gpt_neox_gets_its_attention_scale_through_head_size():
+    # its attention class spells the head size `head_size`: before, the scale stayed 1/sqrt(d_head)
+    report = abcparam.convert(neox(64), abcparam.mup(64, 64, form="table8"), base=neox(128))
+    assert [name for name, _, _ in report.attention] == ["gpt_neox.layers.0.attention", "gpt_neox.layers.1.attention"]
+
+
+@pytest.mark.slow
+def test_gpt_neox_converted_from_a_base_passes_the_check_and_fails_it_with_its_own_attention_scale():
+    """The two lines a user writes, on an architecture whose conversion needed a hand-written widths list and a
+    hand-patched attention class before; kept at 1/sqrt(d_head) (scale_attention=False) it fails."""
+
+    def build(n, scale_attention=True):
+        model = neox(n)
+        abcparam.convert(model, abcparam.mup(n, 128, form="table8"), base=neox(64), scale_attention=scale_attention)
+        return model
+
+    idx = torch.randint(0, 50, (2, 16), generator=torch.Generator().manual_seed(0))
+    kw = dict(batch=(idx[:, :-1], idx[:, 1:]), optimizer=torch.optim.AdamW, lr=1e-2)  # next-token targets
+    abcparam.testing.assert_regime(build, "feature_learning", **kw)
+    with pytest.raises(AssertionError, match="expected regime 'feature_learning'"):
+        abcparam.testing.assert_regime(lambda n: build(n, scale_attention=False), "feature_learning", **kw)
+
+
+def test_falcons_own_linear_class_computes_a_linear_so_it_is_converted():
+    model = falcon(64)
+    assert type(model.transformer.h[0].mlp.dense_h_to_4h).__name__ == "FalconLinear"
+    report = abcparam.convert(model, abcparam.mup(64, 64, form="table8"), base=falcon(128))
+    roles = {c.name: c.role for c in report.converted}
+    # its fused multi-query projection (d -> d + 2 d_head) grows with the width like the rest: hidden
+    assert roles["transformer.h.0.self_attention.query_key_value"] == "hidden" and roles["lm_head"] == "output"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        abcparam.wrap(torch.optim.AdamW(model.parameters(), lr=1e-3), model, strict=True)
+    assert model(IDX).logits.shape == (2, 8, 50)
+
+
+def tiny(kind, n):
+    """A causal LM of transformers at width n from a tiny config (2 layers, 4 heads, vocabulary 50)."""
+    common = dict(vocab_size=50, num_hidden_layers=2, num_attention_heads=4, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    cfg = {"mistral": lambda: transformers.MistralConfig(hidden_size=n, intermediate_size=2 * n, num_key_value_heads=2, **common),
+           "qwen2": lambda: transformers.Qwen2Config(hidden_size=n, intermediate_size=2 * n, num_key_value_heads=2, **common),
+           "phi": lambda: transformers.PhiConfig(hidden_size=n, intermediate_size=2 * n, **common),
+           "gemma2": lambda: transformers.Gemma2Config(hidden_size=n, intermediate_size=2 * n, num_key_value_heads=2,
+                                                       head_dim=n // 4, query_pre_attn_scalar=n // 4, **common),
+           "mamba": lambda: transformers.MambaConfig(vocab_size=50, hidden_size=n, num_hidden_layers=2, state_size=8)}[kind]()
+    return transformers.AutoModelForCausalLM.from_config(cfg)
+
+
+@pytest.mark.parametrize("kind", ["mistral", "qwen2", "phi"])
+def test_more_architectures_convert_from_a_base_build_owning_every_tensor(kind):
+    model = tiny(kind, 64)
+    report = abcparam.convert(model, abcparam.mup(64, 64, form="table8"), base=tiny(kind, 128))
+    assert len(report.attention) == 2 and not report.skipped
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        abcparam.wrap(torch.optim.AdamW(model.parameters(), lr=1e-3), model, strict=True)
+    assert model(IDX).logits.shape == (2, 8, 50)
+
+
+def test_what_base_cannot_settle_is_named():
+    # Gemma-2 multiplies its embedding's output by sqrt(d): a subclass whose output differs, left alone and reported
+    model = tiny("gemma2", 64)
+    report = abcparam.convert(model, abcparam.mup(64, 64, form="table8"), base=tiny("gemma2", 128))
+    assert "its output on a probe differs from nn.Embedding's" in dict(report.skipped)["model.embed_tokens"]
+    # Mamba's x_proj outputs ceil(n / 16) + 2 d_state: neither a width nor fixed; refused by name, the model untouched
+    model = tiny("mamba", 64)
+    with pytest.raises(ValueError, match=r"backbone\.layers\.0\.mixer\.x_proj\.weight dim 0 \(5/6\)"):
+        abcparam.convert(model, abcparam.mup(64, 64), base=tiny("mamba", 128))
+    assert not any(abcparam.layers.is_abc_layer(m) for m in model.modules())

@@ -25,6 +25,7 @@ from ..conv import TORCH_CONVS, torch_conv
 from ..layers import Conv1D, Embedding, Linear, is_abc_layer
 from ..parametrizations import Parametrization
 from .report import ConversionReport, Converted
+from .widths import WidthSource
 
 __all__ = ["Change", "Context", "Convolutions", "Handler", "HANDLERS", "Swap", "is_hf_conv1d", "ROLES"]
 
@@ -40,7 +41,7 @@ class Context:
 
     param: Parametrization
     roles: Dict[str, str]
-    widths: frozenset
+    widths: Optional[WidthSource]  # None: every role comes from roles=
     filter_fn: Optional[Callable[[nn.Module, str], bool]]
     layer_kwargs: Dict[str, Any]
     init: str
@@ -55,12 +56,14 @@ class Context:
     def skip(self, fqn: str, why: str) -> None:
         self.report.skipped.append((fqn, why))
 
-    def role_of(self, fqn: str, mod: nn.Module, from_widths: Callable[[], Tuple[Optional[str], str]]) -> Optional[str]:
-        """The role ``roles`` names for ``fqn``, else the one ``from_widths()`` reads off the widths (a readout found
-        that way is recorded); None, with the reason recorded as a skip, when there is none or it is ``"skip"``."""
+    def role_of(self, fqn: str, mod: nn.Module,
+                from_widths: Callable[[WidthSource], Tuple[Optional[str], str]]) -> Optional[str]:
+        """The role ``roles`` names for ``fqn``, else the one ``from_widths(self.widths)`` reads off the widths (a
+        readout found that way is recorded); None, with the reason recorded as a skip, when there is none or it is
+        ``"skip"``."""
         role, why = self.role_from_map(fqn), "role 'skip' in roles"
-        if role is None and self.widths:
-            role, why = from_widths()
+        if role is None and self.widths is not None:
+            role, why = from_widths(self.widths)
             if role == "output":
                 self.readouts_from_widths.append((fqn, mod))
         elif role is None:
@@ -179,8 +182,8 @@ class MultiheadAttentions(Handler):
 
     def plan(self, parent, attr, fqn, mod, ctx):
         role = ctx.role_from_map(fqn)
-        if role is None and ctx.widths:
-            role = "hidden" if mod.embed_dim in ctx.widths else None
+        if role is None and ctx.widths is not None:
+            role = "hidden" if ctx.widths.grows(fqn, mod, lambda m: (m.embed_dim,))[0] else None
         why = _mha_unsupported(mod)
         if why or role in (None, "skip") or not ctx.selected(mod, fqn):
             ctx.skip(fqn, why or ("its embed_dim is not a width" if role is None else "not selected"))
@@ -213,13 +216,13 @@ class WeightedLayers(Handler):
     def plan(self, parent, attr, fqn, mod, ctx):
         if isinstance(mod, (nn.Linear, nn.Embedding)) and not _plain_subclass(mod):
             base = "Linear" if isinstance(mod, nn.Linear) else "Embedding"
-            ctx.skip(fqn, f"{type(mod).__name__} is a subclass of nn.{base} with behaviour of its own, which replacing it "
-                          "would lose: not converted")
+            ctx.skip(fqn, f"{type(mod).__name__} is a subclass of nn.{base} with behaviour of its own (its output on a "
+                          f"probe differs from nn.{base}'s), which replacing it would lose: not converted")
             return None
         if not ctx.selected(mod, fqn):
             ctx.skip(fqn, "filter_fn said no")
             return None
-        role = ctx.role_of(fqn, mod, lambda: _role_from_widths(fqn, mod, ctx.widths))
+        role = ctx.role_of(fqn, mod, lambda widths: _role_from_widths(fqn, mod, widths))
         if role is None:
             return None
         if isinstance(mod, nn.Embedding) and role != "input":
@@ -240,7 +243,9 @@ class ForeignNorms(Handler):
     def claims(self, mod, fqn, ctx):
         own = dict(mod.named_parameters(recurse=False))
         return (bool(own) and "norm" in type(mod).__name__.lower() and set(own) <= {"weight", "bias"}
-                and all(p.dim() == 1 and p.shape[0] in ctx.widths for p in own.values()) and ctx.selected(mod, fqn))
+                and all(p.dim() == 1 for p in own.values()) and ctx.widths is not None
+                and all(ctx.widths.grows(fqn, mod, lambda m: tuple(p.shape[0] for p in m.parameters(recurse=False))))
+                and ctx.selected(mod, fqn))
 
     def plan(self, parent, attr, fqn, mod, ctx):
         return MarkVector(fqn, mod)
@@ -281,7 +286,7 @@ class Convolutions(Handler):
         if not ctx.selected(mod, fqn):
             ctx.skip(fqn, "filter_fn said no")
             return None
-        role = ctx.role_of(fqn, mod, lambda: _conv_role_from_widths(mod, ctx.widths))
+        role = ctx.role_of(fqn, mod, lambda widths: _conv_role_from_widths(fqn, mod, widths))
         if role is None:
             return None
 
@@ -321,18 +326,21 @@ def is_hf_conv1d(mod: nn.Module) -> bool:
             and getattr(mod, "nf", None) == w.shape[1] and not is_abc_layer(mod))
 
 
-def _role_from_widths(name: str, mod: nn.Module, widths: frozenset) -> Tuple[Optional[str], str]:
+def _role_from_widths(name: str, mod: nn.Module, widths: WidthSource) -> Tuple[Optional[str], str]:
     if isinstance(mod, nn.Embedding):
-        if mod.num_embeddings in widths:
+        vocab, dim = widths.grows(name, mod, lambda m: (m.num_embeddings, m.embedding_dim))
+        if vocab:
             raise ValueError(
-                f"widths: embedding {name!r} has num_embeddings={mod.num_embeddings}, which is also a width; "
+                f"{widths.argument}: embedding {name!r} has num_embeddings={mod.num_embeddings}, which {widths.evidence}; "
                 "cannot tell whether its vocabulary grows with width. Name its role in roles={...}"
             )
-        if mod.embedding_dim in widths:
+        if dim:
             return "input", ""
         return None, f"embedding_dim {mod.embedding_dim} is not a width"
-    d_in, d_out = (mod.in_features, mod.out_features) if isinstance(mod, nn.Linear) else tuple(mod.weight.shape)  # Conv1D: nx x nf
-    fan_in, fan_out = d_in in widths, d_out in widths
+    sizes: Callable[[nn.Module], Tuple[int, ...]] = (
+        (lambda m: (m.in_features, m.out_features)) if isinstance(mod, nn.Linear) else (lambda m: tuple(m.weight.shape)))  # Conv1D: nx x nf
+    d_in, d_out = sizes(mod)
+    fan_in, fan_out = widths.grows(name, mod, sizes)
     if fan_in and fan_out:
         return "hidden", ""
     if fan_out:
@@ -342,21 +350,44 @@ def _role_from_widths(name: str, mod: nn.Module, widths: frozenset) -> Tuple[Opt
     return None, f"no width-sized dimension ({d_in} -> {d_out})"
 
 
-def _conv_role_from_widths(mod: nn.Module, widths: frozenset) -> Tuple[Optional[str], str]:
+def _conv_role_from_widths(name: str, mod: nn.Module, widths: WidthSource) -> Tuple[Optional[str], str]:
     """A convolution's role from which channel counts are widths; vector-like when its number of groups is one."""
-    c_in, c_out, g = mod.in_channels, mod.out_channels, mod.groups
-    if g > 1 and g in widths:
+    c_in, c_out = mod.in_channels, mod.out_channels
+    wide_in, wide_out, wide_groups = widths.grows(name, mod, lambda m: (m.in_channels, m.out_channels, m.groups))
+    if mod.groups > 1 and wide_groups:
         return "vector", ""
-    role = {(True, True): "hidden", (False, True): "input", (True, False): "output"}.get((c_in in widths, c_out in widths))
+    role = {(True, True): "hidden", (False, True): "input", (True, False): "output"}.get((wide_in, wide_out))
     return role, ("" if role else f"no width-sized channel count ({c_in} -> {c_out})")
 
 
 def _plain_subclass(mod: nn.Module) -> bool:
-    """``nn.Linear``/``nn.Embedding`` itself, or a subclass that keeps its forward and adds no tensors (torch's
-    ``NonDynamicallyQuantizableLinear``, a marker class): converting it loses nothing."""
+    """``nn.Linear``/``nn.Embedding`` itself, or a subclass that adds no tensors and either keeps its forward (torch's
+    ``NonDynamicallyQuantizableLinear``, a marker class) or computes the same function (Falcon's ``FalconLinear``
+    writes its own matmul): converting it loses nothing."""
     base = nn.Linear if isinstance(mod, nn.Linear) else nn.Embedding
     own = {n for n, _ in mod.named_parameters(recurse=False)} - {"weight", "bias"}
-    return type(mod).forward is base.forward and not own and not list(mod.children())
+    if own or list(mod.children()):
+        return False
+    return type(mod).forward is base.forward or _computes_as_base(mod, base)
+
+
+def _computes_as_base(mod: nn.Module, base: type) -> bool:
+    """Whether the subclass's own forward gives ``base.forward``'s output on a fixed probe (agreement to float
+    rounding: the same function written another way).  The forward is called unbound, so no hook runs."""
+    w = mod.weight
+    if w.is_meta or w.dim() != 2:
+        return False
+    g = torch.Generator(device=w.device).manual_seed(0)
+    if base is nn.Linear:
+        probe = torch.randn(3, w.shape[1], generator=g, device=w.device).to(w.dtype)
+    else:
+        probe = torch.randint(0, w.shape[0], (3, 4), generator=g, device=w.device)
+    try:
+        with torch.no_grad():
+            theirs, ours = type(mod).forward(mod, probe), base.forward(mod, probe)
+    except Exception:  # a forward that needs more than one input, or another kind of input: not a plain layer
+        return False
+    return isinstance(theirs, torch.Tensor) and theirs.shape == ours.shape and torch.allclose(theirs, ours, rtol=1e-4, atol=1e-6)
 
 
 def _mha_unsupported(child: nn.MultiheadAttention) -> str:

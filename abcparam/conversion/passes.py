@@ -4,8 +4,9 @@
   table becomes a :class:`abcparam.TiedReadout` (or the conversion is refused
   with the reason);
 - :class:`AttentionScales`: an attention module exposing a float ``scaling``
-  and an int ``head_dim`` (HF's attention classes) gets the parametrization's
-  scale; one that looks like attention but exposes none is reported;
+  equal to 1/sqrt of its head size (HF's attention classes: ``head_dim``,
+  ``head_size``, ...) gets the parametrization's scale; one that looks like
+  attention but exposes none is reported;
 - :class:`FusedPathOff`: torch's transformer layers are kept off their fused
   inference path, which would bypass the converted layers' multipliers;
 - :func:`plan_blocks`: residual blocks and their branches, for depth scaling.
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable, List, Optional, Set, Tuple
 
@@ -26,7 +28,7 @@ from ..norms import TORCH_NORMS
 from .handlers import Change, Context, Swap
 from .report import Converted
 
-__all__ = ["AttentionScales", "FusedPathOff", "MarkBlocks", "Tie", "plan_blocks", "plan_ties"]
+__all__ = ["AttentionScales", "FusedPathOff", "HEAD_SIZES", "MarkBlocks", "Tie", "head_size", "plan_blocks", "plan_ties"]
 
 
 @dataclass
@@ -85,7 +87,15 @@ def plan_ties(changes: List[Change], ctx: Context) -> List[Change]:
 
 @dataclass
 class AttentionScales(Change):
-    """Set every reachable attention scale to ``param.attention_scale(head_dim)`` (docs/theory.md section 14)."""
+    """Set every reachable attention scale to ``param.attention_scale(d_head)`` (docs/theory.md section 14).
+
+    Reachable: a module with a float ``scaling`` equal to 1/sqrt of one of its
+    integer head-size attributes (:data:`HEAD_SIZES`: HF's attention classes
+    spell it ``head_dim``, ``head_size``, ``attention_head_size``, ...).  A
+    ``scaling`` of any other value (1, applied elsewhere; a config's own
+    multiplier) is left alone and reported, as is a module that looks like
+    attention and exposes no scale.
+    """
 
     model: nn.Module
     stage: str = "attention scale"
@@ -94,16 +104,36 @@ class AttentionScales(Change):
         from ..attention import MultiheadAttention, ScaledDotProductAttention
 
         for fqn, mod in self.model.named_modules():
-            old, d = getattr(mod, "scaling", None), getattr(mod, "head_dim", None)
-            if isinstance(old, float) and isinstance(d, int) and not is_abc_layer(mod):
-                mod.scaling = ctx.param.attention_scale(d)
-                ctx.report.attention.append((fqn, old, mod.scaling))
+            old = getattr(mod, "scaling", None)
+            if isinstance(old, float) and not is_abc_layer(mod):
+                d = head_size(mod)
+                if d is not None:
+                    mod.scaling = ctx.param.attention_scale(d)
+                    ctx.report.attention.append((fqn, old, mod.scaling))
+                else:
+                    ctx.skip(fqn, f"{type(mod).__name__} has scaling={old:g}, which is not 1/sqrt of a head size it "
+                                  f"exposes ({', '.join(HEAD_SIZES)}): left as the model sets it")
             elif ("attention" in type(mod).__name__.lower() and fqn not in dict(ctx.report.skipped)
                   and not isinstance(mod, (MultiheadAttention, ScaledDotProductAttention))
                   and not any(isinstance(m, ScaledDotProductAttention) for m in mod.modules())):
                 ctx.skip(fqn, f"{type(mod).__name__} looks like attention, but exposes no scale abcparam can set "
-                              "(a float `scaling` with an int `head_dim`): its logits keep the model's own scale; "
-                              "use param.attention_scale(head_dim) or abcparam.ScaledDotProductAttention in it")
+                              "(a float `scaling` with an int head size): its logits keep the model's own scale; "
+                              "in its forward, use param.attention_scale(head_dim) as the scale, or "
+                              "abcparam.ScaledDotProductAttention")
+
+
+# the names attention classes give their head size (HF transformers: head_dim in most, head_size in GPT-NeoX,
+# attention_head_size in BERT-like ones, qk_head_dim where queries and keys have their own, as in multi-latent attention)
+HEAD_SIZES = ("head_dim", "head_size", "attention_head_size", "attention_head_dim", "qk_head_dim")
+
+
+def head_size(mod: nn.Module) -> Optional[int]:
+    """The head size whose 1/sqrt is the module's ``scaling`` (None when no head-size attribute gives it)."""
+    for name in HEAD_SIZES:
+        d = getattr(mod, name, None)
+        if isinstance(d, int) and not isinstance(d, bool) and d > 0 and math.isclose(mod.scaling, d ** -0.5, rel_tol=1e-9):
+            return d
+    return None
 
 
 class _NoFastPath:

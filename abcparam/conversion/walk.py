@@ -13,6 +13,7 @@ from ..parametrizations import Parametrization
 from .handlers import HANDLERS, ROLES, STAGES, Change, Context, unmatched_patterns
 from .passes import AttentionScales, FusedPathOff, plan_blocks, plan_ties
 from .report import ConversionReport
+from .widths import BaseModel, ListedWidths, WidthSource
 
 __all__ = ["convert"]
 
@@ -23,6 +24,7 @@ def convert(
     roles: Optional[Mapping[str, str]] = None,
     *,
     widths: Optional[Iterable[int]] = None,
+    base: Optional[nn.Module] = None,
     filter_fn: Optional[Callable[[nn.Module, str], bool]] = None,
     blocks: Optional[str] = None,
     branches: Optional[Iterable[str]] = None,
@@ -35,8 +37,13 @@ def convert(
     Each layer's role comes from ``roles`` (``{fnmatch pattern on the qualified
     name: "input" | "hidden" | "output" | "skip"}``), else from ``widths``
     (the sizes that grow with width: a Linear whose both dimensions are widths
-    is hidden, only its output is input, only its input is output).  A layer
-    neither names is left unchanged and reported.  ``filter_fn(module, name)``
+    is hidden, only its output is input, only its input is output), else from
+    ``base``: the same model built at another width, a size being a width when
+    it differs between the two (microsoft/mup's workflow: nothing listed by
+    hand; :mod:`abcparam.conversion.widths`).  ``base`` is only read, and a
+    size that changes in a ratio other than the widths' is refused by name.
+    ``widths`` and ``base`` are alternatives.  A layer none of them names is
+    left unchanged and reported.  ``filter_fn(module, name)``
     may veto any layer.  ``layer_kwargs`` (``alpha``, ``sigma``, ...) go to
     every new layer.  Every decision is made before the model is touched, so
     an error leaves it as it was.  ``init``: ``"reinit"`` (default: the
@@ -44,9 +51,10 @@ def convert(
     the report says so) or ``"keep"`` (the previous weights become the layers'
     effective weights: the same function at this width).  A roles pattern that
     matches no layer is an error.  ``scale_attention`` (default True): an
-    attention module that exposes its logit scale as a numeric ``scaling``
-    attribute with a ``head_dim`` (HF transformers' attention classes) gets
-    ``param.attention_scale(head_dim)`` (docs/theory.md section 14), which assumes
+    attention module that exposes its logit scale as a float ``scaling``
+    attribute equal to 1/sqrt of its head size (``head_dim``, ``head_size``,
+    ``attention_head_size``, ...: HF transformers' attention classes) gets
+    ``param.attention_scale(d_head)`` (docs/theory.md section 14), which assumes
     a fixed number of heads whose size grows with the width; pass False to
     keep the model's scales.
 
@@ -65,7 +73,7 @@ def convert(
     Which module kinds are replaced, and how, is the table
     :data:`abcparam.conversion.handlers.HANDLERS` (one handler per kind).
     """
-    ctx = _context(model, param, roles, widths, filter_fn, init, layer_kwargs)
+    ctx = _context(model, param, roles, widths, base, filter_fn, init, layer_kwargs)
     changes: List[Change] = []
     _walk(model, "", ctx, changes)
     _check_readouts(ctx)
@@ -90,7 +98,7 @@ def convert(
 
 
 def _context(model: nn.Module, param: Parametrization, roles: Optional[Mapping[str, str]], widths: Optional[Iterable[int]],
-             filter_fn: Optional[Callable[[nn.Module, str], bool]], init: str, layer_kwargs: dict) -> Context:
+             base: Optional[nn.Module], filter_fn: Optional[Callable[[nn.Module, str], bool]], init: str, layer_kwargs: dict) -> Context:
     """The request, checked."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
@@ -99,12 +107,19 @@ def _context(model: nn.Module, param: Parametrization, roles: Optional[Mapping[s
     for pattern, role in roles.items():
         if role not in ROLES:
             raise ValueError(f"roles: {pattern!r} -> {role!r}; allowed roles: {', '.join(ROLES)}")
-    width_set = frozenset(int(w) for w in widths) if widths is not None else frozenset()
-    if not roles and not width_set:
-        raise ValueError("widths: name the width-sized dimensions (widths=[d_model, d_ff, ...]) or give roles={pattern: role}")
+    if widths is not None and base is not None:
+        raise ValueError("widths, base: give one of them (base= reads the widths off the second build; widths= lists them)")
+    source: Optional[WidthSource] = None
+    if base is not None:
+        source = BaseModel(model, base)
+    elif widths is not None and frozenset(widths):
+        source = ListedWidths(widths)
+    if not roles and source is None:
+        raise ValueError("widths: name the width-sized dimensions (widths=[d_model, d_ff, ...]), pass base= (the model "
+                         "built at another width) or give roles={pattern: role}")
     if init not in ("reinit", "keep"):
         raise ValueError(f"init: got {init!r}; allowed: 'reinit' (the parametrization's initialisation) or 'keep' (the current weights)")
-    return Context(param, roles, width_set, filter_fn, dict(layer_kwargs), init, ConversionReport(init=init))
+    return Context(param, roles, source, filter_fn, dict(layer_kwargs), init, ConversionReport(init=init))
 
 
 def _walk(parent: nn.Module, prefix: str, ctx: Context, changes: List[Change]) -> None:
@@ -125,9 +140,10 @@ def _walk(parent: nn.Module, prefix: str, ctx: Context, changes: List[Change]) -
 
 
 def _check_readouts(ctx: Context) -> None:
-    """From widths alone a model has one readout; more means some width is missing from ``widths``."""
+    """From listed widths a model has one readout; more means some width is missing from ``widths`` (with ``base=``
+    every size is compared, so a second readout is one)."""
     found = ctx.readouts_from_widths
-    if len(found) > 1:
+    if len(found) > 1 and isinstance(ctx.widths, ListedWidths):
         sizes = sorted({int(getattr(c, 'out_features', None) or getattr(c, 'out_channels', None) or c.weight.shape[1]) for _, c in found})
         raise ValueError(
             f"widths: {len(found)} layers would be readouts (only their input is a width): "

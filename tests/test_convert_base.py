@@ -1,0 +1,196 @@
+"""abcparam.convert(base=...): the widths read off a second build of the model (abcparam.conversion.widths); layer
+subclasses that compute the plain layer's function; attention scales under every head-size name."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import abcparam
+from abcparam.conversion.passes import head_size
+
+
+class Tiny(nn.Module):
+    def __init__(self, vocab=50, d=64, ff=128, side=3):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        self.block = nn.ModuleDict({"up": nn.Linear(d, ff), "down": nn.Linear(ff, d), "norm": nn.LayerNorm(d)})
+        self.head = nn.Linear(d, vocab, bias=False)
+        self.side = nn.Linear(side, side)
+
+    def forward(self, idx):
+        h = self.emb(idx)
+        h = h + self.block["down"](torch.relu(self.block["up"](self.block["norm"](h))))
+        return self.head(h)
+
+
+def roles(report):
+    return {c.name: c.role for c in report.converted}
+
+
+def test_base_reads_the_same_roles_as_the_right_widths_list():
+    by_list = roles(abcparam.convert(Tiny(d=64, ff=192), abcparam.mup(64, 16), widths=[64, 192]))
+    by_base = roles(abcparam.convert(Tiny(d=64, ff=192), abcparam.mup(64, 16), base=Tiny(d=32, ff=96)))
+    assert by_base == by_list == {"emb": "input", "block.up": "hidden", "block.down": "hidden", "head": "output",
+                                  "block.norm": "vector"}
+
+
+def test_base_settles_a_vocabulary_equal_to_a_width():
+    # widths=[64, 128] cannot tell a vocabulary of 64 from the width 64; the base can: the vocabulary does not change
+    model = Tiny(vocab=64, d=64, ff=128)
+    with pytest.raises(ValueError, match="num_embeddings=64, which is also a width"):
+        abcparam.convert(model, abcparam.mup(64, 16), widths=[64, 128])
+    report = abcparam.convert(model, abcparam.mup(64, 16), base=Tiny(vocab=64, d=128, ff=256))
+    assert roles(report)["emb"] == "input" and roles(report)["head"] == "output"
+
+
+def test_base_is_only_read():
+    base = Tiny(d=32, ff=64)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    abcparam.convert(Tiny(), abcparam.mup(64, 16), base=base)
+    assert all(type(m) in (Tiny, nn.Embedding, nn.ModuleDict, nn.Linear, nn.LayerNorm) for m in base.modules())
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+
+
+class Odd(nn.Module):
+    """A layer whose output size moves with the width in another ratio (n + 1): neither a width nor fixed."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.inp = nn.Linear(8, d)
+        self.mid = nn.Linear(d, d + 1)
+        self.out = nn.Linear(d + 1, 3)
+
+
+class Bare(nn.Module):
+    """A Linear's tensors without being one."""
+
+    def __init__(self, d_out, d_in):
+        super().__init__()
+        self.weight, self.bias = nn.Parameter(torch.zeros(d_out, d_in)), nn.Parameter(torch.zeros(d_out))
+
+
+def untouched(model):
+    return {n: type(m) for n, m in model.named_modules()}
+
+
+def test_bad_bases_are_refused_by_name_before_anything_changes():
+    model = Odd(64)
+    before = untouched(model)
+    with pytest.raises(ValueError, match=r"most dimensions change by 2/1.*mid\.weight dim 0 \(65/33\).*roles="):
+        abcparam.convert(model, abcparam.mup(64, 16), base=Odd(32))
+    assert untouched(model) == before
+    # naming the odd layers' roles settles it: their sizes are never read
+    report = abcparam.convert(model, abcparam.mup(64, 16), {"mid": "hidden", "out": "output"}, base=Odd(32))
+    assert roles(report) == {"inp": "input", "mid": "hidden", "out": "output"}
+
+    model = Tiny()
+    before = untouched(model)
+    with pytest.raises(ValueError, match="base: got the model itself"):
+        abcparam.convert(model, abcparam.mup(64, 16), base=model)
+    with pytest.raises(TypeError, match=r"base: expected the model built at another width \(an nn.Module\), got dict"):
+        abcparam.convert(model, abcparam.mup(64, 16), base={"emb": 32})
+    with pytest.raises(ValueError, match="widths, base: give one of them"):
+        abcparam.convert(model, abcparam.mup(64, 16), widths=[64], base=Tiny(d=32, ff=64))
+    with pytest.raises(ValueError, match="base: no parameter's shape differs"):
+        abcparam.convert(model, abcparam.mup(64, 16), base=Tiny())
+    with pytest.raises(ValueError, match="base: has no parameter 'block.up.weight'"):
+        abcparam.convert(model, abcparam.mup(64, 16), base=nn.ModuleDict({"emb": nn.Embedding(50, 32)}))
+    with pytest.raises(ValueError, match="base: 'head.weight' has 1 dimensions there and 2"):
+        other = Tiny(d=32, ff=64)
+        other.head.weight = nn.Parameter(torch.zeros(50))
+        abcparam.convert(model, abcparam.mup(64, 16), base=other)
+    with pytest.raises(ValueError, match="base: 'block.up' is a Bare there and a Linear in the model"):
+        other = Tiny(d=32, ff=64)
+        other.block["up"] = Bare(64, 32)
+        abcparam.convert(model, abcparam.mup(64, 16), base=other)
+    with pytest.raises(ValueError, match="base: embedding 'emb' has num_embeddings=50, which differs from base's"):
+        abcparam.convert(model, abcparam.mup(64, 16), base=Tiny(vocab=25, d=32, ff=64))
+    assert untouched(model) == before
+
+
+@settings(max_examples=25, deadline=None)
+@given(depth=st.integers(1, 3), ratio=st.sampled_from([2, 3, 4]), fixed=st.integers(1, 7), mult=st.integers(1, 4))
+def test_base_and_the_listed_widths_agree_on_any_chain(depth, ratio, fixed, mult):
+    """A chain fixed -> n -> (mult n -> n)^depth -> fixed, built at n = 8 k and at ratio x that: the roles read off the
+    base are the roles read off widths=[n, mult n] (the sizes are chosen so that no fixed size is a width)."""
+
+    def chain(n):
+        layers = [nn.Linear(fixed, n)]
+        for _ in range(depth):
+            layers += [nn.Linear(n, mult * n), nn.Linear(mult * n, n)]
+        return nn.Sequential(*layers, nn.Linear(n, fixed + 100))
+
+    n = 8 * (fixed + 2)
+    by_list = roles(abcparam.convert(chain(n), abcparam.mup(n, 8), widths=[n, mult * n]))
+    by_base = roles(abcparam.convert(chain(n), abcparam.mup(n, 8), base=chain(n * ratio)))
+    assert by_base == by_list
+    assert list(by_base.values()) == ["input"] + ["hidden"] * (2 * depth) + ["output"]
+
+
+class OwnMatmul(nn.Linear):
+    """A subclass that writes the same function its own way (as Falcon's FalconLinear does)."""
+
+    def forward(self, x):
+        out = x @ self.weight.T
+        return out if self.bias is None else out + self.bias
+
+
+class Scaled(nn.Embedding):
+    """A subclass whose output differs (as Gemma's scaled word embedding: its output times sqrt(d))."""
+
+    def forward(self, idx):
+        return super().forward(idx) * self.embedding_dim ** 0.5
+
+
+class ManyInputs(nn.Linear):
+    def forward(self, x, gate):
+        return super().forward(x) * gate
+
+
+def test_a_subclass_that_computes_the_plain_layers_function_is_converted_and_one_that_does_not_is_left():
+    model = nn.Sequential(Scaled(20, 64), OwnMatmul(64, 64), ManyInputs(64, 64), nn.Linear(64, 5))
+    report = abcparam.convert(model, abcparam.mup(64, 16), widths=[64])
+    assert roles(report) == {"1": "hidden", "3": "output"}
+    assert isinstance(model[1], abcparam.Linear) and type(model[0]) is Scaled and type(model[2]) is ManyInputs
+    why = dict(report.skipped)
+    assert "its output on a probe differs from nn.Embedding's" in why["0"]
+    assert "nn.Linear with behaviour of its own" in why["2"]
+
+
+class Attention(nn.Module):
+    def __init__(self, name, d, scaling):
+        super().__init__()
+        setattr(self, name, d)
+        self.scaling = scaling
+        self.proj = nn.Linear(64, 64)
+
+
+@pytest.mark.parametrize("name", ["head_dim", "head_size", "attention_head_size", "attention_head_dim", "qk_head_dim"])
+def test_every_head_size_name_gets_the_parametrizations_scale(name):
+    model = nn.Sequential(nn.Linear(4, 64), Attention(name, 16, 16 ** -0.5), nn.Linear(64, 3))
+    report = abcparam.convert(model, abcparam.mup(64, 16, form="table8"), widths=[64])
+    # the parametrization's own scale for a head of 16 at m = 4 (docs/theory.md section 14), not HF's 1/sqrt(16)
+    expected = abcparam.mup(64, 16, form="table8").attention_scale(16)
+    assert report.attention == [("1", 0.25, expected)] and model[1].scaling == expected and expected != 0.25
+
+
+def test_a_scale_that_is_not_one_over_sqrt_of_a_head_size_is_left_and_reported():
+    # scaling 1.0: the model scales its queries elsewhere; setting the parametrization's scale would apply it twice
+    model = nn.Sequential(nn.Linear(4, 64), Attention("head_dim", 16, 1.0), Attention("head_size", 16, 0.2),
+                          nn.Linear(64, 3))
+    report = abcparam.convert(model, abcparam.mup(64, 16, form="table8"), widths=[64])
+    assert report.attention == [] and model[1].scaling == 1.0 and model[2].scaling == 0.2
+    why = dict(report.skipped)
+    assert "scaling=1, which is not 1/sqrt of a head size it exposes" in why["1"] and "scaling=0.2" in why["2"]
+
+
+def test_head_size_picks_the_attribute_whose_inverse_square_root_is_the_scale():
+    mla = Attention("head_dim", 32, 48 ** -0.5)
+    mla.qk_head_dim = 48  # multi-latent attention: queries and keys have their own size, the values another
+    assert head_size(mla) == 48
+    assert head_size(Attention("head_dim", 32, 1 / math.sqrt(32))) == 32
+    assert head_size(Attention("head_dim", True, 1.0)) is None  # a bool is not a size
