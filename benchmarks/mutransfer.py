@@ -18,7 +18,7 @@ at the base width, minus the best loss at width n.
     python benchmarks/mutransfer.py --plot docs/mutransfer.png
     python benchmarks/mutransfer.py --optimizer muon --seeds 1   # about 30 minutes
     python benchmarks/mutransfer.py --model transformer          # about 15 minutes
-    python benchmarks/mutransfer.py --model resnet               # about 30 minutes
+    python benchmarks/mutransfer.py --model resnet               # about 20 minutes
 
 ``--model transformer`` is TP5's Figure 1 setting at CPU scale: a 2-block
 pre-norm causal transformer (``abcparam.models.TinyTransformer``, 4 heads whose
@@ -279,8 +279,8 @@ def main_resnet(args: argparse.Namespace) -> None:
     widths = args.widths or ([8, 16, 32] if args.quick else [8, 16, 32, 64])
     base = args.base_width if args.base_width in widths else 16
     steps = args.steps or (100 if args.quick else 200)
-    seeds = args.seeds or 1
-    grid = args.log2_lr or (list(range(-12, -3, 2)) if args.quick else list(range(-12, -3)))
+    seeds = args.seeds or (1 if args.quick else 2)
+    grid = args.log2_lr or (list(range(-12, -3, 2)) if args.quick else list(range(-10, -3)))
     torch.set_num_threads(2)
     images, labels = omniglot_images()
     print(f"data: Omniglot background characters, {images.shape[0]:,} images of 14 x 14, {int(labels.max()) + 1} classes; "
