@@ -8,7 +8,7 @@
 For each model type of transformers' ``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES`` the
 same tiny config is asked for (``AutoConfig.for_model(kind, hidden_size=n,
 intermediate_size=2 n, head_dim=n / 4, 4 heads of which 2 key/value heads,
-2 layers, vocabulary 100)``; a config that ignores the sizes it does not know
+2 layers, vocabulary 100, 4 experts of width n with 2 per token)``; a config that ignores the sizes it does not know
 keeps its own), at widths 64 and 128.  Then, per architecture:
 
 - **built**: both widths build (a model over 20 M parameters at width 64 is not
@@ -51,7 +51,9 @@ TOO_BIG = 20_000_000  # parameters at width 64: the config ignored the tiny size
 def tiny_config(transformers, kind: str, n: int):
     sizes = dict(hidden_size=n, intermediate_size=2 * n, head_dim=n // 4, num_attention_heads=4, num_key_value_heads=2,
                  num_hidden_layers=2, vocab_size=VOCAB, max_position_embeddings=64, bos_token_id=0, eos_token_id=0,
-                 pad_token_id=0)
+                 pad_token_id=0,
+                 # mixture-of-experts configs: 4 experts of their own width, 2 per token
+                 num_experts=4, num_local_experts=4, n_routed_experts=4, moe_intermediate_size=n, num_experts_per_tok=2)
     return transformers.AutoConfig.for_model(kind, **sizes)
 
 
@@ -109,6 +111,8 @@ def _inspect(build: Callable[[int], nn.Module]) -> str:
         with contextlib.redirect_stdout(io.StringIO()):
             result = abcparam.inspect(build, optimizer=torch.optim.AdamW, lr=1e-3, widths=(64, 128))
         return f"yes ({result.regime or 'no verdict'})"
+    except (ValueError, TypeError) as e:  # a refusal with its reason, not a crash
+        return f"refused: {first_line(e)}"
     except Exception as e:
         return f"crash: {first_line(e)}"
 

@@ -195,10 +195,11 @@ class _MyLinear(nn.Linear):
 def test_every_tensor_holding_module_left_alone_is_reported():
     report = abcparam.convert(_Odd(), abcparam.mup(64, 16), widths=[64])
     why = dict(report.skipped)
-    assert "holds tensors of its own (scale)" in why["<root>"]
+    # the root's own per-channel tensor, and the subclass whose forward doubles its output: marked in place
+    assert sorted(report.raw) == [("scale", "vector", (64,)), ("sub.bias", "vector", (64,)), ("sub.weight", "hidden", (64, 64))]
     assert "ConvTranspose1d holds tensors of its own (weight, bias)" in why["conv"]
     assert "kdim/vdim other than embed_dim: not supported" in why["mha"]
-    assert "_MyLinear is a subclass of nn.Linear" in why["sub"]
+    assert "_MyLinear is a subclass of nn.Linear" in dict(report.notes)["sub"] and "its forward kept" in str(report)
 
 
 class Conv1D(nn.Module):
@@ -298,8 +299,8 @@ def test_a_subclass_that_keeps_linears_forward_is_converted():
     report = abcparam.convert(model, abcparam.mup(64, 16), widths=[64])
     assert {c.name: c.kind for c in report.converted} == {"0": "Linear", "2": "_MarkerLinear"}
     assert isinstance(model[2], abcparam.Linear) and model[2].role == "hidden"
-    assert isinstance(model[4], _MyLinear)  # its own forward: left alone, and said why
-    assert "with behaviour of its own" in dict(report.skipped)["4"]
+    assert isinstance(model[4], _MyLinear)  # its own forward kept: its tensors marked in place, and said why
+    assert ("4.weight", "output", (4, 64)) in report.raw and "with behaviour of its own" in dict(report.notes)["4"]
 
 
 def test_several_readouts_inferred_from_widths_are_refused_before_any_change():

@@ -151,14 +151,16 @@ class ManyInputs(nn.Linear):
         return super().forward(x) * gate
 
 
-def test_a_subclass_that_computes_the_plain_layers_function_is_converted_and_one_that_does_not_is_left():
+def test_a_subclass_that_computes_the_plain_layers_function_is_converted_and_one_that_does_not_is_marked():
     model = nn.Sequential(Scaled(20, 64), OwnMatmul(64, 64), ManyInputs(64, 64), nn.Linear(64, 5))
     report = abcparam.convert(model, abcparam.mup(64, 16), widths=[64])
     assert roles(report) == {"1": "hidden", "3": "output"}
     assert isinstance(model[1], abcparam.Linear) and type(model[0]) is Scaled and type(model[2]) is ManyInputs
-    why = dict(report.skipped)
-    assert "its output on a probe differs from nn.Embedding's" in why["0"]
-    assert "nn.Linear with behaviour of its own" in why["2"]
+    # the others keep their forward (the scale, the second input) and have their tensors marked in place
+    assert sorted(report.raw) == [("0.weight", "input", (20, 64)), ("2.bias", "vector", (64,)),
+                                  ("2.weight", "hidden", (64, 64))]
+    notes = dict(report.notes)
+    assert "its output on a probe differs from nn.Embedding's" in notes["0"] and "nn.Linear" in notes["2"]
 
 
 class Attention(nn.Module):

@@ -25,14 +25,14 @@ from ..conv import TORCH_CONVS, torch_conv
 from ..layers import Conv1D, Embedding, Linear, is_abc_layer
 from ..parametrizations import Parametrization
 from .report import ConversionReport, Converted
-from .widths import WidthSource
+from .widths import BaseModel, WidthSource
 
 __all__ = ["Change", "Context", "Convolutions", "Handler", "HANDLERS", "Swap", "is_hf_conv1d", "ROLES"]
 
 ROLES = ("input", "hidden", "output", "vector", "skip")  # "vector": a depthwise convolution
 
 # the order in which changes of each kind are installed (and listed in the report)
-STAGES = ("layer", "tie", "attention", "norm", "marked norm", "attention scale", "fast path", "block")
+STAGES = ("layer", "tie", "attention", "norm", "marked norm", "raw", "attention scale", "fast path", "block")
 
 
 @dataclass
@@ -71,7 +71,8 @@ class Context:
         if role in (None, "skip"):
             self.skip(fqn, why)
             return None
-        self.param.role(role)  # a missing role (mean field: no hidden) fails here, before any change
+        if role != "fixed":
+            self.param.role(role)  # a missing role (mean field: no hidden) fails here, before any change
         return role
 
     def role_from_map(self, fqn: str) -> Optional[str]:
@@ -89,6 +90,7 @@ class Change:
     """
 
     stage = "layer"
+    in_place = False  # True: the module stays (its tensors marked), so the walk goes on into its children
 
     def prepare(self, ctx: Context) -> None:
         """Build the new module(s); raise here, never in install."""
@@ -116,7 +118,10 @@ class Swap(Change):
     new: Optional[nn.Module] = None
 
     def prepare(self, ctx: Context) -> None:
-        self.new = ctx.built[self.fqn] = self.build(ctx)
+        try:
+            self.new = ctx.built[self.fqn] = self.build(ctx)
+        except (ValueError, TypeError) as e:  # the layer's own check refused: say which module
+            raise type(e)(f"convert: {self.fqn!r}: {e}") from e
 
     def install(self, ctx: Context) -> None:
         assert self.new is not None, "install before prepare"
@@ -215,16 +220,13 @@ class WeightedLayers(Handler):
 
     def plan(self, parent, attr, fqn, mod, ctx):
         if isinstance(mod, (nn.Linear, nn.Embedding)) and not _plain_subclass(mod):
-            base = "Linear" if isinstance(mod, nn.Linear) else "Embedding"
-            ctx.skip(fqn, f"{type(mod).__name__} is a subclass of nn.{base} with behaviour of its own (its output on a "
-                          f"probe differs from nn.{base}'s), which replacing it would lose: not converted")
-            return None
+            return _mark_subclass(fqn, mod, ctx)
         if not ctx.selected(mod, fqn):
             ctx.skip(fqn, "filter_fn said no")
             return None
         role = ctx.role_of(fqn, mod, lambda widths: _role_from_widths(fqn, mod, widths))
-        if role is None:
-            return None
+        if role in (None, "fixed"):
+            return _mark_fixed(fqn, mod, ctx) if role else None
         if isinstance(mod, nn.Embedding) and role != "input":
             raise ValueError(f"roles: embedding {fqn!r} can only be an input layer, got {role!r}")
         shape = ((mod.in_features, mod.out_features) if isinstance(mod, nn.Linear) else
@@ -287,8 +289,8 @@ class Convolutions(Handler):
             ctx.skip(fqn, "filter_fn said no")
             return None
         role = ctx.role_of(fqn, mod, lambda widths: _conv_role_from_widths(fqn, mod, widths))
-        if role is None:
-            return None
+        if role in (None, "fixed"):
+            return _mark_fixed(fqn, mod, ctx) if role else None
 
         def build(ctx: Context) -> nn.Module:
             from .. import conv
@@ -310,7 +312,8 @@ HANDLERS: Tuple[Handler, ...] = (AbcLayers(), TorchNorms(), MultiheadAttentions(
 
 
 class VectorScales:
-    """``abc_scales`` of a norm module of the model's own class, marked in place (a plain object: picklable)."""
+    """``abc_scales`` of a module marked in place: a norm of the model's own class, or a module's raw tensors
+    (:mod:`abcparam.conversion.raw`).  A plain object: picklable."""
 
     def __init__(self, scales: Dict[str, Any]) -> None:
         self.scales = scales
@@ -326,6 +329,34 @@ def is_hf_conv1d(mod: nn.Module) -> bool:
             and getattr(mod, "nf", None) == w.shape[1] and not is_abc_layer(mod))
 
 
+def _mark_subclass(fqn: str, mod: nn.Module, ctx: Context) -> Optional[Change]:
+    """A Linear/Embedding subclass with behaviour of its own (Gemma's scaled embedding, a router with a forward of its
+    own): replacing it would lose that behaviour, so its tensors are marked in place with the role its sizes give
+    (:mod:`abcparam.conversion.raw`), its forward kept and said so."""
+    from .raw import plan_raw  # raw builds on this module's Change and Context
+
+    base = "Linear" if isinstance(mod, nn.Linear) else "Embedding"
+    why = (f"{type(mod).__name__} is a subclass of nn.{base} with behaviour of its own (its output on a probe differs "
+           f"from nn.{base}'s): its tensors are marked in place and its forward kept, with whatever scale or offset of "
+           "its own it applies")
+    if ctx.widths is None or not ctx.selected(mod, fqn):
+        ctx.skip(fqn, why.split(":")[0] + ": not converted")
+        return None
+    role = ctx.role_of(fqn, mod, lambda widths: _role_from_widths(fqn, mod, widths))
+    if role in (None, "fixed"):
+        return _mark_fixed(fqn, mod, ctx) if role else None
+    return plan_raw(fqn, mod, ctx, known={"weight": role}, note=why)
+
+
+def _mark_fixed(fqn: str, mod: nn.Module, ctx: Context) -> Optional[Change]:
+    """A layer none of whose sizes changes between the model and its base (a low-rank projection of a fixed rank, a
+    state-space layer's fixed heads): width-independent, its tensors are marked in place at the base rate."""
+    from .raw import plan_raw  # raw builds on this module's Change and Context
+
+    return plan_raw(fqn, mod, ctx, known={n: "none" for n, _ in mod.named_parameters(recurse=False)},
+                    note="no size changes between the model and its base: a fixed-size layer, trained at the base rate")
+
+
 def _role_from_widths(name: str, mod: nn.Module, widths: WidthSource) -> Tuple[Optional[str], str]:
     if isinstance(mod, nn.Embedding):
         vocab, dim = widths.grows(name, mod, lambda m: (m.num_embeddings, m.embedding_dim))
@@ -336,6 +367,8 @@ def _role_from_widths(name: str, mod: nn.Module, widths: WidthSource) -> Tuple[O
             )
         if dim:
             return "input", ""
+        if isinstance(widths, BaseModel):  # the builds compared: a fixed-size table (a factorised embedding's)
+            return "fixed", ""
         return None, f"embedding_dim {mod.embedding_dim} is not a width"
     sizes: Callable[[nn.Module], Tuple[int, ...]] = (
         (lambda m: (m.in_features, m.out_features)) if isinstance(mod, nn.Linear) else (lambda m: tuple(m.weight.shape)))  # Conv1D: nx x nf
@@ -347,6 +380,8 @@ def _role_from_widths(name: str, mod: nn.Module, widths: WidthSource) -> Tuple[O
         return "input", ""
     if fan_in:
         return "output", ""
+    if isinstance(widths, BaseModel):  # the builds compared: nothing grows, for certain
+        return "fixed", ""
     return None, f"no width-sized dimension ({d_in} -> {d_out})"
 
 
@@ -357,6 +392,8 @@ def _conv_role_from_widths(name: str, mod: nn.Module, widths: WidthSource) -> Tu
     if mod.groups > 1 and wide_groups:
         return "vector", ""
     role = {(True, True): "hidden", (False, True): "input", (True, False): "output"}.get((wide_in, wide_out))
+    if role is None and not wide_groups and isinstance(widths, BaseModel):  # the builds compared: nothing grows
+        return "fixed", ""
     return role, ("" if role else f"no width-sized channel count ({c_in} -> {c_out})")
 
 
@@ -430,5 +467,7 @@ def _keep_mha(layer: nn.Module, child: nn.Module) -> None:
 
 
 def unmatched_patterns(model: nn.Module, roles: Mapping[str, str]) -> List[str]:
-    """The ``roles`` patterns that name no module of ``model``."""
-    return [pat for pat in roles if not any(fnmatch.fnmatchcase(n, pat) for n, _ in model.named_modules() if n)]
+    """The ``roles`` patterns that name no module of ``model`` and no tensor (a raw tensor's role is named by its
+    full name)."""
+    names = [n for n, _ in model.named_modules() if n] + [n for n, _ in model.named_parameters()]
+    return [pat for pat in roles if not any(fnmatch.fnmatchcase(n, pat) for n in names)]

@@ -27,6 +27,8 @@ class ConversionReport:
     blocks: List[Tuple[str, Tuple[str, ...]]] = field(default_factory=list)
     init: str = "reinit"
     attention: List[Tuple[str, float, float]] = field(default_factory=list)
+    raw: List[Tuple[str, str, Tuple[int, ...]]] = field(default_factory=list)  # (tensor, role, shape)
+    notes: List[Tuple[str, str]] = field(default_factory=list)  # (module, what was done to it instead of replacing it)
 
     def __str__(self) -> str:
         lines = [f"converted {len(self.converted)} layer(s):"]
@@ -37,6 +39,11 @@ class ConversionReport:
             lines.append(f"weights: {len(drawn)} layer(s) re-initialised by the parametrization, their previous weights "
                          "replaced (init='keep' keeps them)" if self.init == "reinit" else
                          f"weights: the previous weights of {len(drawn)} layer(s) kept as their effective weights (init='keep')")
+        if self.raw:
+            lines.append(f"raw tensors marked in place ({len(self.raw)}; their module's forward unchanged, the "
+                         "multipliers folded into init and learning rate):")
+            lines += [f"  {n}: {tuple(shape)} -> {role}" for n, role, shape in self.raw]
+            lines += [f"  note: {n}: {why}" for n, why in self.notes]
         if self.skipped:
             lines.append(f"left {len(self.skipped)} layer(s) unchanged:")
             lines += [f"  {n}: {why}" for n, why in self.skipped]

@@ -12,6 +12,7 @@ from ..layers import is_abc_layer
 from ..parametrizations import Parametrization
 from .handlers import HANDLERS, ROLES, STAGES, Change, Context, unmatched_patterns
 from .passes import AttentionScales, FusedPathOff, plan_blocks, plan_ties
+from .raw import plan_raw
 from .report import ConversionReport
 from .widths import BaseModel, ListedWidths, WidthSource
 
@@ -77,9 +78,10 @@ def convert(
     changes: List[Change] = []
     _walk(model, "", ctx, changes)
     _check_readouts(ctx)
-    own_root = [n for n, _ in model.named_parameters(recurse=False)]
-    if own_root and not is_abc_layer(model):
-        ctx.skip("<root>", f"{type(model).__name__} holds tensors of its own ({', '.join(own_root)})")
+    if not is_abc_layer(model):
+        root = plan_raw("", model, ctx)
+        if root is not None:
+            changes.append(root)
     unmatched = unmatched_patterns(model, ctx.roles)
     if unmatched:
         raise ValueError(f"roles: the pattern(s) {', '.join(map(repr, unmatched))} match no module of the model")
@@ -131,11 +133,12 @@ def _walk(parent: nn.Module, prefix: str, ctx: Context, changes: List[Change]) -
             change = handler.plan(parent, attr, fqn, child, ctx)
             if change is not None:
                 changes.append(change)
+                if change.in_place:  # marked, not replaced: what it holds is walked too
+                    _walk(child, fqn, ctx, changes)
             continue
-        own = [n for n, _ in child.named_parameters(recurse=False)]
-        if own:
-            ctx.skip(fqn, f"{type(child).__name__} holds tensors of its own ({', '.join(own)}) that no "
-                          "abcparam layer replaces: they keep torch's behaviour and the base learning rate")
+        raw = plan_raw(fqn, child, ctx)  # the tensors it holds itself (its children are walked into)
+        if raw is not None:
+            changes.append(raw)
         _walk(child, fqn, ctx, changes)
 
 
