@@ -1,4 +1,4 @@
-"""Raw tensors: a module's own ``nn.Parameter``s that no layer handler replaces (docs/theory.md sections 15, 16).
+"""Raw tensors: a module's own ``nn.Parameter``s that no layer handler replaces (docs/theory.md section 18).
 
 Mixture-of-experts blocks keep their experts as 3-D tensors (expert, out, in),
 state-space layers keep per-channel vectors (``D``, ``dt_bias``) and matrices
@@ -23,7 +23,7 @@ Per tensor, from the dimensions that grow:
   dimension is the last one, with other dimensions above 1, reads as a readout
   (fan-in the width) as well as per-channel values: a ``weight`` outside a
   norm is taken in F.linear's layout (out x in), a readout (a router's
-  (experts, width) weight, docs/theory.md section 15), one inside a norm
+  (experts, width) weight, docs/theory.md section 18), one inside a norm
   per-channel gains; any other is refused by name, to be named in ``roles=``;
 - two or more (3-D experts, a raw width x width matrix): hidden, fan-in the
   last dimension (the layout of ``F.linear``: out x in); with
@@ -112,7 +112,7 @@ def _layout(mod: nn.Module, name: str) -> str:
 
 
 def _role_from_shape(full: str, shape: Tuple[int, ...], grown: Tuple[int, ...], layout: str) -> str:
-    """The role the width-sized dimensions give a raw tensor (docs/theory.md section 15); the one shape the sizes
+    """The role the width-sized dimensions give a raw tensor (docs/theory.md section 18); the one shape the sizes
     cannot settle (only the last dimension grows, others above 1) is settled by ``layout`` or refused by name."""
     if not grown:
         return "none"
