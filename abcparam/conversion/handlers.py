@@ -336,16 +336,17 @@ def _mark_subclass(fqn: str, mod: nn.Module, ctx: Context) -> Optional[Change]:
     from .raw import plan_raw  # raw builds on this module's Change and Context
 
     base = "Linear" if isinstance(mod, nn.Linear) else "Embedding"
-    why = (f"{type(mod).__name__} is a subclass of nn.{base} with behaviour of its own (its output on a probe differs "
-           f"from nn.{base}'s): its tensors are marked in place and its forward kept, with whatever scale or offset of "
-           "its own it applies")
-    if ctx.widths is None or not ctx.selected(mod, fqn):
-        ctx.skip(fqn, why.split(":")[0] + ": not converted")
+    what = (f"{type(mod).__name__} is a subclass of nn.{base} with behaviour of its own (its output on a probe "
+            f"differs from nn.{base}'s)")
+    if not ctx.selected(mod, fqn):
+        ctx.skip(fqn, f"{what}; filter_fn said no")
         return None
     role = ctx.role_of(fqn, mod, lambda widths: _role_from_widths(fqn, mod, widths))
     if role in (None, "fixed"):
         return _mark_fixed(fqn, mod, ctx) if role else None
-    return plan_raw(fqn, mod, ctx, known={"weight": role}, note=why)
+    return plan_raw(fqn, mod, ctx, known={"weight": role},
+                    note=f"{what}: its tensors are marked in place and its forward kept, with whatever scale or offset "
+                         "of its own it applies")
 
 
 def _mark_fixed(fqn: str, mod: nn.Module, ctx: Context) -> Optional[Change]:

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from ..layers import UNIT_SCALES, ParamScales, scales_for
-from .handlers import Change, Context
+from .handlers import Change, Context, VectorScales
 
 __all__ = ["MarkRaw", "RawTensor", "plan_raw"]
 
@@ -72,7 +72,7 @@ def plan_raw(fqn: str, mod: nn.Module, ctx: Context, known: Optional[Mapping[str
     if not own:
         return None
     names = ", ".join(n for n, _ in own)
-    if type(mod).__module__.startswith("torch.") and not known:  # torch's own modules have layouts of their own (ConvTranspose: in x out)
+    if type(mod).__module__.startswith("torch.") and not known:  # torch's own layouts differ (ConvTranspose: in x out)
         ctx.skip(fqn or "<root>", f"{type(mod).__name__} holds tensors of its own ({names}) that no abcparam layer "
                                   "replaces: they keep torch's behaviour and the base learning rate")
         return None
@@ -81,7 +81,7 @@ def plan_raw(fqn: str, mod: nn.Module, ctx: Context, known: Optional[Mapping[str
                                   "have their roles read, or name them in roles=")
         return None
     if not ctx.selected(mod, fqn):
-        ctx.skip(fqn, "filter_fn said no")
+        ctx.skip(fqn or "<root>", "filter_fn said no")
         return None
     tensors = []
     for name, p in own:
@@ -157,8 +157,6 @@ class MarkRaw(Change):
             self.scales[t.name] = UNIT_SCALES if t.role == "none" else scales_for(form, t.role, t.width_dims)
 
     def install(self, ctx: Context) -> None:
-        from .handlers import VectorScales
-
         form = ctx.param.canonical()
         for t in self.tensors:
             if t.role in ("hidden", "output") and ctx.init == "reinit":
