@@ -150,9 +150,18 @@ class ExpertNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(experts, n))
 
 
-def test_a_weight_growing_in_its_last_dimension_is_a_readout_outside_a_norm_and_gains_inside_one():
+class ExpertBias(nn.Module):
+    """Experts' output biases, one per expert and channel (GPT-OSS's gate_up_proj_bias)."""
+
+    def __init__(self, n, experts=4):
+        super().__init__()
+        self.up_bias = nn.Parameter(torch.zeros(experts, 2 * n))
+
+
+def test_a_weight_growing_in_its_last_dimension_is_a_readout_outside_a_norm_and_a_bias_or_gain_is_per_channel():
     def net(n):
-        return nn.ModuleDict({"inp": nn.Linear(12, n), "router": Router(n), "norm": ExpertNorm(n)})
+        return nn.ModuleDict({"inp": nn.Linear(12, n), "router": Router(n), "norm": ExpertNorm(n), "bias": ExpertBias(n)})
 
     report = abcparam.convert(net(128), abcparam.mup(128, 64), base=net(64))
-    assert sorted(report.raw) == [("norm.weight", "vector", (4, 128)), ("router.weight", "output", (4, 128))]
+    assert sorted(report.raw) == [("bias.up_bias", "vector", (4, 256)), ("norm.weight", "vector", (4, 128)),
+                                  ("router.weight", "output", (4, 128))]

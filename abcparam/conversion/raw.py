@@ -24,7 +24,9 @@ Per tensor, from the dimensions that grow:
   (fan-in the width) as well as per-channel values: a ``weight`` outside a
   norm is taken in F.linear's layout (out x in), a readout (a router's
   (experts, width) weight, docs/theory.md section 18), one inside a norm
-  per-channel gains; any other is refused by name, to be named in ``roles=``;
+  per-channel gains, a bias (``gate_up_proj_bias``: one per expert and
+  channel) per-channel values; any other is refused by name, to be named in
+  ``roles=``;
 - two or more (3-D experts, a raw width x width matrix): hidden, fan-in the
   last dimension (the layout of ``F.linear``: out x in); with
   ``init="reinit"`` redrawn from the parametrization (the model's own
@@ -105,8 +107,9 @@ def plan_raw(fqn: str, mod: nn.Module, ctx: Context, known: Optional[Mapping[str
 def _layout(mod: nn.Module, name: str) -> str:
     """How the module uses a 2-D-or-more tensor whose only growing dimension is the last: ``"linear"`` for a tensor
     named ``weight`` outside a norm (F.linear's out x in, as a router's (experts, width) weight), ``"channels"`` in a
-    norm (one gain per channel, per expert), ``""`` when nothing says."""
-    if "norm" in type(mod).__name__.lower():
+    norm (one gain per channel, per expert) or for a bias (added to each channel, per expert or per head), ``""``
+    when nothing says."""
+    if "norm" in type(mod).__name__.lower() or name.endswith("bias"):
         return "channels"
     return "linear" if name == "weight" else ""
 
