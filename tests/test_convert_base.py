@@ -196,3 +196,26 @@ def test_head_size_picks_the_attribute_whose_inverse_square_root_is_the_scale():
     assert head_size(mla) == 48
     assert head_size(Attention("head_dim", 32, 1 / math.sqrt(32))) == 32
     assert head_size(Attention("head_dim", True, 1.0)) is None  # a bool is not a size
+
+
+class ThreeQuarters(nn.Module):
+    """A hidden layer to 3/4 of the width (OLMo-hybrid's linear-attention projections): one width's shapes read its
+    output as a fixed size, the base build knows it grows."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.inp = nn.Linear(8, n)
+        self.mid = nn.Linear(n, 3 * n // 4)
+        self.out = nn.Linear(3 * n // 4, 2)
+
+
+def test_a_hidden_layer_abcparams_linear_refuses_by_shape_is_marked_in_place_when_the_base_says_hidden():
+    with pytest.raises(ValueError, match="needs a width-sized out_features"):
+        abcparam.Linear(64, 48, role="hidden", param=abcparam.mup(64, 16))
+    model = ThreeQuarters(64)
+    report = abcparam.convert(model, abcparam.mup(64, 16), base=ThreeQuarters(128))
+    assert roles(report) == {"inp": "input"} and type(model.mid) is nn.Linear and type(model.out) is nn.Linear
+    # so is the readout from those 48 features: both marked in place with the role the base gives
+    assert {("mid.weight", "hidden", (48, 64)), ("out.weight", "output", (2, 48))} <= set(report.raw)
+    assert "the base build gives it" in dict(report.notes)["mid"]
+    assert model.mid.weight.std().item() == pytest.approx(1 / 8, rel=0.05)  # redrawn: fan-in 64, muP's hidden scale

@@ -231,6 +231,14 @@ class WeightedLayers(Handler):
             raise ValueError(f"roles: embedding {fqn!r} can only be an input layer, got {role!r}")
         shape = ((mod.in_features, mod.out_features) if isinstance(mod, nn.Linear) else
                  (mod.num_embeddings, mod.embedding_dim) if isinstance(mod, nn.Embedding) else tuple(mod.weight.shape))
+        if not isinstance(mod, nn.Embedding) and isinstance(ctx.widths, BaseModel):
+            refused = _shape_refusal(shape, role, ctx)
+            if refused:  # the base build knows the role better than one width's shapes: keep the layer, mark it
+                from .raw import plan_raw  # raw builds on this module's Change and Context
+
+                return plan_raw(fqn, mod, ctx, known={"weight": role}, note=(
+                    f"abcparam.Linear's shape check refuses role {role!r} ({refused}), which the base build gives it: "
+                    "its tensors are marked in place"))
         return Swap(parent, attr, fqn, mod, lambda ctx: _build_layer(mod, role, ctx), Converted(fqn, type(mod).__name__, role, shape),
                     role=role, keep=_keep_weights)
 
@@ -347,6 +355,18 @@ def _mark_subclass(fqn: str, mod: nn.Module, ctx: Context) -> Optional[Change]:
     return plan_raw(fqn, mod, ctx, known={"weight": role},
                     note=f"{what}: its tensors are marked in place and its forward kept, with whatever scale or offset "
                          "of its own it applies")
+
+
+def _shape_refusal(shape: Tuple[int, ...], role: str, ctx: Context) -> str:
+    """Why abcparam.Linear would refuse ``role`` for a layer of these (fan-in, fan-out) sizes at this width, judged
+    by its sizes alone (a size of 3/4 of the width reads as a fixed one); "" when it accepts it."""
+    from ..layers import infer_role
+
+    try:
+        infer_role(shape[0], shape[1], role, ctx.param)
+    except ValueError as e:
+        return str(e).split(". ")[0]
+    return ""
 
 
 def _mark_fixed(fqn: str, mod: nn.Module, ctx: Context) -> Optional[Change]:
