@@ -219,3 +219,8 @@ def test_a_hidden_layer_abcparams_linear_refuses_by_shape_is_marked_in_place_whe
     assert {("mid.weight", "hidden", (48, 64)), ("out.weight", "output", (2, 48))} <= set(report.raw)
     assert "the base build gives it" in dict(report.notes)["mid"]
     assert model.mid.weight.std().item() == pytest.approx(1 / 8, rel=0.05)  # redrawn: fan-in 64, muP's hidden scale
+
+
+def test_widths_may_be_any_iterable():
+    by_generator = roles(abcparam.convert(Tiny(d=64, ff=192), abcparam.mup(64, 16), widths=(w for w in (64, 192))))
+    assert by_generator["block.up"] == "hidden" and by_generator["head"] == "output"

@@ -44,7 +44,11 @@ def convert(
     hand; :mod:`abcparam.conversion.widths`).  ``base`` is only read, and a
     size that changes in a ratio other than the widths' is refused by name.
     ``widths`` and ``base`` are alternatives.  A layer none of them names is
-    left unchanged and reported.  ``filter_fn(module, name)``
+    left unchanged and reported.  Tensors a module of the model's own holds
+    itself (3-D experts, a router's weight, per-channel state-space tensors),
+    and the tensors of a layer subclass that cannot be replaced, are marked in
+    place with the role their growing dimensions give, the forward unchanged
+    (:mod:`abcparam.conversion.raw`, docs/theory.md section 18).  ``filter_fn(module, name)``
     may veto any layer.  ``layer_kwargs`` (``alpha``, ``sigma``, ...) go to
     every new layer.  Every decision is made before the model is touched, so
     an error leaves it as it was.  ``init``: ``"reinit"`` (default: the
@@ -112,10 +116,11 @@ def _context(model: nn.Module, param: Parametrization, roles: Optional[Mapping[s
     if widths is not None and base is not None:
         raise ValueError("widths, base: give one of them (base= reads the widths off the second build; widths= lists them)")
     source: Optional[WidthSource] = None
+    listed = frozenset(int(w) for w in widths) if widths is not None else frozenset()
     if base is not None:
         source = BaseModel(model, base)
-    elif widths is not None and frozenset(widths):
-        source = ListedWidths(widths)
+    elif listed:
+        source = ListedWidths(listed)
     if not roles and source is None:
         raise ValueError("widths: name the width-sized dimensions (widths=[d_model, d_ff, ...]), pass base= (the model "
                          "built at another width) or give roles={pattern: role}")
