@@ -25,7 +25,7 @@ from ..conv import TORCH_CONVS, torch_conv
 from ..layers import Conv1D, Embedding, Linear, is_abc_layer
 from ..parametrizations import Parametrization
 from .report import ConversionReport, Converted
-from .widths import BaseModel, WidthSource
+from .widths import WidthSource
 
 __all__ = ["Change", "Context", "Convolutions", "Handler", "HANDLERS", "Swap", "is_hf_conv1d", "ROLES"]
 
@@ -231,7 +231,7 @@ class WeightedLayers(Handler):
             raise ValueError(f"roles: embedding {fqn!r} can only be an input layer, got {role!r}")
         shape = ((mod.in_features, mod.out_features) if isinstance(mod, nn.Linear) else
                  (mod.num_embeddings, mod.embedding_dim) if isinstance(mod, nn.Embedding) else tuple(mod.weight.shape))
-        if not isinstance(mod, nn.Embedding) and isinstance(ctx.widths, BaseModel):
+        if not isinstance(mod, nn.Embedding) and ctx.widths is not None and ctx.widths.certain:
             refused = _shape_refusal(shape, role, ctx)
             if refused:  # the base build knows the role better than one width's shapes: keep the layer, mark it
                 from .raw import plan_raw  # raw builds on this module's Change and Context
@@ -388,7 +388,7 @@ def _role_from_widths(name: str, mod: nn.Module, widths: WidthSource) -> Tuple[O
             )
         if dim:
             return "input", ""
-        if isinstance(widths, BaseModel):  # the builds compared: a fixed-size table (a factorised embedding's)
+        if widths.certain:  # the builds compared: a fixed-size table (a factorised embedding's)
             return "fixed", ""
         return None, f"embedding_dim {mod.embedding_dim} is not a width"
     sizes: Callable[[nn.Module], Tuple[int, ...]] = (
@@ -401,7 +401,7 @@ def _role_from_widths(name: str, mod: nn.Module, widths: WidthSource) -> Tuple[O
         return "input", ""
     if fan_in:
         return "output", ""
-    if isinstance(widths, BaseModel):  # the builds compared: nothing grows, for certain
+    if widths.certain:  # the builds compared: nothing grows, for certain
         return "fixed", ""
     return None, f"no width-sized dimension ({d_in} -> {d_out})"
 
@@ -413,7 +413,7 @@ def _conv_role_from_widths(name: str, mod: nn.Module, widths: WidthSource) -> Tu
     if mod.groups > 1 and wide_groups:
         return "vector", ""
     role = {(True, True): "hidden", (False, True): "input", (True, False): "output"}.get((wide_in, wide_out))
-    if role is None and not wide_groups and isinstance(widths, BaseModel):  # the builds compared: nothing grows
+    if role is None and not wide_groups and widths.certain:  # the builds compared: nothing grows
         return "fixed", ""
     return role, ("" if role else f"no width-sized channel count ({c_in} -> {c_out})")
 

@@ -151,7 +151,7 @@ def _check_readouts(ctx: Context) -> None:
     """From listed widths a model has one readout; more means some width is missing from ``widths`` (with ``base=``
     every size is compared, so a second readout is one)."""
     found = ctx.readouts_from_widths
-    if len(found) > 1 and isinstance(ctx.widths, ListedWidths):
+    if len(found) > 1 and ctx.widths is not None and not ctx.widths.certain:
         sizes = sorted({int(getattr(c, 'out_features', None) or getattr(c, 'out_channels', None) or c.weight.shape[1]) for _, c in found})
         raise ValueError(
             f"widths: {len(found)} layers would be readouts (only their input is a width): "

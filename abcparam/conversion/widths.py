@@ -39,6 +39,10 @@ class WidthSource:
     # the argument that gave the widths, and how a size that is a width is described, for error messages
     argument = ""
     evidence = ""
+    # whether a size that does not grow is known to be fixed (two builds compared), rather than maybe a width the
+    # user left off a list: a layer with no growing size is then a fixed-size layer, a second readout a real one, and
+    # a role one width's shapes alone would refuse is trusted
+    certain = False
 
     def grows(self, fqn: str, mod: nn.Module, sizes: Sizes) -> Tuple[bool, ...]:
         raise NotImplementedError
@@ -67,6 +71,7 @@ class BaseModel(WidthSource):
     """
 
     argument, evidence = "base", "differs from base's (it changes with width)"
+    certain = True
 
     def __init__(self, model: nn.Module, base: nn.Module) -> None:
         if not isinstance(base, nn.Module):
