@@ -13,6 +13,7 @@ light.
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from . import theory
 from .theory import (
     Exponents,
     Preset,
@@ -30,15 +31,15 @@ __version__ = "0.1.0"
 
 # name -> module that defines it (imported lazily, PEP 562)
 _LAZY = {
-    "Parametrization": "parametrizations",
-    "RoleExponents": "parametrizations",
-    "parametrization": "parametrizations",
-    "sp": "parametrizations",
-    "sp_inv_n": "parametrizations",
-    "ntk": "parametrizations",
-    "mup": "parametrizations",
-    "mean_field": "parametrizations",
-    "up": "parametrizations",
+    "Parametrization": "theory.parametrizations",
+    "RoleExponents": "theory.parametrizations",
+    "parametrization": "theory.parametrizations",
+    "sp": "theory.parametrizations",
+    "sp_inv_n": "theory.parametrizations",
+    "ntk": "theory.parametrizations",
+    "mup": "theory.parametrizations",
+    "mean_field": "theory.parametrizations",
+    "up": "theory.parametrizations",
     "Linear": "layers",
     "Embedding": "layers",
     "TiedReadout": "layers",
@@ -68,31 +69,23 @@ _LAZY = {
     "BatchNorm2d": "norms",
     "BatchNorm3d": "norms",
     "GroupNorm": "norms",
-    "classify_depth": "depth",
+    "classify_depth": "theory.depth",
     "ScaledDotProductAttention": "attention",
     "MultiheadAttention": "attention",
-    "DepthVerdict": "depth",
+    "DepthVerdict": "theory.depth",
     "CoordReport": "coord",
     "depth_check": "depthcheck",
     "DepthReport": "depthcheck",
 }
-_SUBMODULES = ("theory", "parametrizations", "layers", "optim", "conversion", "coord", "models", "data", "testing", "limits", "cli",
-               "residual", "norms", "depth", "depthcheck", "meanfield", "attention", "maml", "kernels", "validate", "text", "check",
-               "conv")
+# submodules reachable as attributes (``abcparam.layers``), imported on first use; a value names where a module lives
+# when it is not at the top level
+_SUBMODULES = {name: name for name in ("theory", "layers", "optim", "conversion", "models", "data", "testing", "limits",
+                                      "cli", "residual", "norms", "meanfield", "attention", "maml", "kernels", "validate",
+                                      "text", "check", "conv", "coord", "depthcheck", "inspection")}
+_SUBMODULES.update(parametrizations="theory.parametrizations", depth="theory.depth")
 
-__all__ = [
-    "Exponents",
-    "Preset",
-    "Slopes",
-    "Verdict",
-    "canonical",
-    "classify",
-    "equivalent",
-    "max_stable_lr_exponents",
-    "optimizer_family",
-    "preset",
-    *_LAZY,
-]
+# the calculus's names imported above, then the lazy ones
+__all__ = [name for name in theory.__all__ if name in globals()] + list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
@@ -101,7 +94,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if name in _SUBMODULES:
-        return import_module(f".{name}", __name__)
+        return import_module(f".{_SUBMODULES[name]}", __name__)
     raise AttributeError(f"module 'abcparam' has no attribute {name!r}")
 
 
@@ -114,10 +107,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .coord import CoordReport, coord_check
     from .depthcheck import DepthReport, depth_check
     from .attention import MultiheadAttention, ScaledDotProductAttention
-    from .depth import DepthVerdict, classify_depth
+    from .theory.depth import DepthVerdict, classify_depth
     from .norms import BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, LayerNorm, RMSNorm
     from .conv import Conv1d, Conv2d, Conv3d
     from .residual import Residual, mark_block, mark_branch
     from .layers import AbcLayer, Embedding, Linear, ParamScales, TiedReadout, abc_modules, is_abc_layer
     from .optim import per_group, wrap
-    from .parametrizations import Parametrization, RoleExponents, mean_field, mup, ntk, parametrization, sp, sp_inv_n, up
+    from .theory.parametrizations import Parametrization, RoleExponents, mean_field, mup, ntk, parametrization, sp, sp_inv_n, up

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .parametrizations import Parametrization
+from .theory.parametrizations import Parametrization
 from . import validate
 from .validate import positive_int as _positive_int
 from .theory import exponent
@@ -97,7 +97,7 @@ class ScaledDotProductAttention(nn.Module):
 
     def __init__(self, head_dim: int, *, param: Parametrization, alpha: float = 1.0) -> None:
         super().__init__()
-        validate.parametrization(param)
+        Parametrization.require(param)
         self.head_dim = _positive_int(head_dim, "head_dim")
         self.alpha = validate.number(alpha, "alpha")
         self.attention = param.attention
@@ -185,7 +185,7 @@ class MultiheadAttention(nn.Module):
                  *, param: Parametrization, alpha_attn: float = 1.0, device: Any = None, dtype: Any = None) -> None:
         from .layers import Linear
 
-        param = validate.parametrization(param)
+        param = Parametrization.require(param)
         E = _positive_int(embed_dim, "embed_dim")
         H = _positive_int(num_heads, "num_heads")
         if E % H:

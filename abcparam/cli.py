@@ -90,7 +90,7 @@ def _run_classify(args: argparse.Namespace) -> int:
     if args.depth_alpha is None:
         print(v.to_json(indent=2) if args.json else str(v))
         return 0
-    from .depth import classify_depth
+    from .theory.depth import classify_depth
 
     families = set(v.families)
     if len(families) > 1:
@@ -133,7 +133,7 @@ def _builtin_check(preset: str, optimizer: str, widths: Sequence[int], *, lr: Op
     from . import _torch  # noqa: F401  (torch without the numpy warning)
     import torch
 
-    from . import parametrizations as P
+    from .theory import parametrizations as P
     from .coord import coord_check
     from .models import MLP
 

@@ -38,7 +38,7 @@ from torch import nn
 
 from . import validate
 from .layers import UNIT_SCALES, WeightedLayer, check_fold, infer_role, role_config, scales_for, size_kind
-from .parametrizations import Parametrization
+from .theory.parametrizations import Parametrization
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "TORCH_CONVS", "conv_role", "torch_conv"]
 
@@ -111,7 +111,7 @@ class _AbcConv(WeightedLayer):
             raise ValueError(f"groups: {groups} must divide in_channels ({in_channels}) and out_channels ({out_channels})")
         if not isinstance(bias, bool):
             raise TypeError(f"bias: expected True or False, got {bias!r}")
-        param = validate.parametrization(param)
+        param = Parametrization.require(param)
         role = conv_role(in_channels, out_channels, groups, role, param, type(self).__name__)
         alpha_ = validate.real(alpha, "alpha", zero_ok=False)
         kernel = _kernel(kernel_size, self._torch_conv)

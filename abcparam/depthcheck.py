@@ -49,7 +49,7 @@ from . import validate
 from .check.decision import DEFAULT_TOLERANCE, TOLERANCE_IS, Decision, Fit
 from .check.engine import Batch, default_loss, make_optimizer, observe, output_tensor, rms, seeded_build, split_batch, train_step
 from .check.plot import slopes_figure
-from .depth import DepthVerdict, classify_depth
+from .theory.depth import DepthVerdict, classify_depth
 from .layers import Conv1D, abc_modules, is_abc_layer
 from .residual import DepthScales, depth_of, is_branch
 
@@ -320,7 +320,7 @@ def depth_check(
     seeds = validate.int_list(seeds, "seeds")
     validate.number(lr, "lr")
     validate.number(tolerance, "tolerance", what=TOLERANCE_IS)
-    from .depth import DEPTH_REGIMES
+    from .theory.depth import DEPTH_REGIMES
 
     if expect is not None:
         validate.choice(expect, "expect", DEPTH_REGIMES)

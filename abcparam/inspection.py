@@ -500,7 +500,7 @@ def inspect(
     ws = _check_args(build, widths, lr)
     if batch is not None and len(ws) < 3:
         raise ValueError(f"widths: the coordinate check (batch=) needs at least 3 widths, got {ws}")
-    theory._alignment_name(alignment)
+    theory.exponents.alignment_name(alignment)
     models = [seeded_build(build, w, 0) for w in ws]
     names = [[n for n, _ in m.named_parameters()] for m in models]
     for w, ns in zip(ws[1:], names[1:]):

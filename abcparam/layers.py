@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .parametrizations import Parametrization
+from .theory.parametrizations import Parametrization
 from . import validate
 from .validate import positive_int as _positive_int
 
@@ -352,7 +352,7 @@ class Linear(WeightedLayer, nn.Linear):
     ) -> None:
         in_features = _positive_int(in_features, "in_features")
         out_features = _positive_int(out_features, "out_features")
-        param = validate.parametrization(param)
+        param = Parametrization.require(param)
         role = infer_role(in_features, out_features, role, param)
         alpha_ = validate.real(alpha, "alpha", zero_ok=False)
         if not isinstance(bias, bool):
@@ -417,7 +417,7 @@ class Embedding(WeightedLayer, nn.Embedding):
     ) -> None:
         num_embeddings = _positive_int(num_embeddings, "num_embeddings")
         embedding_dim = _positive_int(embedding_dim, "embedding_dim")
-        param = validate.parametrization(param)
+        param = Parametrization.require(param)
         if size_kind(embedding_dim, param.width) == "fixed":
             raise ValueError(
                 f"embedding_dim: {embedding_dim} is not width-sized at width {param.width} (a data size, smaller than the width), "
@@ -554,7 +554,7 @@ class TiedReadout(Linear):
     ) -> None:
         if not isinstance(embedding, Embedding):
             raise TypeError(f"embedding: expected an abcparam.Embedding, got {type(embedding).__name__}")
-        param = validate.parametrization(param)
+        param = Parametrization.require(param)
         inp, out = param.role("input"), param.role("output")
         if not can_tie(param):
             raise ValueError(

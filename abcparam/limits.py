@@ -51,7 +51,7 @@ from torch import nn
 
 from .layers import Embedding, Linear
 from .optim import wrap
-from .parametrizations import mup, ntk
+from .theory.parametrizations import mup, ntk
 from . import validate
 from .validate import positive_int as _positive_int
 

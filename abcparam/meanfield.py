@@ -66,7 +66,7 @@ from torch import nn
 from .layers import Linear
 from .limits import Loss, check_config, output_error, mse
 from .optim import wrap
-from .parametrizations import mean_field, ntk
+from .theory.parametrizations import mean_field, ntk
 from .validate import positive_int as _positive_int
 
 __all__ = ["MeanFieldConfig", "MeanFieldLimit", "KernelLimit", "MeanFieldNetwork", "mean_field_network", "NONLINEARITIES",

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .layers import Linear
-from .parametrizations import Parametrization
+from .theory.parametrizations import Parametrization
 
 __all__ = ["MLP", "ResidualMLP", "ResNet", "TinyTransformer", "NONLINEARITIES"]
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from . import validate
 from .layers import ParamScales, scales_for
-from .parametrizations import Parametrization
+from .theory.parametrizations import Parametrization
 
 __all__ = ["LayerNorm", "RMSNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "CHANNEL_NORMS", "TORCH_NORMS"]
 
@@ -38,7 +38,7 @@ class _VectorLike:
     """The width factors of a norm's gain and bias: vector-like, stored as effective values."""
 
     def _setup(self, param: Any) -> None:
-        p = validate.parametrization(param)
+        p = Parametrization.require(param)
         self.param_name = p.name
         self.width, self.base_width = p.width, p.base_width
         self._vector_scales = scales_for(p.canonical(), "vector", (0,))

@@ -37,7 +37,7 @@ from torch import nn
 
 from . import validate
 from .layers import abc_modules
-from .parametrizations import Parametrization
+from .theory.parametrizations import Parametrization
 from .theory import FAMILIES
 
 __all__ = ["Residual", "DepthScales", "mark_branch", "mark_block", "depth_scales"]
@@ -68,7 +68,7 @@ def _scales_of(param: Parametrization) -> DepthScales:
 def _check(module: Any, param: Any, what: str) -> Parametrization:
     if not isinstance(module, nn.Module):
         raise TypeError(f"{what}: expected an nn.Module, got {type(module).__name__}")
-    return validate.parametrization(param)
+    return Parametrization.require(param)
 
 
 def _scale_output(out: Any, factor: float) -> Any:

@@ -171,7 +171,7 @@ def assert_depth_regime(build: Callable[[int], nn.Module], regime: str, *, batch
                         depths: Sequence[int] = CI_DEPTHS, inconclusive: str = "raise", **kw: Any) -> Any:
     """The depth rule of ``build(depth)``'s residual branches is ``regime`` in theory (``"feature_learning"``:
     CompleteP; ``"lazy"``: Depth-muP), and the depth check's measurements agree (docs/theory.md section 12)."""
-    from .depth import DEPTH_REGIMES
+    from .theory.depth import DEPTH_REGIMES
     from .depthcheck import depth_check
 
     validate.choice(regime, "regime", DEPTH_REGIMES)

@@ -15,7 +15,7 @@ import math
 import numbers
 from typing import Any, Collection, Iterable, List, Optional
 
-__all__ = ["choice", "count", "int_list", "number", "parametrization", "positive_int", "real"]
+__all__ = ["choice", "count", "int_list", "number", "positive_int", "real"]
 
 
 def _is_real(value: Any) -> bool:
@@ -78,15 +78,4 @@ def choice(value: Any, name: str, allowed: Collection[Any]) -> Any:
     """One of ``allowed``, else a ``ValueError`` listing them."""
     if value not in allowed:
         raise ValueError(f"{name}: got {value!r}; allowed: {', '.join(map(str, allowed))}")
-    return value
-
-
-def parametrization(value: Any, name: str = "param") -> Any:
-    """An :class:`abcparam.Parametrization`, else a ``TypeError`` (for None: how to build one)."""
-    from .parametrizations import Parametrization
-
-    if value is None:
-        raise TypeError(f"{name}: required, e.g. {name}=abcparam.mup(width=1024, base_width=128)")
-    if not isinstance(value, Parametrization):
-        raise TypeError(f"{name}: expected an abcparam.Parametrization, got {type(value).__name__}")
     return value

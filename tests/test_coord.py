@@ -609,7 +609,7 @@ def test_the_depth_helper_passes_its_options_on_and_decides_by_the_report(status
 
 
 def test_the_depth_helper_refuses_an_unknown_regime_by_name():
-    from abcparam.depth import DEPTH_REGIMES
+    from abcparam.theory.depth import DEPTH_REGIMES
 
     with pytest.raises(ValueError, match=r"^regime: got 'deep'; allowed: " + ", ".join(DEPTH_REGIMES) + "$"):
         abcparam.testing.assert_depth_regime(lambda d: None, "deep", batch=None, optimizer=torch.optim.SGD, lr=0.1)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import abcparam
-from abcparam.depth import classify_depth, depth_lr_exponent
+from abcparam.theory.depth import classify_depth, depth_lr_exponent
 from abcparam.depthcheck import depth_check
 from abcparam.models import ResidualMLP, TinyTransformer
 

@@ -394,7 +394,7 @@ def test_from_pretrained_has_torchs_defaults_and_passes_every_option_on(options)
 
 @pytest.mark.parametrize("field", ["a", "b", "c_sgd", "c_adam", "c_spectral", "c_relative"])
 def test_a_bad_role_exponent_is_named_by_role_and_field(field):
-    from abcparam.parametrizations import RoleExponents
+    from abcparam.theory.parametrizations import RoleExponents
 
     values = {"a": 0, "b": "1/2", "c_sgd": 1, "c_adam": "1/2", "c_spectral": 0, "c_relative": 0}
     values[field] = "zz"
@@ -406,7 +406,7 @@ def test_a_bad_role_exponent_is_named_by_role_and_field(field):
 def test_the_spectral_and_relative_rates_default_from_adams():
     from fractions import Fraction as F
 
-    from abcparam.parametrizations import RoleExponents
+    from abcparam.theory.parametrizations import RoleExponents
 
     # docs/theory.md section 11: c_spectral = c_adam - kappa (kappa = 1 for a hidden layer, 1/2 for input and output);
     # c_relative = c_adam - b

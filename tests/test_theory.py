@@ -421,10 +421,14 @@ def test_optimizer_aliases():
     assert optimizer_family(AdamW) == "adam" and optimizer_family(AdamW()) == "adam"
 
 
-def test_theory_imports_no_torch():
+def test_no_module_of_the_theory_subpackage_imports_torch():
     code = (
         "import sys\n"
+        "import importlib, pkgutil\n"
         "import abcparam.theory as m\n"
+        "for sub in pkgutil.iter_modules(m.__path__):\n"
+        "    importlib.import_module('abcparam.theory.' + sub.name)\n"
+        "assert {'depth', 'parametrizations', 'verdict'} <= {s.name for s in pkgutil.iter_modules(m.__path__)}\n"
         "assert m.classify(m.preset('mup', 2)).regime == 'feature_learning'\n"
         "assert m.classify(m.preset('mup', 2)).table().count('---') >= 1\n"
         "assert 'torch' not in sys.modules, 'theory imported torch'\n"

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import abcparam
-from abcparam import text, validate
+from abcparam import Parametrization, text, validate
 
 
 @pytest.mark.parametrize("value,zero_ok,none_ok,ok", [
@@ -60,11 +60,11 @@ def test_the_constructor_family_separates_type_from_range():
 
 def test_parametrization_check():
     p = abcparam.mup(64, 16)
-    assert validate.parametrization(p) is p
+    assert Parametrization.require(p) is p
     with pytest.raises(TypeError, match=r"^param: required, e.g. param=abcparam.mup"):
-        validate.parametrization(None)
+        Parametrization.require(None)
     with pytest.raises(TypeError, match=r"^param: expected an abcparam.Parametrization, got str$"):
-        validate.parametrization("mup")
+        Parametrization.require("mup")
 
 
 def test_table_aligns_columns_under_a_dashed_header():

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..conv import TORCH_CONVS, torch_conv
 from ..layers import Conv1D, Embedding, Linear, is_abc_layer
-from ..parametrizations import Parametrization
+from ..theory.parametrizations import Parametrization
 from .report import ConversionReport, Converted
 from .widths import WidthSource
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from .. import validate
 from ..layers import is_abc_layer
-from ..parametrizations import Parametrization
+from ..theory.parametrizations import Parametrization
 from .handlers import HANDLERS, ROLES, STAGES, Change, Context, unmatched_patterns
 from .passes import AttentionScales, FusedPathOff, plan_blocks, plan_ties
 from .raw import plan_raw
@@ -108,7 +108,7 @@ def _context(model: nn.Module, param: Parametrization, roles: Optional[Mapping[s
     """The request, checked."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
-    validate.parametrization(param)
+    Parametrization.require(param)
     roles = dict(roles or {})
     for pattern, role in roles.items():
         if role not in ROLES:

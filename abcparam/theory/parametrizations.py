@@ -19,11 +19,12 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, Dict, Optional, Tuple
 
-from . import validate
-from . import theory
+from .. import validate
+from .verdict import Verdict, classify
 from .depth import depth_lr_exponent
-from .theory import Preset, exponent, optimizer_family
-from .validate import positive_int as _positive_int
+from .exponents import exponent, optimizer_family
+from .presets import Preset, preset
+from ..validate import positive_int as _positive_int
 
 __all__ = [
     "ROLES",
@@ -105,6 +106,16 @@ class Parametrization:
     depth_alpha: Fraction = Fraction(1)
     allow_any_alpha: bool = False
     attention: Fraction = Fraction(1, 2)
+
+    @classmethod
+    def require(cls, value: Any, name: str = "param") -> "Parametrization":
+        """``value`` if it is a :class:`Parametrization`, else a ``TypeError`` naming ``name`` (for None: how to build
+        one).  Every layer and helper that takes a parametrization checks it here."""
+        if value is None:
+            raise TypeError(f"{name}: required, e.g. {name}=abcparam.mup(width=1024, base_width=128)")
+        if not isinstance(value, cls):
+            raise TypeError(f"{name}: expected an abcparam.Parametrization, got {type(value).__name__}")
+        return value
 
     def __post_init__(self) -> None:
         _positive_int(self.width, "width")
@@ -221,9 +232,9 @@ class Parametrization:
             tuple(x.c_relative for x in cols),
         )
 
-    def classify(self, depth: Optional[int] = None, optimizer: Any = "sgd", alignment: str = "tp4") -> theory.Verdict:
+    def classify(self, depth: Optional[int] = None, optimizer: Any = "sgd", alignment: str = "tp4") -> Verdict:
         """Shortcut for ``abcparam.classify(self.theory_preset(depth), ...)``."""
-        return theory.classify(self.theory_preset(depth), optimizer=optimizer, alignment=alignment)
+        return classify(self.theory_preset(depth), optimizer=optimizer, alignment=alignment)
 
     def canonical(self) -> "Parametrization":
         """The equivalent a = 0 form (docs/theory.md section 2): multipliers folded into init and learning rates.
@@ -340,7 +351,7 @@ def _named(name: str, width: Optional[int], base_width: Optional[int], depth: Op
     # attention logits scale like 1/d_head under muP (TP5 section 4), like 1/sqrt(d_head) everywhere else
     muP_like = name in ("mup", "mup_table8", "mean_field") or (name == "up" and exponent(kw["s"], "s") == 0)
     fields["attention"] = Fraction(1) if muP_like else Fraction(1, 2)
-    return replace(_from_preset(theory.preset(name, layers, **kw), w, b), **fields)
+    return replace(_from_preset(preset(name, layers, **kw), w, b), **fields)
 
 
 _DEPTH_DOC = """

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Dict, Optional, Tuple
 
-from .theory import exponent, optimizer_family
+from .exponents import exponent, optimizer_family
 
 __all__ = ["DepthVerdict", "classify_depth", "depth_lr_exponent", "DEPTH_REGIMES"]
 
