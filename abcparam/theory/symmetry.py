@@ -35,6 +35,7 @@ def canonical(a: Any, b: Any = None, c: Any = None, *, optimizer: Any = "sgd") -
     In it b_l = beta_l and c_l = gamma_l minus the family's offset at a = 0
     (0 for SGD- and Adam-like layers, kappa_l for spectral, beta_l for relative).
 
+    >>> from abcparam.theory import preset
     >>> e = canonical(preset("mup", depth=2), optimizer="sgd")
     >>> [str(x) for x in e.b], [str(x) for x in e.c]
     (['0', '1/2', '1'], ['-1', '0', '1'])
@@ -51,6 +52,7 @@ def canonical(a: Any, b: Any = None, c: Any = None, *, optimizer: Any = "sgd") -
 def equivalent(p: Any, q: Any, optimizer: Any = "sgd") -> bool:
     """True iff two parametrizations have the same beta_l and gamma_l (sections 2 and 11).
 
+    >>> from abcparam.theory import preset
     >>> equivalent(preset("mup"), preset("mup_table8"), "adam")
     True
     """

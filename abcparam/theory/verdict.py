@@ -77,6 +77,7 @@ class Verdict:
         For SGD-like optimizers step 1 differs from later steps: only the
         initial readout carries the backward signal (g = beta_{L+1}).
 
+        >>> from abcparam.theory import preset
         >>> v = classify(preset("ntk", depth=2))
         >>> [str(x) for x in v.predicted_slopes(1).delta_h], str(v.predicted_slopes(1).delta_f)
         (['-1/2', '-1/2'], '0')
