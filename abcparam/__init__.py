@@ -57,7 +57,7 @@ _LAZY = {
     "to_torch": "conversion",
     "from_torch": "conversion",
     "effective_state_dict": "conversion",
-    "coord_check": "coord",
+    "coord_check": "check.width",
     "inspect": "inspection",
     "Inspection": "inspection",
     "Residual": "residual",
@@ -73,16 +73,17 @@ _LAZY = {
     "ScaledDotProductAttention": "attention",
     "MultiheadAttention": "attention",
     "DepthVerdict": "theory.depth",
-    "CoordReport": "coord",
-    "depth_check": "depthcheck",
-    "DepthReport": "depthcheck",
+    "CoordReport": "check.width",
+    "depth_check": "check.depth",
+    "DepthReport": "check.depth",
 }
 # submodules reachable as attributes (``abcparam.layers``), imported on first use; a value names where a module lives
 # when it is not at the top level
 _SUBMODULES = {name: name for name in ("theory", "layers", "optim", "conversion", "models", "data", "testing", "limits",
                                       "cli", "residual", "norms", "meanfield", "attention", "maml", "kernels", "validate",
-                                      "text", "check", "conv", "coord", "depthcheck", "inspection")}
-_SUBMODULES.update(parametrizations="theory.parametrizations", depth="theory.depth")
+                                      "text", "check", "conv", "inspection")}
+_SUBMODULES.update(parametrizations="theory.parametrizations", depth="theory.depth", coord="check.width",
+                   depthcheck="check.depth", coord_stats="check.stats")
 
 # the calculus's names imported above, then the lazy ones
 __all__ = [name for name in theory.__all__ if name in globals()] + list(_LAZY)
@@ -104,8 +105,8 @@ def __dir__() -> list:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .conversion import ConversionReport, convert, effective_state_dict, from_torch, to_torch
-    from .coord import CoordReport, coord_check
-    from .depthcheck import DepthReport, depth_check
+    from .check.width import CoordReport, coord_check
+    from .check.depth import DepthReport, depth_check
     from .attention import MultiheadAttention, ScaledDotProductAttention
     from .theory.depth import DepthVerdict, classify_depth
     from .norms import BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, LayerNorm, RMSNorm

@@ -134,7 +134,7 @@ def _builtin_check(preset: str, optimizer: str, widths: Sequence[int], *, lr: Op
     import torch
 
     from .theory import parametrizations as P
-    from .coord import coord_check
+    from .check.width import coord_check
     from .models import MLP
 
     if optimizer not in _CHECK_OPTIMIZERS:

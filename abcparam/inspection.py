@@ -40,7 +40,7 @@ from ._torch import torch
 from . import theory, validate
 from .check.engine import build_optimizers, seeded_build, split_batch
 from .conv import TORCH_CONVS, torch_conv
-from .coord_stats import ols
+from .check.stats import ols
 from .norms import CHANNEL_NORMS
 from .text import table as text_table
 
@@ -583,7 +583,7 @@ def inspect(
         attention += _observed_attention(models, batch)
     result = _conclude(ws, uses, attention, alignment)
     if batch is not None:
-        from .coord import coord_check
+        from .check.width import coord_check
 
         declared = {}
         for u in result.uses:

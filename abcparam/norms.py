@@ -23,7 +23,6 @@ from typing import Any, Dict, Optional
 from . import _torch  # noqa: F401  (torch without the numpy warning)
 from torch import nn
 
-from . import validate
 from .layers import ParamScales, scales_for
 from .theory.parametrizations import Parametrization
 

@@ -35,7 +35,6 @@ from . import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 
-from . import validate
 from .layers import abc_modules
 from .theory.parametrizations import Parametrization
 from .theory import FAMILIES

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional, Sequence
 from torch import nn
 
 from . import validate
-from .coord import CoordReport, coord_check
+from .check.width import CoordReport, coord_check
 from .theory import REGIMES
 
 __all__ = ["CI_WIDTHS", "CI_DEPTHS", "CI_SEEDS", "CI_STEPS", "Inconclusive", "assert_regime", "assert_mup", "check_mup", "assert_stable",
@@ -172,7 +172,7 @@ def assert_depth_regime(build: Callable[[int], nn.Module], regime: str, *, batch
     """The depth rule of ``build(depth)``'s residual branches is ``regime`` in theory (``"feature_learning"``:
     CompleteP; ``"lazy"``: Depth-muP), and the depth check's measurements agree (docs/theory.md section 12)."""
     from .theory.depth import DEPTH_REGIMES
-    from .depthcheck import depth_check
+    from .check.depth import depth_check
 
     validate.choice(regime, "regime", DEPTH_REGIMES)
     if inconclusive not in _INCONCLUSIVE_MODES:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import abcparam
-from abcparam import coord_stats
+from abcparam.check import stats as coord_stats
 from abcparam.attention import ScaleObserver, ScaledDotProductAttention, classify_attention, scale_exponent
 from abcparam.models import TinyTransformer
 

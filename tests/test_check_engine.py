@@ -40,7 +40,7 @@ def test_train_step_steps_every_optimizer_once_and_returns_the_loss():
 
 
 def test_the_depth_check_imports_nothing_of_the_width_check():
-    code = "import sys, abcparam.depthcheck; assert 'abcparam.coord' not in sys.modules, sorted(sys.modules)"
+    code = "import sys, abcparam.check.depth; assert 'abcparam.check.width' not in sys.modules, sorted(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -60,7 +60,7 @@ def test_first_run_is_clean_without_numpy():
     hide_numpy = "import sys; sys.modules['numpy'] = None; "
     bare = subprocess.run([sys.executable, "-W", "error", "-c", hide_numpy + "import torch"], capture_output=True, text=True)
     assert bare.returncode != 0 and "Failed to initialize NumPy" in bare.stderr
-    ours = subprocess.run([sys.executable, "-W", "error", "-c", hide_numpy + "import abcparam.layers, abcparam.coord, abcparam.cli; "
+    ours = subprocess.run([sys.executable, "-W", "error", "-c", hide_numpy + "import abcparam.layers, abcparam.check.width, abcparam.cli; "
                            "abcparam.cli._builtin_check('mup', 'adam', [64, 128, 256], steps=1, seeds=[0])"],
                           capture_output=True, text=True)
     assert ours.returncode == 0, ours.stderr

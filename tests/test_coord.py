@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 import abcparam
-from abcparam import coord, testing, text
+from abcparam.check import width as coord
+from abcparam.check import measure, prediction
+from abcparam import testing, text
 from abcparam.check import engine
 from abcparam.cli import main
 from abcparam.models import MLP
@@ -313,7 +315,7 @@ def test_cli_coordcheck_json_and_exit_status(capsys):
 
 
 def test_cli_coordcheck_plot_failure_keeps_the_report(capsys, tmp_path, monkeypatch):
-    import abcparam.coord as coord
+    from abcparam.check import width as coord
 
     def no_matplotlib(self, path=None):
         raise ImportError("report.plot needs matplotlib: pip install 'abcparam[plot]'")
@@ -330,7 +332,7 @@ def test_cli_coordcheck_plot_failure_keeps_the_report(capsys, tmp_path, monkeypa
 
 
 def test_fit_recovers_a_known_slope_and_spread():
-    from abcparam.coord_stats import fit_slope as _fit
+    from abcparam.check.stats import fit_slope as _fit
 
     widths = [128, 256, 512, 1024]
     # seed k follows C_k * n^(s_k): the fit of the seed mean and the spread of the per-seed slopes are known
@@ -586,9 +588,9 @@ def test_the_depth_helper_passes_its_options_on_and_decides_by_the_report(status
         seen.update(kw, depths=depths, batch=batch)
         return stub
 
-    import abcparam.depthcheck
+    import abcparam.check.depth
 
-    monkeypatch.setattr(abcparam.depthcheck, "depth_check", fake)
+    monkeypatch.setattr(abcparam.check.depth, "depth_check", fake)
     call = lambda **extra: abcparam.testing.assert_depth_regime(lambda d: None, "lazy", batch="BATCH",  # noqa: E731
                                                                 optimizer=torch.optim.SGD, lr=0.1, depths=(2, 4), **extra)
     if status == "pass":
@@ -635,9 +637,9 @@ def test_the_main_tensor_of_a_module_is_its_weight_else_its_first_own_tensor():
     from types import SimpleNamespace as NS
 
     w, first = torch.zeros(2), torch.ones(3)
-    assert coord._main_tensor(NS(weight=w, abc_scales=lambda: {})) is w
-    assert coord._main_tensor(NS(in_proj=first, abc_scales=lambda: {"in_proj": None, "out": None})) is first
-    assert coord._main_tensor(NS(abc_scales=lambda: {})) is None  # owns nothing: no family to read
+    assert measure.main_tensor(NS(weight=w, abc_scales=lambda: {})) is w
+    assert measure.main_tensor(NS(in_proj=first, abc_scales=lambda: {"in_proj": None, "out": None})) is first
+    assert measure.main_tensor(NS(abc_scales=lambda: {})) is None  # owns nothing: no family to read
 
 
 def test_numbers_in_the_report_render_signed_and_name_infinities_and_gaps():
@@ -648,9 +650,9 @@ def test_numbers_in_the_report_render_signed_and_name_infinities_and_gaps():
 
 def test_the_token_ids_are_the_first_input_or_input_ids_when_integer():
     ids = torch.tensor([[1, 2, 3]])
-    assert coord._token_ids((ids,), {}) is ids and coord._token_ids((), {"input_ids": ids}) is ids
-    assert coord._token_ids((ids.float(),), {}) is None and coord._token_ids((ids > 1,), {}) is None
-    assert coord._token_ids((), {"x": ids}) is None and coord._token_ids(((ids, ids),), {}) is None
+    assert measure.token_ids((ids,), {}) is ids and measure.token_ids((), {"input_ids": ids}) is ids
+    assert measure.token_ids((ids.float(),), {}) is None and measure.token_ids((ids > 1,), {}) is None
+    assert measure.token_ids((), {"x": ids}) is None and measure.token_ids(((ids, ids),), {}) is None
 
 
 def test_a_rising_loss_at_the_smallest_width_is_reported_as_its_rise_over_the_first_loss():
@@ -675,9 +677,9 @@ def test_a_rising_loss_at_the_smallest_width_is_reported_as_its_rise_over_the_fi
 
 
 def test_the_family_text_is_one_family_a_hybrid_listing_or_none_when_unknown():
-    assert coord._family_text({"a": "adam", "b": "adam"}) == "adam"
-    assert coord._family_text({"a": "adam", "b": "spectral", "c": "adam"}) == "hybrid (adam: a, c; spectral: b)"
-    assert coord._family_text({"a": "adam", "b": None}) is None and coord._family_text({}) is None
+    assert prediction.family_text({"a": "adam", "b": "adam"}) == "adam"
+    assert prediction.family_text({"a": "adam", "b": "spectral", "c": "adam"}) == "hybrid (adam: a, c; spectral: b)"
+    assert prediction.family_text({"a": "adam", "b": None}) is None and prediction.family_text({}) is None
 
 
 def test_the_models_own_loss_is_a_scalar_tensor_found_in_its_output():
@@ -736,7 +738,7 @@ def test_extra_init_seeds_measure_the_quantities_at_initialisation_only():
     assert [len(r) for r in h0] == [3] * len(WIDTHS) and [len(r) for r in dh] == [1] * len(WIDTHS)
     # the extra seeds are 7919 k + the first seed, k = 1, 2: one forward pass each
     for k in (1, 2):
-        values = coord._measure(build, WIDTHS[0], 7919 * k + 5, batch(), torch.optim.Adam, 1e-2, 0, engine.default_loss, (), None)[0]
+        values = measure.measure(build, WIDTHS[0], 7919 * k + 5, batch(), torch.optim.Adam, 1e-2, 0, engine.default_loss, (), None)[0]
         assert h0[0][k] == values[("layers.1", "h", 0)]
     for init_seeds in (1, 2):  # no more seeds than the training seeds: nothing extra
         report = abcparam.coord_check(build, WIDTHS, batch(), optimizer=torch.optim.Adam, lr=1e-2, steps=1, seeds=[5, 6],

@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 import abcparam
-from abcparam import coord, theory
+from abcparam.check import width as coord
+from abcparam.check import measure, prediction
+from abcparam import theory
 from abcparam.check import engine
 
 
@@ -44,32 +46,32 @@ def test_a_chain_is_classified_as_declared_with_each_layers_family():
     tracked["norm"] = NS(role="hidden")  # a role but no abc_scales: not a layer either
     tracked["attn"] = NS(abc_scales=lambda: {})  # owns tensors but has no role (abcparam's attention core)
     order = ["inp", "plain", "norm", "attn", "mid", "out"]
-    v, index, notes, why = coord._predict(order, tracked, {"inp": "adam", "mid": "adam", "out": "adam"}, "tp4")
+    v, index, notes, why = prediction.predict(order, tracked, {"inp": "adam", "mid": "adam", "out": "adam"}, "tp4")
     assert v == theory.classify(_exponents("mup").a, _exponents("mup").b, _exponents("mup").c, optimizer=["adam"] * 3)
     assert (index, notes, why) == ({"inp": 0, "mid": 1, "out": 2}, [], None)
-    v, *_ = coord._predict(order, tracked, {"inp": "adam", "mid": "adam", "out": "adam"}, "full")
+    v, *_ = prediction.predict(order, tracked, {"inp": "adam", "mid": "adam", "out": "adam"}, "full")
     assert v == theory.classify(_exponents("mup").a, _exponents("mup").b, _exponents("mup").c, optimizer=["adam"] * 3, alignment="full")
 
 
 def test_a_hybrid_chain_reads_each_layers_exponent_under_its_own_family():
     tracked = {"inp": layer("input", _exponents("mup"), 0), "mid": layer("hidden", _exponents("ntk"), 1, "sgd"), "out": layer("output", _exponents("mup"), 2)}
-    v, *_ = coord._predict(["inp", "mid", "out"], tracked, {"inp": "adam", "mid": "sgd", "out": "adam"}, "tp4")
+    v, *_ = prediction.predict(["inp", "mid", "out"], tracked, {"inp": "adam", "mid": "sgd", "out": "adam"}, "tp4")
     assert v == theory.classify([_exponents("mup").a[0], _exponents("ntk").a[1], _exponents("mup").a[2]], [_exponents("mup").b[0], _exponents("ntk").b[1], _exponents("mup").b[2]],
                                 [_exponents("mup").c[0], _exponents("ntk").c[1], _exponents("mup").c[2]], optimizer=["adam", "sgd", "adam"])
     assert v.families == ("adam", "sgd", "adam")
 
 
 def test_no_prediction_without_layers_an_optimizer_or_the_end_roles_and_each_says_why():
-    assert coord._predict(["x"], {"x": nn.Linear(2, 2)}, {}, "tp4") == (
+    assert prediction.predict(["x"], {"x": nn.Linear(2, 2)}, {}, "tp4") == (
         None, {}, [], "the model has no abcparam layers (or none ran in the forward pass)")
     tracked = chain(_exponents("mup"))
-    assert coord._predict(["inp", "mid", "out"], tracked, {"inp": "adam"}, "tp4") == (
+    assert prediction.predict(["inp", "mid", "out"], tracked, {"inp": "adam"}, "tp4") == (
         None, {}, [], "no optimizer trains the weight of mid, out, so its learning-rate exponent is unknown")
-    assert coord._predict(["mid"], tracked, {"mid": "adam"}, "tp4") == (
+    assert prediction.predict(["mid"], tracked, {"mid": "adam"}, "tp4") == (
         None, {}, [], "no abcparam layer has the input or output role (abcparam layers: mid (hidden)); the theory needs "
                       "the whole chain input -> output")
     fams = {"inp": "adam", "mid": "adam"}
-    assert coord._predict(["inp", "mid"], tracked, fams, "tp4")[3] == (
+    assert prediction.predict(["inp", "mid"], tracked, fams, "tp4")[3] == (
         "no abcparam layer has the output role (abcparam layers: inp (input), mid (hidden)); the theory needs the whole "
         "chain input -> output")
 
@@ -78,17 +80,17 @@ def test_layers_that_are_not_one_chain_are_predicted_per_role():
     tracked = chain(_exponents("mup"))
     tracked["out2"] = layer("output", _exponents("mup"), 2)
     fams = dict.fromkeys(tracked, "adam")
-    v, index, notes, why = coord._predict(["inp", "mid", "out", "out2"], tracked, fams, "tp4")
+    v, index, notes, why = prediction.predict(["inp", "mid", "out", "out2"], tracked, fams, "tp4")
     assert v == theory.classify(_exponents("mup").a, _exponents("mup").b, _exponents("mup").c, optimizer=["adam"] * 3) and why is None
     assert index == {"inp": 0, "mid": 1, "out": 2, "out2": 2}
     assert notes == ["the layers are not one chain input -> hidden... -> output: predictions are per role"]
     # without a hidden layer the readout is layer 1
     two = {"inp": layer("input", _exponents("mup"), 0), "a": layer("output", _exponents("mup"), 2), "b": layer("output", _exponents("mup"), 2)}
-    v, index, *_ = coord._predict(["inp", "a", "b"], two, dict.fromkeys(two, "adam"), "full")
+    v, index, *_ = prediction.predict(["inp", "a", "b"], two, dict.fromkeys(two, "adam"), "full")
     assert v == theory.classify(_exponents("mup").a[::2], _exponents("mup").b[::2], _exponents("mup").c[::2], optimizer=["adam"] * 2, alignment="full")
     assert index == {"inp": 0, "a": 1, "b": 1}
     # a chain whose readout comes first is not a chain either
-    v, index, notes, _ = coord._predict(["out", "inp", "mid"], tracked, fams, "tp4")
+    v, index, notes, _ = prediction.predict(["out", "inp", "mid"], tracked, fams, "tp4")
     assert index == {"out": 2, "inp": 0, "mid": 1} and notes
 
 
@@ -98,7 +100,7 @@ def test_layers_of_one_role_with_different_exponents_have_no_single_prediction()
     tracked["mid2"].c_adam = _exponents("ntk").c[1]
     tracked["mid3"] = layer("hidden", _exponents("mup"), 1)
     order = ["inp", "mid", "mid2", "mid3", "out", "inp"]  # a module called twice is listed once per call: no chain
-    why = coord._predict(order, tracked, dict.fromkeys(tracked, "adam"), "tp4")[3]
+    why = prediction.predict(order, tracked, dict.fromkeys(tracked, "adam"), "tp4")[3]
     mup, ntk = _exponents("mup"), _exponents("ntk")
     assert why == (f"the hidden layers declare different exponents (mid, mid3: (a, b, c) = ({mup.a[1]}, {mup.b[1]}, {mup.c[1]}) "
                    f"under adam; mid2: (a, b, c) = ({ntk.a[1]}, {ntk.b[1]}, {ntk.c[1]}) under adam): no single "
@@ -112,7 +114,7 @@ def test_the_prediction_of_each_quantity_is_the_verdicts_exponent():
     v = theory.classify(_exponents("mup").a, _exponents("mup").b, _exponents("mup").c, optimizer="adam")
     slopes = {t: v.predicted_slopes(t) for t in (1, 2)}
     index = {"inp": 0, "mid": 1, "out": 2}
-    p = lambda name, q, step: coord._prediction(v, slopes, index, name, q, step)  # noqa: E731
+    p = lambda name, q, step: prediction.prediction(v, slopes, index, name, q, step)  # noqa: E731
     assert p("output", "f", 0) == (v.f0_exponent, None)
     assert p("output", "df", 2) == (slopes[2].delta_f, None)
     assert p("inp", "h", 0) == p("mid", "h", 0) == (F(0), None)  # Theta(1) pre-activations when stable at init
@@ -123,15 +125,15 @@ def test_the_prediction_of_each_quantity_is_the_verdicts_exponent():
     # a tied readout's own-token logit: between the others' exponent and 1/2 more (section 14)
     assert p("out", "h_own", 0) == (v.f0_exponent + F(1, 2), v.f0_exponent)
     assert p("output", "f_own", 0) == (v.f0_exponent + F(1, 2), v.f0_exponent)
-    assert coord._prediction(None, {}, {}, "output", "f", 0) == (None, None)
+    assert prediction.prediction(None, {}, {}, "output", "f", 0) == (None, None)
 
 
 def test_pre_activations_have_no_prediction_when_the_initialisation_is_unstable():
     v = theory.classify([0, 0, 0], [0, 0, 0], 0)  # SP-like at init: the hidden pre-activations blow up
     assert not v.stable_at_init
     slopes = {1: v.predicted_slopes(1)}
-    assert coord._prediction(v, slopes, {"inp": 0, "mid": 1, "out": 2}, "mid", "h", 0) == (None, None)
-    assert coord._prediction(v, slopes, {"inp": 0, "mid": 1, "out": 2}, "out", "h", 0) == (v.f0_exponent, None)
+    assert prediction.prediction(v, slopes, {"inp": 0, "mid": 1, "out": 2}, "mid", "h", 0) == (None, None)
+    assert prediction.prediction(v, slopes, {"inp": 0, "mid": 1, "out": 2}, "out", "h", 0) == (v.f0_exponent, None)
 
 
 # -- reading the model's batch, output and loss -----------------------------------------------------------------------
@@ -178,39 +180,39 @@ def test_the_default_loss_is_mse_or_cross_entropy_by_target_dtype_or_the_models_
 
 def test_only_an_abcparam_readouts_bias_is_left_out_of_its_output():
     lin = abcparam.Linear(4, 3, role="output", param=abcparam.mup(4, 4))
-    assert coord._readout_bias(lin) is lin.bias
-    assert coord._readout_bias(abcparam.Linear(4, 4, role="hidden", param=abcparam.mup(4, 4))) is None
-    assert coord._readout_bias(abcparam.Linear(4, 3, role="output", bias=False, param=abcparam.mup(4, 4))) is None
-    assert coord._readout_bias(NS(role="output", bias=torch.zeros(3))) is None  # not an abcparam layer
+    assert measure.readout_bias(lin) is lin.bias
+    assert measure.readout_bias(abcparam.Linear(4, 4, role="hidden", param=abcparam.mup(4, 4))) is None
+    assert measure.readout_bias(abcparam.Linear(4, 3, role="output", bias=False, param=abcparam.mup(4, 4))) is None
+    assert measure.readout_bias(NS(role="output", bias=torch.zeros(3))) is None  # not an abcparam layer
     plain = nn.Linear(4, 3)
-    view = coord._Declared(plain, "output", F(0), F(1, 2), F(1), "adam")
-    assert coord._readout_bias(view) is plain.bias and view.c_adam == F(1) and (view.a, view.b) == (F(0), F(1, 2))
+    view = measure.Declared(plain, "output", F(0), F(1, 2), F(1), "adam")
+    assert measure.readout_bias(view) is plain.bias and view.c_adam == F(1) and (view.a, view.b) == (F(0), F(1, 2))
     assert view.module is plain and view.role == "output" and view.abc_scales() == {}
-    assert coord._Declared(nn.Linear(4, 3, bias=False), "output", F(0), F(0), F(0), "sgd").bias is None
+    assert measure.Declared(nn.Linear(4, 3, bias=False), "output", F(0), F(0), F(0), "sgd").bias is None
     flagged = nn.Module()
     flagged.bias = True  # model code that keeps a flag under that name (nanoGPT's config style)
-    assert coord._Declared(flagged, "output", F(0), F(0), F(0), "sgd").bias is None
-    assert coord._Declared(nn.Module(), "output", F(0), F(0), F(0), "sgd").bias is None  # no such attribute at all
+    assert measure.Declared(flagged, "output", F(0), F(0), F(0), "sgd").bias is None
+    assert measure.Declared(nn.Module(), "output", F(0), F(0), F(0), "sgd").bias is None  # no such attribute at all
 
 
 def test_declared_exponents_are_read_exactly_by_module_name():
-    got = coord._check_declared({"fc": ("hidden", "1/2", 0, 1.0, "Adam"), "head": ["output", 1, "1/2", 0, "sgd"],
+    got = measure.check_declared({"fc": ("hidden", "1/2", 0, 1.0, "Adam"), "head": ["output", 1, "1/2", 0, "sgd"],
                                  "emb": ("input", "-1/2", "1/2", 0, "adam")})
     assert got == {"fc": ("hidden", F(1, 2), F(0), F(1), "adam"), "head": ("output", F(1), F(1, 2), F(0), "sgd"),
                    "emb": ("input", F(-1, 2), F(1, 2), F(0), "adam")}
-    assert coord._check_declared(None) == {}
+    assert measure.check_declared(None) == {}
     with pytest.raises(TypeError, match=r"^exponents: expected a mapping module name -> \(role, a, b, c, family\), got list$"):
-        coord._check_declared([("fc", "hidden", 0, 0, 0, "sgd")])
+        measure.check_declared([("fc", "hidden", 0, 0, 0, "sgd")])
     with pytest.raises(ValueError, match=r"^exponents: 'fc' -> \('middle', 0, 0, 0, 'sgd'\); expected \(role, a, b, c, "
                                          r"family\) with role input, hidden or output$"):
-        coord._check_declared({"fc": ("middle", 0, 0, 0, "sgd")})
+        measure.check_declared({"fc": ("middle", 0, 0, 0, "sgd")})
     with pytest.raises(ValueError, match=r"^exponents: 'fc' -> \('hidden', 0, 0\); expected"):
-        coord._check_declared({"fc": ("hidden", 0, 0)})
+        measure.check_declared({"fc": ("hidden", 0, 0)})
     for k, name in enumerate("abc"):
         bad = ["hidden", 0, 0, 0, "sgd"]
         bad[k + 1] = "x"
         with pytest.raises(ValueError, match=rf"^fc\.{name}: cannot read 'x' as an exponent"):
-            coord._check_declared({"fc": tuple(bad)})
+            measure.check_declared({"fc": tuple(bad)})
 
 
 # -- optimizers and builds ------------------------------------------------------------------------------------------
@@ -291,7 +293,7 @@ def test_the_recorder_keeps_every_call_in_order_without_a_readouts_bias():
     inp = nn.Linear(3, 4)
     out = abcparam.Linear(4, 2, role="output", param=abcparam.mup(4, 4))
     nn.init.constant_(out.bias, 5.0)
-    rec = coord._Recorder({"inp": inp, "out": out})
+    rec = measure.Recorder({"inp": inp, "out": out})
     x = torch.randn(2, 3)
     h = inp(x)
     f = out(inp(h[:, :3]))
@@ -305,7 +307,7 @@ def test_the_recorder_keeps_every_call_in_order_without_a_readouts_bias():
     assert rec.take() == {}
     # a module seen through declared exponents: its readout bias is left out too
     plain = nn.Linear(3, 2)
-    rec = coord._Recorder({"head": plain}, {"head": coord._Declared(plain, "output", F(0), F(0), F(1), "sgd")})
+    rec = measure.Recorder({"head": plain}, {"head": measure.Declared(plain, "output", F(0), F(0), F(1), "sgd")})
     y = plain(x)
     assert torch.allclose(rec.take()["head"][0], (y - plain.bias).detach())
     rec.close()
@@ -317,7 +319,7 @@ def test_the_recorder_skips_outputs_without_a_tensor_and_keeps_a_copy():
             return {"hidden": x}
 
     m, lin = Pair(), nn.Linear(2, 2)
-    rec = coord._Recorder({"m": m, "lin": lin})
+    rec = measure.Recorder({"m": m, "lin": lin})
     m(torch.zeros(1))
     y = lin(torch.ones(1, 2))
     kept = rec.take()["lin"][0]
@@ -332,19 +334,19 @@ def test_a_tied_readouts_logits_are_split_into_the_input_tokens_own_and_the_othe
     ids = torch.tensor([[0, 1], [1, 1]])  # no position's token is the last of the 3 classes
     logits = torch.arange(12, dtype=torch.float64).reshape(2, 2, 3)
     values = {}
-    coord._record_init(values, "lm_head", "h", [logits], ids)
+    measure.record_init(values, "lm_head", "h", [logits], ids)
     own = torch.tensor([0.0, 4.0, 7.0, 10.0])
     others = torch.tensor([1.0, 2.0, 3.0, 5.0, 6.0, 8.0, 9.0, 11.0])
     assert values == {("lm_head", "h", 0): pytest.approx(float(others.pow(2).mean().sqrt())),
                       ("lm_head", "h_own", 0): pytest.approx(float(own.pow(2).mean().sqrt()))}
     values = {}  # one token: a 0-d id and a vector of logits
-    coord._record_init(values, "lm_head", "h", [torch.tensor([3.0, 4.0, 12.0])], torch.tensor(2))
+    measure.record_init(values, "lm_head", "h", [torch.tensor([3.0, 4.0, 12.0])], torch.tensor(2))
     assert values == {("lm_head", "h", 0): pytest.approx(12.5 ** 0.5), ("lm_head", "h_own", 0): pytest.approx(12.0)}
     # anything else is one RMS over every call: no ids, ids of another shape, ids out of range, two calls
     for ts, i in [([logits], None), ([logits], ids[0]), ([logits], ids + 2), ([logits], ids - 1), ([logits, logits], ids),
                   ([logits], ids[:, :0])]:
         values = {}
-        coord._record_init(values, "x", "f", ts, i)
+        measure.record_init(values, "x", "f", ts, i)
         assert values == {("x", "f", 0): pytest.approx(float(torch.cat([t.flatten() for t in ts]).pow(2).mean().sqrt()))}
 
 
@@ -375,18 +377,18 @@ MUP_ATTN = {"attn": NS(attention=F(1))}  # a module declaring the muP attention 
 def test_a_muP_scale_agrees_and_an_SP_scale_fails_a_stable_model():
     v = theory.classify(_exponents("mup").a, _exponents("mup").b, _exponents("mup").c, optimizer="adam")
     calls = _calls([(16, 1 / 16), (8, 0.5)], [(32, 1 / 32), (8, 0.5)], [(64, 1 / 64), (8, 0.5)])
-    rows = coord._attention_fits(calls, MUP_ATTN, v)
+    rows = prediction.attention_fits(calls, MUP_ATTN, v)
     assert rows == [
         coord.Fit("attention 0", "-", "scale", 0, -1.0, 0.0, F(-1), True, "agree", 0.0, 1.0, ""),
         coord.Fit("attention 1", "-", "scale", 0, 0.0, 0.0, F(-1), None, "-", 0.0, 0.0,
                   "head dimension 8 at every width: the scale does not change with width"),
     ]
     sp = _calls([(16, 16 ** -0.5)], [(32, 32 ** -0.5)], [(64, 64 ** -0.5)])
-    (row,) = coord._attention_fits(sp, MUP_ATTN, v)
+    (row,) = prediction.attention_fits(sp, MUP_ATTN, v)
     assert (row.slope, row.predicted, row.ok, row.status, row.margin) == (-0.5, F(-1), False, "disagree", 0.0)
     assert row.reason == "scale ~ d_head^-1/2: the logits move like d_head^(1/2) and blow up with width"
     # declared muP but measured 3/2: stable, but not what the parametrization says
-    (row,) = coord._attention_fits(_calls([(16, 16 ** -1.5)], [(32, 32 ** -1.5)], [(64, 64 ** -1.5)]), MUP_ATTN, v)
+    (row,) = prediction.attention_fits(_calls([(16, 16 ** -1.5)], [(32, 32 ** -1.5)], [(64, 64 ** -1.5)]), MUP_ATTN, v)
     assert (row.status, row.reason) == ("disagree", "scale ~ d_head^-3/2, but the parametrization says d_head^-1")
 
 
@@ -394,12 +396,12 @@ def test_an_unstable_verdict_or_no_declared_exponent_only_reports_the_scale():
     sp = _calls([(16, 16 ** -0.5)], [(32, 32 ** -0.5)], [(64, 64 ** -0.5)])
     unstable = theory.classify([0, 0, 0], [0, "1/2", "1/2"], 0)
     assert unstable.regime == "unstable"
-    (row,) = coord._attention_fits(sp, {"attn": NS(attention=F(1, 2))}, unstable)
+    (row,) = prediction.attention_fits(sp, {"attn": NS(attention=F(1, 2))}, unstable)
     assert (row.status, row.ok, row.predicted, row.margin, row.reason) == ("agree", True, F(-1, 2), 1.0, "")
     for tracked in ({}, {"a": NS(attention=F(1)), "b": NS(attention=F(1, 2))}, {"a": NS(attention=0.5)}):
-        (row,) = coord._attention_fits(sp, tracked, None)
+        (row,) = prediction.attention_fits(sp, tracked, None)
         assert (row.predicted, row.status, row.ok, row.reason) == (None, "-", None, "scale ~ d_head^-1/2")
-    assert coord._attention_fits([], {}, None) == [] and coord._attention_fits([[]], {}, None) == []
+    assert prediction.attention_fits([], {}, None) == [] and prediction.attention_fits([[]], {}, None) == []
 
 
 def test_a_scale_that_is_not_a_power_of_the_head_dimension_or_calls_that_change_in_number_are_undecided():
@@ -411,12 +413,12 @@ def test_a_scale_that_is_not_a_power_of_the_head_dimension_or_calls_that_change_
 
     # a fixed head, then a scale that is no power of d_head, then muP's: every call has its row, in call order
     calls = _calls([(8, 0.5), (16, 0.3), (16, 1 / 16)], [(8, 0.5), (32, 0.2), (32, 1 / 32)], [(8, 0.5), (64, 0.05), (64, 1 / 64)])
-    fixed, odd, mup = coord._attention_fits(calls, MUP_ATTN, None)
+    fixed, odd, mup = prediction.attention_fits(calls, MUP_ATTN, None)
     assert fixed.status == "-" and mup.status == "agree"
     assert odd.reason.startswith("scale not a power of d_head (best fit ")
     assert without_slope(odd) == coord.Fit("attention 1", "-", "scale", 0, 0.0, 0.0, F(-1), None, "inconclusive", 0.0, 0.0,
                                            odd.reason, "an attention scale that is a power of the head dimension")
-    (row,) = coord._attention_fits(_calls([(16, 0.25)], [(32, 0.1), (32, 0.1)], [(64, 0.1)]), MUP_ATTN, None)
+    (row,) = prediction.attention_fits(_calls([(16, 0.25)], [(32, 0.1), (32, 0.1)], [(64, 0.1)]), MUP_ATTN, None)
     assert without_slope(row) == coord.Fit("attention", "-", "scale", 0, 0.0, 0.0, None, None, "inconclusive", 0.0, 0.0,
                                            "the number of attention calls changes with width",
                                            "the same number of attention calls at every width")
@@ -450,7 +452,7 @@ def measured(changes=(), verdict=None, readout=None, order=("h1", "h2", "out"), 
             continue
         status, predicted, noise = (extra.get((layer, q, step)) or []) + ["-", None, 0.01][len(extra.get((layer, q, step)) or []):]
         rows.append(coord.Fit(layer, "-", q, step, slope, 0.0, predicted, None, status, noise))
-    return coord._measured_regime(rows, list(order), ROLES, steps, tol, verdict, readout)
+    return prediction.measured_regime(rows, list(order), ROLES, steps, tol, verdict, readout)
 
 
 @pytest.mark.parametrize("changes,expected", [
@@ -583,7 +585,7 @@ def test_one_measurement_is_what_the_same_training_by_hand_records():
     build = lambda n: MLP(4, n, 2, depth=2, param=abcparam.mup(n, 8))  # noqa: E731
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(8, 4, generator=g), torch.randn(8, 2, generator=g)
-    values, order, seen, fam, unowned = coord._measure(build, 16, 3, (x, y), torch.optim.SGD, 0.1, 2, engine.default_loss,
+    values, order, seen, fam, unowned = measure.measure(build, 16, 3, (x, y), torch.optim.SGD, 0.1, 2, engine.default_loss,
                                                         (), None)
     torch.manual_seed(3)
     model = build(16)
@@ -620,7 +622,7 @@ def test_one_measurement_is_what_the_same_training_by_hand_records():
     assert order == names and fam == dict.fromkeys(names, "sgd") and unowned == []
     assert [(type(seen[n]), seen[n].role) for n in names] == [(abcparam.Linear, r) for r in ("input", "hidden", "output")]
     # at initialisation only (extra seeds): the same first values, no optimizer, no family
-    values0, *_, fam0, _ = coord._measure(build, 16, 3, (x, y), torch.optim.SGD, 0.1, 0, engine.default_loss, (), None)
+    values0, *_, fam0, _ = measure.measure(build, 16, 3, (x, y), torch.optim.SGD, 0.1, 0, engine.default_loss, (), None)
     assert fam0 is None and values0 == {k: v for k, v in values.items() if k[2] == 0 and k[1] in ("h", "f")}
 
 
@@ -630,9 +632,9 @@ def test_a_measurement_refuses_unknown_module_names_before_training():
     build = lambda n: MLP(4, n, 2, depth=2, param=abcparam.mup(n, 8))  # noqa: E731
     x = torch.randn(8, 4)
     with pytest.raises(ValueError, match=r"^modules: the model has no module named 'nope'$"):
-        coord._measure(build, 16, 0, x, torch.optim.SGD, 0.1, 1, engine.default_loss, ("nope",), None)
+        measure.measure(build, 16, 0, x, torch.optim.SGD, 0.1, 1, engine.default_loss, ("nope",), None)
     with pytest.raises(ValueError, match=r"^exponents: the model has no module named 'head'$"):
-        coord._measure(build, 16, 0, x, torch.optim.SGD, 0.1, 1, engine.default_loss, (), None,
+        measure.measure(build, 16, 0, x, torch.optim.SGD, 0.1, 1, engine.default_loss, (), None,
                        declared={"head": ("output", F(0), F(0), F(0), "sgd")})
 
 
@@ -656,13 +658,13 @@ def test_a_measurement_tracks_named_unowned_and_declared_modules_as_the_model_ca
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(8, 4, generator=g), torch.randn(8, 2, generator=g)
     declared = {"head": ("output", F(1, 2), F(1, 2), F(0), "sgd")}
-    values, order, seen, fam, unowned = coord._measure(_Mixed, 16, 3, (x, y), torch.optim.SGD, 0.1, 1, engine.default_loss,
+    values, order, seen, fam, unowned = measure.measure(_Mixed, 16, 3, (x, y), torch.optim.SGD, 0.1, 1, engine.default_loss,
                                                         ("act",), None, declared=declared)
     assert order == ["inp", "act", "block.0", "head"]  # call order; the container of the plain layer is not tracked
     assert unowned == ["block.0.weight", "block.0.bias"] and fam == {"inp": "sgd", "head": "sgd"}
     assert isinstance(seen["act"], nn.Tanh) and isinstance(seen["block.0"], nn.Linear) and isinstance(seen["inp"], abcparam.Linear)
     view = seen["head"]
-    assert isinstance(view, coord._Declared) and (view.role, view.a, view.b, view.c_sgd) == ("output", F(1, 2), F(1, 2), F(0))
+    assert isinstance(view, measure.Declared) and (view.role, view.a, view.b, view.c_sgd) == ("output", F(1, 2), F(1, 2), F(0))
     # by hand: the same model, its outputs at initialisation (the declared readout's without its bias)
     torch.manual_seed(3)
     model = _Mixed(16)
@@ -678,7 +680,7 @@ def test_a_measurement_tracks_named_unowned_and_declared_modules_as_the_model_ca
     assert values[("output", "f", 0)] == pytest.approx(_rms(f), rel=1e-6)
     assert {k for k in values if k[0] == "act"} == {("act", "h", 0), ("act", "dh", 1)}
     # an optimizer of no torch family trains at the family given
-    *_, fam, _ = coord._measure(_Mixed, 16, 3, (x, y), lambda ps, lr: _Plain(ps, lr), 0.1, 1, engine.default_loss, (), "adam")
+    *_, fam, _ = measure.measure(_Mixed, 16, 3, (x, y), lambda ps, lr: _Plain(ps, lr), 0.1, 1, engine.default_loss, (), "adam")
     assert fam == {"inp": "adam"}
 
 

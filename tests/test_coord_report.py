@@ -1,7 +1,7 @@
 """The coordinate check's report on hand-made fits: its decision, in every branch and with its exact words, and
 its renderings (summary, table, markdown, JSON).
 
-No model is trained here: each report is built from :class:`abcparam.coord.Fit` rows whose statuses are chosen,
+No model is trained here: each report is built from :class:`abcparam.check.decision.Fit` rows whose statuses are chosen,
 so each test pins down one rule of the decision or one detail of a rendering (what a user reads and a script
 parses).  The whole file runs in well under a second.
 """
@@ -15,7 +15,8 @@ from fractions import Fraction as F
 import pytest
 
 import abcparam
-from abcparam import coord
+from abcparam.check import width as coord
+from abcparam.check.report import DECISIVE_MARGIN
 from abcparam.check import decision
 
 @functools.cache
@@ -129,7 +130,7 @@ def test_a_decisive_blow_up_fails_even_when_the_loss_rises():
     assert report(unowned, lr_too_large=(64, 2.2)).status == "fail"
     inf = [fit("layers.2", step=t, slope=math.inf, status="disagree", margin=math.inf) for t in (1, 2)]
     assert report(inf, lr_too_large=(64, 2.2)).decisive == inf
-    assert coord.DECISIVE_MARGIN == 1.0
+    assert DECISIVE_MARGIN == 1.0
 
 
 def test_a_disagreement_at_initialisation_fails_even_when_the_loss_rises():

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from abcparam import coord_stats as cs
+from abcparam.check import stats as cs
 
 W = [128, 256, 512, 1024]
 

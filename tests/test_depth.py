@@ -13,7 +13,7 @@ from torch import nn
 
 import abcparam
 from abcparam.theory.depth import classify_depth, depth_lr_exponent
-from abcparam.depthcheck import depth_check
+from abcparam.check.depth import depth_check
 from abcparam.models import ResidualMLP, TinyTransformer
 
 H = Fraction(1, 2)
@@ -373,7 +373,7 @@ def test_cli_prints_the_depth_verdict(capsys):
 
 
 def test_a_blocks_own_update_follows_the_layers_weight_layout():
-    from abcparam.depthcheck import _own_update
+    from abcparam.check.depth import _own_update
     from abcparam.layers import Conv1D
 
     p = abcparam.mup(64, 16)

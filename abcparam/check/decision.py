@@ -1,7 +1,7 @@
 """What every check's report is made of: fitted slopes (:class:`Fit`) and one decision over them (:class:`Decision`).
 
 The width check's :class:`abcparam.CoordReport` and the depth check's
-:class:`abcparam.depthcheck.DepthReport` both hold a list of :class:`Fit` and
+:class:`abcparam.check.depth.DepthReport` both hold a list of :class:`Fit` and
 derive pass / fail / inconclusive from their statuses the same way
 (docs/theory.md section 8).
 """
@@ -46,7 +46,7 @@ class Fit:
     standard error used in the decision.  ``predicted`` is the theory's slope
     (a Fraction) or ``None``; ``status`` is ``"agree"``, ``"disagree"``,
     ``"inconclusive"`` or ``"-"`` (nothing compared), decided by
-    :func:`abcparam.coord_stats.judge`; ``ok`` is True / False / None for
+    :func:`abcparam.check.stats.judge`; ``ok`` is True / False / None for
     agree / disagree / anything else.
     """
 

@@ -1,7 +1,7 @@
 """What every check does to a model: build it, give it its optimizers, observe it, train it (docs/theory.md section 8).
 
 The width check (:func:`abcparam.coord_check`) and the depth check
-(:func:`abcparam.depthcheck.depth_check`) measure different quantities, but
+(:func:`abcparam.check.depth.depth_check`) measure different quantities, but
 they build, observe and train a model the same way, with the pieces here:
 
 - :func:`seeded_build`: the model at one size, under one seed;

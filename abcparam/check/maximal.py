@@ -7,7 +7,7 @@ plain ``nn.Linear`` input layer under SGD (its rate too small by m) freezes
 its own update ``Delta W^1 x`` while the next layers' updates keep the features
 moving, and a plain hidden layer's bias under SGD freezes while its weight
 carries the layer.  So this check measures, after the steps, each tensor's own
-contribution (the quantity ``"dw"`` of :data:`abcparam.coord.QUANTITIES`):
+contribution (the quantity ``"dw"`` of :data:`abcparam.check.prediction.QUANTITIES`):
 
 - a weight used as a linear map (``nn.Linear`` and abcparam's ``Linear``):
   ``M (W_t - W_0) x_t`` on the layer's input ``x_t`` at the last step, with its
@@ -18,7 +18,7 @@ contribution (the quantity ``"dw"`` of :data:`abcparam.coord.QUANTITIES`):
   ``b_t - b_0``;
 
 and fits its slope against width like every other quantity.  Under muP each is
-of order one: the slope must agree with 0 (:func:`abcparam.coord_stats.judge`).
+of order one: the slope must agree with 0 (:func:`abcparam.check.stats.judge`).
 Other tensors are not measured here.
 """
 
@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import coord_stats
+from . import stats
 from ..conv import TORCH_CONVS, torch_conv
 from ..layers import Conv1D
 from ..norms import TORCH_NORMS
@@ -162,7 +162,7 @@ def _once(build: Callable[[int], nn.Module], widths: Sequence[int], batch: Batch
     for key, per_width in table.items():
         if any(math.isnan(v) for row in per_width for v in row):
             continue  # not measured at every width and seed (a module that is not always called)
-        j = coord_stats.judge(list(widths), per_width, 0.0, tolerance, excuse=not escalated)
+        j = stats.judge(list(widths), per_width, 0.0, tolerance, excuse=not escalated)
         ok = {"agree": True, "disagree": False}.get(j.status)
         fits.append(Fit(key, "-", "dw", steps, j.slope, j.spread, Fraction(0), ok, j.status, j.noise, j.margin, j.reason, j.settle))
     return MaximalReport(list(widths), int(steps), list(seeds), float(tolerance), float(lr), fits, table)

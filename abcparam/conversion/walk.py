@@ -7,7 +7,6 @@ from typing import Any, Callable, Iterable, List, Mapping, Optional
 from .. import _torch  # noqa: F401  (torch without the numpy warning)
 from torch import nn
 
-from .. import validate
 from ..layers import is_abc_layer
 from ..theory.parametrizations import Parametrization
 from .handlers import HANDLERS, ROLES, STAGES, Change, Context, unmatched_patterns

@@ -27,7 +27,7 @@ The depth rule comes from the model: the residual branches' alpha (from their
 parametrization's ``depth_alpha``) when their m_L grows in proportion to the
 depth, or "no depth scaling" (alpha = 0) when it does not (branches built
 without ``depth=``); ``alpha=`` overrides it.  The optimizer family comes from
-the wrapped optimizer.  Decisions use :mod:`abcparam.coord_stats` with depth in
+the wrapped optimizer.  Decisions use :mod:`abcparam.check.stats` with depth in
 place of width.
 """
 
@@ -39,19 +39,19 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import _torch  # noqa: F401  (torch without the numpy warning)
+from .. import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import coord_stats
-from . import validate
-from .check.decision import DEFAULT_TOLERANCE, TOLERANCE_IS, Decision, Fit
-from .check.engine import Batch, default_loss, make_optimizer, observe, output_tensor, rms, seeded_build, split_batch, train_step
-from .check.plot import slopes_figure
-from .theory.depth import DepthVerdict, classify_depth
-from .layers import Conv1D, abc_modules, is_abc_layer
-from .residual import DepthScales, depth_of, is_branch
+from .. import validate
+from . import stats
+from .decision import DEFAULT_TOLERANCE, TOLERANCE_IS, Decision, Fit
+from .engine import Batch, default_loss, make_optimizer, observe, output_tensor, rms, seeded_build, split_batch, train_step
+from .plot import slopes_figure
+from ..theory.depth import DepthVerdict, classify_depth
+from ..layers import Conv1D, abc_modules, is_abc_layer
+from ..residual import DepthScales, depth_of, is_branch
 
 __all__ = ["depth_check", "DepthReport", "QUANTITIES"]
 
@@ -206,7 +206,7 @@ def _measure(build: Callable[[int], nn.Module], depth: int, seed: int, batch: Ba
             seen[key + ".out"] = out[0] if isinstance(out, (tuple, list)) else out
         return hook
 
-    from .residual import Residual
+    from ..residual import Residual
 
     stream_ok = isinstance(last, Residual)
     handles.append(last.register_forward_hook(keep_io("last")))
@@ -320,7 +320,7 @@ def depth_check(
     seeds = validate.int_list(seeds, "seeds")
     validate.number(lr, "lr")
     validate.number(tolerance, "tolerance", what=TOLERANCE_IS)
-    from .theory.depth import DEPTH_REGIMES
+    from ..theory.depth import DEPTH_REGIMES
 
     if expect is not None:
         validate.choice(expect, "expect", DEPTH_REGIMES)
@@ -354,13 +354,13 @@ def depth_check(
             desc, predict = QUANTITIES[q]
             pred = predict(verdict) if predict is not None else None
             if pred is None:
-                slope, spread = coord_stats.fit_slope(ds, raw[(n, q, step)])
+                slope, spread = stats.fit_slope(ds, raw[(n, q, step)])
                 fits.append(Fit(n, "-", q, step, slope, spread, None, None))
                 continue
             if unstable:
-                j = coord_stats.judge_growth(ds, raw[(n, q, step)], tolerance)
+                j = stats.judge_growth(ds, raw[(n, q, step)], tolerance)
             else:
-                j = coord_stats.judge(ds, raw[(n, q, step)], float(pred), tolerance, at_init=(step == 0))
+                j = stats.judge(ds, raw[(n, q, step)], float(pred), tolerance, at_init=(step == 0))
             fits.append(Fit(n, "-", q, step, j.slope, j.spread, pred, {"agree": True, "disagree": False}.get(j.status),
                             j.status, j.noise, j.margin, j.reason, j.settle))
     return DepthReport(ds, int(steps), seeds, fam, float(lr), float(tolerance), fits, raw, verdict, expect, notes, nonfinite)
