@@ -51,7 +51,7 @@ from .engine import Batch, default_loss, make_optimizer, observe, output_tensor,
 from .plot import slopes_figure
 from ..theory.depth import DepthVerdict, classify_depth
 from ..layers import Conv1D, abc_modules, is_abc_layer
-from ..residual import DepthScales, depth_of, is_branch
+from ..residual import DepthScales, Residual, depth_of, is_branch
 
 __all__ = ["depth_check", "DepthReport", "QUANTITIES"]
 
@@ -206,8 +206,6 @@ def _measure(build: Callable[[int], nn.Module], depth: int, seed: int, batch: Ba
             seen[key + ".out"] = out[0] if isinstance(out, (tuple, list)) else out
         return hook
 
-    from ..residual import Residual
-
     stream_ok = isinstance(last, Residual)
     handles.append(last.register_forward_hook(keep_io("last")))
     for n, f in firsts:
@@ -234,24 +232,33 @@ def _measure(build: Callable[[int], nn.Module], depth: int, seed: int, batch: Ba
             values[("stream", "stream", 0)] = rms(s0["last.in"] + s0["last.out"])
         for step in range(1, steps + 1):
             train_step(model, opts, loss_fn, args, kwargs, y)
-            st = look()
-            if ("stream", "stream", 0) in values:
-                values[("stream", "dstream", step)] = rms((st["last.in"] + st["last.out"]) - (s0["last.in"] + s0["last.out"]))
-            sq = [float(_own_update(f, w0[n], st["first:" + n + ".in"]).double().pow(2).mean())
-                  for n, f in firsts if "first:" + n + ".in" in st]
-            if sq:
-                values[("blocks", "block", step)] = math.sqrt(sum(sq) / len(sq))
-            for n in embeds:
-                values[(n, "embed", step)] = rms(st["layer:" + n + ".out"] - s0["layer:" + n + ".out"])
-            for n, m in readouts.items():
-                values[(n, "readout", step)] = rms((m.weight.detach() - r0[n]) * float(getattr(m, "weight_multiplier", 1.0)))
-            if "output" in st and "output" in s0:
-                values[("output", "df", step)] = rms(st["output"] - s0["output"])
+            _record_step(values, step, look(), s0, firsts, w0, embeds, readouts, r0)
     finally:
         for h in handles:
             h.remove()
     info["stream_ok"] = stream_ok
     return values, info
+
+
+
+def _record_step(values: Dict[Tuple[str, str, int], float], step: int, st: Dict[str, torch.Tensor], s0: Dict[str, torch.Tensor],
+                 firsts: List[Tuple[str, nn.Module]], w0: Dict[str, torch.Tensor], embeds: Dict[str, nn.Module],
+                 readouts: Dict[str, nn.Module], r0: Dict[str, torch.Tensor]) -> None:
+    """The depth check's quantities after ``step`` updates, from the snapshot ``st`` against the initial ``s0``: the
+    residual stream's change, the blocks' own updates (RMS over the branches' first layers), the embeddings' and
+    readouts' changes and the output's."""
+    if ("stream", "stream", 0) in values:
+        values[("stream", "dstream", step)] = rms((st["last.in"] + st["last.out"]) - (s0["last.in"] + s0["last.out"]))
+    sq = [float(_own_update(f, w0[n], st["first:" + n + ".in"]).double().pow(2).mean())
+          for n, f in firsts if "first:" + n + ".in" in st]
+    if sq:
+        values[("blocks", "block", step)] = math.sqrt(sum(sq) / len(sq))
+    for n in embeds:
+        values[(n, "embed", step)] = rms(st["layer:" + n + ".out"] - s0["layer:" + n + ".out"])
+    for n, m in readouts.items():
+        values[(n, "readout", step)] = rms((m.weight.detach() - r0[n]) * float(getattr(m, "weight_multiplier", 1.0)))
+    if "output" in st and "output" in s0:
+        values[("output", "df", step)] = rms(st["output"] - s0["output"])
 
 
 def _rule(infos: List[Dict[str, Any]], depths: List[int], alpha: Any) -> Tuple[Fraction, bool, str]:

@@ -155,25 +155,7 @@ def measure(
         if name not in named:
             raise ValueError(f"{'modules' if name in extra else 'exponents'}: the model has no module named {name!r}")
         tracked.setdefault(name, named[name])
-    owned_ids = {id(p) for m in abc_modules(model).values() for n in m.abc_scales() for p in [getattr(m, n, None)] if p is not None}
-    owned_ids |= {id(p) for n in declared for p in named[n].parameters(recurse=False)}  # predicted from their exponents
-    fam: Optional[Dict[str, str]] = None
-    if steps == 0:  # initialisation only: no optimizer needed
-        opts: List[torch.optim.Optimizer] = []
-        trained = {id(p) for p in model.parameters() if p.requires_grad}
-    else:
-        opts = make_optimizer(optimizer, model, lr, family)
-        trained = {id(p) for o in opts for g in o.param_groups for p in g["params"]}
-        # the family that trains each abcparam layer's weight (a hybrid set-up has several)
-        by_tensor = {id(p): g.get("abc_family") for o in opts for g in o.param_groups for p in g["params"]}
-        fam = {n: by_tensor.get(id(main_tensor(m))) for n, m in abc_modules(model).items()}
-        fam.update({n: d[4] for n, d in declared.items() if by_tensor.get(id(getattr(named[n], "weight", None)))})
-    unowned_names = [n for n, p in model.named_parameters() if id(p) in trained and id(p) not in owned_ids]
-    # Modules that train tensors no abcparam layer owns are measured too (not predicted): a plain
-    # nn.Linear whose learning rate is not scaled shows itself by growing with width.
-    for name, mod in named.items():
-        if name and name not in tracked and any(id(p) in trained and id(p) not in owned_ids for p in mod.parameters(recurse=False)):
-            tracked[name] = mod
+    opts, fam, unowned_names = _train_setup(model, named, tracked, declared, optimizer, lr, steps, family)
     args, kwargs, y = split_batch(batch)
     # what the prediction reads: abcparam layers themselves, other modules through their declared exponents
     views = {n: Declared(named[n], *d) for n, d in declared.items() if not is_abc_layer(named[n])}
@@ -217,3 +199,29 @@ def measure(
     finally:
         rec.close()
     return Measurement(values, order, seen_as, fam, unowned_names)
+
+
+def _train_setup(model: nn.Module, named: Dict[str, nn.Module], tracked: Dict[str, nn.Module],
+                 declared: Dict[str, Tuple[str, Fraction, Fraction, Fraction, str]], optimizer: Any, lr: float, steps: int,
+                 family: Optional[str]) -> Tuple[List[torch.optim.Optimizer], Optional[Dict[str, str]], List[str]]:
+    """The optimizers (none for ``steps == 0``: initialisation only), the family that trains each abcparam layer's
+    weight (a hybrid set-up has several; None without optimizers), and the trained tensors no abcparam layer owns.
+    The modules that train such tensors are added to ``tracked``: measured, not predicted (a plain ``nn.Linear``
+    whose learning rate is not scaled shows itself by growing with width)."""
+    owned_ids = {id(p) for m in abc_modules(model).values() for n in m.abc_scales() for p in [getattr(m, n, None)] if p is not None}
+    owned_ids |= {id(p) for n in declared for p in named[n].parameters(recurse=False)}  # predicted from their exponents
+    fam: Optional[Dict[str, str]] = None
+    if steps == 0:
+        opts: List[torch.optim.Optimizer] = []
+        trained = {id(p) for p in model.parameters() if p.requires_grad}
+    else:
+        opts = make_optimizer(optimizer, model, lr, family)
+        trained = {id(p) for o in opts for g in o.param_groups for p in g["params"]}
+        by_tensor = {id(p): g.get("abc_family") for o in opts for g in o.param_groups for p in g["params"]}
+        fam = {n: by_tensor.get(id(main_tensor(m))) for n, m in abc_modules(model).items()}
+        fam.update({n: d[4] for n, d in declared.items() if by_tensor.get(id(getattr(named[n], "weight", None)))})
+    unowned = [n for n, p in model.named_parameters() if id(p) in trained and id(p) not in owned_ids]
+    for name, mod in named.items():
+        if name and name not in tracked and any(id(p) in trained and id(p) not in owned_ids for p in mod.parameters(recurse=False)):
+            tracked[name] = mod
+    return opts, fam, unowned
