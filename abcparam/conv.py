@@ -37,7 +37,8 @@ import torch
 from torch import nn
 
 from . import validate
-from .layers import UNIT_SCALES, WeightedLayer, check_fold, infer_role, role_config, scales_for, size_kind
+from .layers import UNIT_SCALES, WeightedLayer, check_fold, role_config, scales_for
+from .roles import infer_role, size_kind
 from .theory.parametrizations import Parametrization
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "TORCH_CONVS", "conv_role", "torch_conv"]

@@ -27,13 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .roles import infer_role, size_kind
 from .theory.parametrizations import Parametrization
 from . import validate
 from .validate import positive_int as _positive_int
 
 __all__ = ["AbcLayer", "ParamScales", "Linear", "Embedding", "TiedReadout", "abc_modules", "is_abc_layer"]
 
-_LINEAR_ROLES = ("input", "hidden", "output")
 
 
 class ParamScales(NamedTuple):
@@ -123,104 +123,6 @@ def role_config(param: Parametrization, role: str, alpha: float, sigma: float, f
         "init_std": sigma * stored.init_scale(role),
         "_weight_scales": scales_for(stored, role, width_dims),
     }
-
-
-def size_kind(d: int, width: int) -> str:
-    """Whether a dimension of size ``d`` grows with a network of this ``width``.
-
-    ``"width"``: d is a whole multiple of the width (the width itself, 3 x width
-    for fused q, k, v, 4 x width for an MLP); ``"fixed"``: smaller than the width
-    and not a divisor of it, or a divisor no larger than width / 16 (a data size
-    such as 20 inputs, 10 classes or 1 output at width 256); ``"unknown"``: a
-    larger divisor of the width (32 inputs at width 96, or a head of width / 4?)
-    or larger than the width but no multiple of it (784 pixels, or a d_ff
-    rounded to 64?): the shapes cannot tell.  Without width information
-    (``width == 1``) every dimension is ``"unknown"``.
-    """
-    if width <= 1:
-        return "unknown"
-    if d % width == 0:
-        return "width"
-    if d < width and (width % d != 0 or _SMALL_DIVISOR * d <= width):
-        return "fixed"
-    return "unknown"
-
-
-_SMALL_DIVISOR = 16  # a divisor of the width at most width / 16 (1 output, 16 inputs at width 256) is a data size
-
-
-_KIND_WORDS = {
-    "width": "is a multiple of the width",
-    "fixed": "is a fixed size",
-    "unknown": "may or may not grow with the width",
-}
-
-_ROLE_SHAPES = {  # (fan-in, fan-out) that each role needs: True = width-sized, False = fixed
-    "input": (False, True),
-    "hidden": (True, True),
-    "output": (True, False),
-}
-
-
-def infer_role(in_features: int, out_features: int, role: Optional[str], param: Parametrization,
-                 layer: str = "Linear", names: Tuple[str, str] = ("in_features", "out_features")) -> str:
-    """The role of a Linear layer (or of a convolution's channels: ``layer`` and ``names`` say which): ``role``
-    checked against the shapes, or inferred from them.
-
-    A given role is refused only when the shapes rule it out (a dimension the
-    role needs to be width-sized is a fixed, non-width size); a missing role is
-    inferred when the shapes decide it, and refused with the candidates when
-    they do not (docs/theory.md section 1: which dimensions grow with n decide
-    the role).
-    """
-    kin, kout = size_kind(in_features, param.width), size_kind(out_features, param.width)
-    shape = f"{layer}({in_features}, {out_features}) at width {param.width} (base width {param.base_width})"
-
-    def possible(r: str) -> bool:
-        # ruled out only by a fixed size where the role needs a width (a data size may
-        # coincide with a multiple of the width, so the converse proves nothing)
-        need_in, need_out = _ROLE_SHAPES[r]
-        return not (need_in and kin == "fixed") and not (need_out and kout == "fixed")
-
-    def plausible(r: str) -> bool:
-        need_in, need_out = _ROLE_SHAPES[r]
-        return possible(r) and not (not need_in and kin == "width") and not (not need_out and kout == "width")
-
-    if role is not None:
-        validate.choice(role, "role", _LINEAR_ROLES)
-        if not possible(role):
-            which = names[0] if _ROLE_SHAPES[role][0] and kin == "fixed" else names[1]
-            size = in_features if which == names[0] else out_features
-            likely = [r for r in _LINEAR_ROLES if plausible(r)]
-            hint = f"; the shapes fit role={likely[0]!r}" if len(likely) == 1 else ""
-            raise ValueError(
-                f"role: {role!r} needs a width-sized {which}, but {shape} has {which}={size}, a fixed size "
-                f"(a data size: smaller than the width){hint}. Pass the role the layer has, or build the "
-                f"parametrization at this layer's width"
-            )
-        return role
-    if param.width == 1 and param.base_width == 1:
-        raise ValueError(
-            f"role: required for {shape}: the parametrization carries no width (m = 1), so the shapes cannot tell "
-            "which dimensions grow; pass role='input', 'hidden' or 'output'"
-        )
-    decided = {
-        ("width", "width"): "hidden",
-        ("fixed", "width"): "input",
-        ("width", "fixed"): "output",
-    }.get((kin, kout))
-    if decided is not None:
-        return decided
-    candidates = [r for r in _LINEAR_ROLES if plausible(r)]
-    if not candidates:
-        raise ValueError(
-            f"role: neither dimension of {shape} grows with the width; a layer of fixed size is an ordinary "
-            f"nn.{layer} (or pass role= explicitly if one of its sizes does scale)"
-        )
-    raise ValueError(
-        f"role: cannot tell the role of {shape} from its shapes ({names[0]} {in_features} {_KIND_WORDS[kin]}, "
-        f"{names[1]} {out_features} {_KIND_WORDS[kout]}); pass role= one of {', '.join(repr(r) for r in candidates)}"
-    )
 
 
 def check_fold(fold: Any, role: str) -> bool:

@@ -505,7 +505,7 @@ def test_a_tied_readouts_bias_follows_the_tables_dtype():
 
 
 def test_which_sizes_grow_with_the_width_follows_its_documented_rule():
-    from abcparam.layers import size_kind
+    from abcparam.roles import size_kind
 
     # multiples of the width grow; sizes below it that do not divide it, or divide it 16 times or more, are data
     # sizes; larger divisors, and sizes above the width that are no multiple of it, cannot be told

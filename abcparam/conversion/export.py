@@ -16,7 +16,7 @@ from torch import nn
 
 from ..conv import TORCH_CONVS, torch_conv
 from ..layers import Conv1D, Embedding, TiedReadout, abc_modules
-from .handlers import VectorScales
+from .plan import VectorScales
 
 __all__ = ["effective_state_dict", "from_torch", "to_torch"]
 

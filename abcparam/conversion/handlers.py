@@ -14,90 +14,25 @@ leaves the model as it was.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, List, Mapping, Optional, Tuple
 
 from .. import _torch  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 
+from .. import conv
 from ..conv import TORCH_CONVS, torch_conv
-from ..layers import Conv1D, Embedding, Linear, is_abc_layer
-from ..theory.parametrizations import Parametrization
-from .report import ConversionReport, Converted
+from ..attention import MultiheadAttention
+from ..layers import Conv1D, Embedding, Linear, is_abc_layer, scales_for
+from ..norms import LayerNorm, RMSNorm
+from ..roles import refusal
+from .plan import Change, Context, VectorScales
+from .raw import plan_raw
+from .report import Converted
 from .widths import WidthSource
 
-__all__ = ["Change", "Context", "Convolutions", "Handler", "HANDLERS", "Swap", "is_hf_conv1d", "ROLES"]
-
-ROLES = ("input", "hidden", "output", "vector", "skip")  # "vector": a depthwise convolution
-
-# the order in which changes of each kind are installed (and listed in the report)
-STAGES = ("layer", "tie", "attention", "norm", "marked norm", "raw", "attention scale", "fast path", "block")
-
-
-@dataclass
-class Context:
-    """The request every handler reads, and what the conversion collects as it goes."""
-
-    param: Parametrization
-    roles: Dict[str, str]
-    widths: Optional[WidthSource]  # None: every role comes from roles=
-    filter_fn: Optional[Callable[[nn.Module, str], bool]]
-    layer_kwargs: Dict[str, Any]
-    init: str
-    report: ConversionReport
-    readouts_from_widths: List[Tuple[str, nn.Module]] = field(default_factory=list)
-    built: Dict[str, nn.Module] = field(default_factory=dict)
-
-    def selected(self, mod: nn.Module, fqn: str) -> bool:
-        """Whether ``filter_fn`` (if any) lets this module be converted."""
-        return self.filter_fn is None or bool(self.filter_fn(mod, fqn))
-
-    def skip(self, fqn: str, why: str) -> None:
-        self.report.skipped.append((fqn, why))
-
-    def role_of(self, fqn: str, mod: nn.Module,
-                from_widths: Callable[[WidthSource], Tuple[Optional[str], str]]) -> Optional[str]:
-        """The role ``roles`` names for ``fqn``, else the one ``from_widths(self.widths)`` reads off the widths (a
-        readout found that way is recorded); None, with the reason recorded as a skip, when there is none or it is
-        ``"skip"``."""
-        role, why = self.role_from_map(fqn), "role 'skip' in roles"
-        if role is None and self.widths is not None:
-            role, why = from_widths(self.widths)
-            if role == "output":
-                self.readouts_from_widths.append((fqn, mod))
-        elif role is None:
-            why = "matched no pattern in roles"
-        if role in (None, "skip"):
-            self.skip(fqn, why)
-            return None
-        if role != "fixed":
-            self.param.role(role)  # a missing role (mean field: no hidden) fails here, before any change
-        return role
-
-    def role_from_map(self, fqn: str) -> Optional[str]:
-        """The role ``roles`` gives the module named ``fqn`` (None when no pattern matches)."""
-        hits = {role for pattern, role in self.roles.items() if fnmatch.fnmatchcase(fqn, pattern)}
-        if len(hits) > 1:
-            raise ValueError(f"roles: layer {fqn!r} matches patterns with different roles {sorted(hits)}; make the patterns disjoint")
-        return hits.pop() if hits else None
-
-
-class Change:
-    """One planned change.  ``prepare`` builds what the change needs and may refuse; ``install`` changes the model.
-
-    ``convert`` prepares every change (in stage order) before it installs any.
-    """
-
-    stage = "layer"
-    in_place = False  # True: the module stays (its tensors marked), so the walk goes on into its children
-
-    def prepare(self, ctx: Context) -> None:
-        """Build the new module(s); raise here, never in install."""
-
-    def install(self, ctx: Context) -> None:
-        raise NotImplementedError
-
+__all__ = ["Convolutions", "Handler", "HANDLERS", "Swap", "is_hf_conv1d"]
 
 @dataclass
 class Swap(Change):
@@ -159,8 +94,6 @@ class TorchNorms(Handler):
         return type(mod) in (nn.LayerNorm, getattr(nn, "RMSNorm", None)) and ctx.selected(mod, fqn)
 
     def plan(self, parent, attr, fqn, mod, ctx):
-        from ..norms import LayerNorm, RMSNorm
-
         def build(ctx: Context) -> nn.Module:
             w = mod.weight
             kw = {"device": w.device, "dtype": w.dtype} if w is not None else {}
@@ -197,8 +130,6 @@ class MultiheadAttentions(Handler):
             raise ValueError(f"roles: {fqn!r} is a MultiheadAttention, whose projections are hidden layers; got {role!r}")
 
         def build(ctx: Context) -> nn.Module:
-            from ..attention import MultiheadAttention
-
             w = mod.in_proj_weight
             return MultiheadAttention(mod.embed_dim, mod.num_heads, mod.dropout, mod.in_proj_bias is not None,
                                       batch_first=mod.batch_first, param=ctx.param, device=w.device, dtype=w.dtype)
@@ -232,11 +163,9 @@ class WeightedLayers(Handler):
         shape = ((mod.in_features, mod.out_features) if isinstance(mod, nn.Linear) else
                  (mod.num_embeddings, mod.embedding_dim) if isinstance(mod, nn.Embedding) else tuple(mod.weight.shape))
         if not isinstance(mod, nn.Embedding) and ctx.widths is not None and ctx.widths.certain:
-            refused = _shape_refusal(shape, role, ctx)
+            refused = refusal(shape[0], shape[1], role, ctx.param)  # judged by one width's sizes alone
             if refused:  # the base build knows the role better than one width's shapes: keep the layer, mark it
-                from .raw import plan_raw  # raw builds on this module's Change and Context
-
-                return plan_raw(fqn, mod, ctx, known={"weight": role}, note=(
+                            return plan_raw(fqn, mod, ctx, known={"weight": role}, note=(
                     f"abcparam.Linear's shape check refuses role {role!r} ({refused}), which the base build gives it: "
                     "its tensors are marked in place"))
         return Swap(parent, attr, fqn, mod, lambda ctx: _build_layer(mod, role, ctx), Converted(fqn, type(mod).__name__, role, shape),
@@ -270,8 +199,6 @@ class MarkVector(Change):
     stage: str = "marked norm"
 
     def install(self, ctx: Context) -> None:
-        from ..layers import scales_for
-
         vector = scales_for(ctx.param.canonical(), "vector", (0,))
         self.mod.abc_scales = VectorScales({n: vector for n, _ in self.mod.named_parameters(recurse=False)})
         d = next(iter(self.mod.parameters())).shape[0]
@@ -301,8 +228,6 @@ class Convolutions(Handler):
             return _mark_fixed(fqn, mod, ctx) if role else None
 
         def build(ctx: Context) -> nn.Module:
-            from .. import conv
-
             w = mod.weight
             new = getattr(conv, base.__name__)(
                 mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride, mod.padding, mod.dilation, mod.groups,
@@ -319,17 +244,6 @@ HANDLERS: Tuple[Handler, ...] = (AbcLayers(), TorchNorms(), MultiheadAttentions(
                                  ForeignNorms())
 
 
-class VectorScales:
-    """``abc_scales`` of a module marked in place: a norm of the model's own class, or a module's raw tensors
-    (:mod:`abcparam.conversion.raw`).  A plain object: picklable."""
-
-    def __init__(self, scales: Dict[str, Any]) -> None:
-        self.scales = scales
-
-    def __call__(self) -> Dict[str, Any]:
-        return dict(self.scales)
-
-
 def is_hf_conv1d(mod: nn.Module) -> bool:
     """HF transformers' Conv1D, recognised by structure (no import): a weight nx x nf and ``nf`` / ``nx``."""
     w = getattr(mod, "weight", None)
@@ -341,8 +255,6 @@ def _mark_subclass(fqn: str, mod: nn.Module, ctx: Context) -> Optional[Change]:
     """A Linear/Embedding subclass with behaviour of its own (Gemma's scaled embedding, a router with a forward of its
     own): replacing it would lose that behaviour, so its tensors are marked in place with the role its sizes give
     (:mod:`abcparam.conversion.raw`), its forward kept and said so."""
-    from .raw import plan_raw  # raw builds on this module's Change and Context
-
     base = "Linear" if isinstance(mod, nn.Linear) else "Embedding"
     what = (f"{type(mod).__name__} is a subclass of nn.{base} with behaviour of its own (its output on a probe "
             f"differs from nn.{base}'s)")
@@ -357,23 +269,9 @@ def _mark_subclass(fqn: str, mod: nn.Module, ctx: Context) -> Optional[Change]:
                          "of its own it applies")
 
 
-def _shape_refusal(shape: Tuple[int, ...], role: str, ctx: Context) -> str:
-    """Why abcparam.Linear would refuse ``role`` for a layer of these (fan-in, fan-out) sizes at this width, judged
-    by its sizes alone (a size of 3/4 of the width reads as a fixed one); "" when it accepts it."""
-    from ..layers import infer_role
-
-    try:
-        infer_role(shape[0], shape[1], role, ctx.param)
-    except ValueError as e:
-        return str(e).split(". ")[0]
-    return ""
-
-
 def _mark_fixed(fqn: str, mod: nn.Module, ctx: Context) -> Optional[Change]:
     """A layer none of whose sizes changes between the model and its base (a low-rank projection of a fixed rank, a
     state-space layer's fixed heads): width-independent, its tensors are marked in place at the base rate."""
-    from .raw import plan_raw  # raw builds on this module's Change and Context
-
     return plan_raw(fqn, mod, ctx, known={n: "none" for n, _ in mod.named_parameters(recurse=False)},
                     note="no size changes between the model and its base: a fixed-size layer, trained at the base rate")
 

@@ -25,7 +25,8 @@ from torch import nn
 
 from ..layers import TiedReadout, can_tie, is_abc_layer
 from ..norms import TORCH_NORMS
-from .handlers import Change, Context, Swap
+from .handlers import Swap
+from .plan import Change, Context
 from .report import Converted
 
 __all__ = ["AttentionScales", "FusedPathOff", "HEAD_SIZES", "MarkBlocks", "Tie", "head_size", "plan_blocks", "plan_ties"]

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from ..layers import UNIT_SCALES, ParamScales, scales_for
-from .handlers import Change, Context, VectorScales
+from .plan import Change, Context, VectorScales
 
 __all__ = ["MarkRaw", "RawTensor", "plan_raw"]
 

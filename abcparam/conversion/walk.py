@@ -9,7 +9,8 @@ from torch import nn
 
 from ..layers import is_abc_layer
 from ..theory.parametrizations import Parametrization
-from .handlers import HANDLERS, ROLES, STAGES, Change, Context, unmatched_patterns
+from .handlers import HANDLERS, unmatched_patterns
+from .plan import ROLES, STAGES, Change, Context
 from .passes import AttentionScales, FusedPathOff, plan_blocks, plan_ties
 from .raw import plan_raw
 from .report import ConversionReport
