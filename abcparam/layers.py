@@ -284,6 +284,10 @@ class Linear(WeightedLayer, nn.Linear):
         return f"{super().extra_repr()}, {self._abc_repr()}"
 
 
+# what Embedding.from_pretrained passes on to the constructor by name
+_PRETRAINED_OPTIONS = ("max_norm", "norm_type", "scale_grad_by_freq", "sparse", "param", "alpha", "sigma", "fold")
+
+
 class Embedding(WeightedLayer, nn.Embedding):
     """``nn.Embedding`` as an abc input layer (one-hot input, fixed fan-in).
 
@@ -339,21 +343,13 @@ class Embedding(WeightedLayer, nn.Embedding):
 
     @classmethod
     def from_pretrained(  # type: ignore[override]
-        cls,
-        embeddings: torch.Tensor,
-        freeze: bool = True,
-        padding_idx: Optional[int] = None,
-        max_norm: Optional[float] = None,
-        norm_type: float = 2.0,
-        scale_grad_by_freq: bool = False,
-        sparse: bool = False,
-        *,
-        param: Optional[Parametrization] = None,
-        alpha: float = 1.0,
-        sigma: float = 1.0,
-        fold: bool = True,
+        cls, embeddings: torch.Tensor, freeze: bool = True, padding_idx: Optional[int] = None, **options: Any
     ) -> "Embedding":
         """An embedding whose lookups return the rows of ``embeddings`` (as ``nn.Embedding.from_pretrained``).
+
+        ``options`` are the constructor's other arguments by name (``max_norm``, ``norm_type``,
+        ``scale_grad_by_freq``, ``sparse``, ``param``, ``alpha``, ``sigma``, ``fold``); the table sets the sizes,
+        device and dtype.
 
         ``embeddings`` is the *effective* table, what the forward pass returns;
         the stored tensor is ``embeddings / weight_multiplier`` (the same tensor,
@@ -370,9 +366,13 @@ class Embedding(WeightedLayer, nn.Embedding):
             raise ValueError(f"embeddings: expected a 2-D tensor (num_embeddings x embedding_dim), got {embeddings!r:.80}")
         if not isinstance(freeze, bool):
             raise TypeError(f"freeze: expected True or False, got {freeze!r}")
+        unknown = sorted(set(options) - set(_PRETRAINED_OPTIONS))
+        if unknown:
+            raise TypeError(f"from_pretrained: unexpected argument(s) {', '.join(unknown)}; allowed: embeddings, freeze, "
+                            f"padding_idx, {', '.join(_PRETRAINED_OPTIONS)}")
         rows, cols = embeddings.shape
-        return cls(rows, cols, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, param=param, alpha=alpha,
-                   sigma=sigma, fold=fold, _weight=embeddings, _freeze=freeze, device=embeddings.device, dtype=embeddings.dtype)
+        return cls(rows, cols, padding_idx, _weight=embeddings, _freeze=freeze, device=embeddings.device,
+                   dtype=embeddings.dtype, **options)
 
     def reset_parameters(self) -> None:
         with torch.no_grad():

@@ -349,6 +349,10 @@ def test_from_pretrained_returns_the_given_rows():
     assert trainable.weight.requires_grad and torch.equal(trainable.weight, table)  # folded: the same numbers
     with pytest.raises(ValueError, match="embeddings: expected a 2-D tensor"):
         Embedding.from_pretrained(torch.randn(3), param=p)
+    for wrong in ({"dtype": torch.float64}, {"_weight": table}, {"max_norms": 1.0}):  # the table sets these; a typo
+        with pytest.raises(TypeError, match=rf"^from_pretrained: unexpected argument\(s\) {next(iter(wrong))}; allowed: "
+                                            "embeddings, freeze, padding_idx, max_norm, .*fold$"):
+            Embedding.from_pretrained(table, param=p, **wrong)
 
 
 @pytest.mark.parametrize("fold", [True, False])

@@ -156,3 +156,19 @@ class Decision:
         """One line: PASS, FAIL or INCONCLUSIVE and why; the word is :attr:`status`, so the two cannot disagree."""
         status, why = self._decide()
         return f"{status.upper()}: {why}"
+
+
+@dataclass
+class SizeRun(Decision):
+    """What a width or a depth check ran: ``steps`` updates at the base learning rate ``lr`` for each of ``seeds``,
+    trained by the optimizer ``family`` (None when unknown), and the fits judged at ``tolerance``;
+    ``rms[(module, quantity, step)]`` holds the measured RMS per size and seed.  Each check's report adds its sizes
+    (``widths`` or ``depths``) and its verdict."""
+
+    steps: int
+    seeds: List[int]
+    family: Optional[str]
+    lr: float
+    tolerance: float
+    fits: List[Fit]
+    rms: Dict[Tuple[str, str, int], List[List[float]]]

@@ -46,7 +46,7 @@ from torch import nn
 
 from .. import validate
 from . import stats
-from .decision import DEFAULT_TOLERANCE, TOLERANCE_IS, Decision, Fit
+from .decision import DEFAULT_TOLERANCE, TOLERANCE_IS, Fit, SizeRun
 from .engine import Batch, default_loss, make_optimizer, observe, output_tensor, rms, seeded_build, split_batch, train_step
 from .plot import slopes_figure
 from ..theory.depth import DepthVerdict, classify_depth
@@ -67,17 +67,10 @@ QUANTITIES: Dict[str, Tuple[str, Optional[Callable[[DepthVerdict], Fraction]]]] 
 
 
 @dataclass
-class DepthReport(Decision):
+class DepthReport(SizeRun):
     """Result of :func:`depth_check`: fitted slopes against log depth, the depth verdict, the decision."""
 
     depths: List[int]
-    steps: int
-    seeds: List[int]
-    family: Optional[str]
-    lr: float
-    tolerance: float
-    fits: List[Fit]
-    rms: Dict[Tuple[str, str, int], List[List[float]]]
     verdict: DepthVerdict
     expect: Optional[str] = None
     notes: List[str] = field(default_factory=list)
@@ -370,4 +363,5 @@ def depth_check(
                 j = stats.judge(ds, raw[(n, q, step)], float(pred), tolerance, at_init=(step == 0))
             fits.append(Fit(n, "-", q, step, j.slope, j.spread, pred, {"agree": True, "disagree": False}.get(j.status),
                             j.status, j.noise, j.margin, j.reason, j.settle))
-    return DepthReport(ds, int(steps), seeds, fam, float(lr), float(tolerance), fits, raw, verdict, expect, notes, nonfinite)
+    return DepthReport(depths=ds, steps=int(steps), seeds=seeds, family=fam, lr=float(lr), tolerance=float(tolerance), fits=fits,
+                       rms=raw, verdict=verdict, expect=expect, notes=notes, nonfinite=nonfinite)

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from .. import theory
 from ..text import signed
 from . import stats
-from .decision import Decision, Fit
+from .decision import Fit, SizeRun
 from .plot import slopes_figure
 
 # A change that grows past the fail band at every step, at the first by DECISIVE_MARGIN tolerances (and twice its
@@ -19,17 +19,10 @@ DECISIVE_MARGIN = 1.0
 
 
 @dataclass
-class CoordReport(Decision):
+class CoordReport(SizeRun):
     """What :func:`coord_check` measured, what the theory predicts, and whether they agree."""
 
     widths: List[int]
-    steps: int
-    seeds: List[int]
-    family: Optional[str]
-    lr: float
-    tolerance: float
-    fits: List[Fit]
-    rms: Dict[Tuple[str, str, int], List[List[float]]]
     verdict: Optional[theory.Verdict]
     measured_regime: str
     expect: Optional[str] = None

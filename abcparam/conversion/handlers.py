@@ -152,12 +152,9 @@ class WeightedLayers(Handler):
     def plan(self, parent, attr, fqn, mod, ctx):
         if isinstance(mod, (nn.Linear, nn.Embedding)) and not _plain_subclass(mod):
             return _mark_subclass(fqn, mod, ctx)
-        if not ctx.selected(mod, fqn):
-            ctx.skip(fqn, "filter_fn said no")
-            return None
-        role = ctx.role_of(fqn, mod, lambda widths: _role_from_widths(fqn, mod, widths))
-        if role in (None, "fixed"):
-            return _mark_fixed(fqn, mod, ctx) if role else None
+        role, left = _role_or_left(fqn, mod, ctx, _role_from_widths)
+        if role is None:
+            return left
         if isinstance(mod, nn.Embedding) and role != "input":
             raise ValueError(f"roles: embedding {fqn!r} can only be an input layer, got {role!r}")
         shape = ((mod.in_features, mod.out_features) if isinstance(mod, nn.Linear) else
@@ -220,12 +217,9 @@ class Convolutions(Handler):
             ctx.skip(fqn, f"{type(mod).__name__} is a subclass of nn.{base.__name__} with behaviour of its own, which "
                           "replacing it would lose: not converted")
             return None
-        if not ctx.selected(mod, fqn):
-            ctx.skip(fqn, "filter_fn said no")
-            return None
-        role = ctx.role_of(fqn, mod, lambda widths: _conv_role_from_widths(fqn, mod, widths))
-        if role in (None, "fixed"):
-            return _mark_fixed(fqn, mod, ctx) if role else None
+        role, left = _role_or_left(fqn, mod, ctx, _conv_role_from_widths)
+        if role is None:
+            return left
 
         def build(ctx: Context) -> nn.Module:
             w = mod.weight
@@ -258,15 +252,27 @@ def _mark_subclass(fqn: str, mod: nn.Module, ctx: Context) -> Optional[Change]:
     base = "Linear" if isinstance(mod, nn.Linear) else "Embedding"
     what = (f"{type(mod).__name__} is a subclass of nn.{base} with behaviour of its own (its output on a probe "
             f"differs from nn.{base}'s)")
-    if not ctx.selected(mod, fqn):
-        ctx.skip(fqn, f"{what}; filter_fn said no")
-        return None
-    role = ctx.role_of(fqn, mod, lambda widths: _role_from_widths(fqn, mod, widths))
-    if role in (None, "fixed"):
-        return _mark_fixed(fqn, mod, ctx) if role else None
+    role, left = _role_or_left(fqn, mod, ctx, _role_from_widths, what)
+    if role is None:
+        return left
     return plan_raw(fqn, mod, ctx, known={"weight": role},
                     note=f"{what}: its tensors are marked in place and its forward kept, with whatever scale or offset "
                          "of its own it applies")
+
+
+def _role_or_left(fqn: str, mod: nn.Module, ctx: Context,
+                  from_widths: Callable[[str, nn.Module, WidthSource], Tuple[Optional[str], str]],
+                  what: str = "") -> Tuple[Optional[str], Optional[Change]]:
+    """``(role, None)`` for a claimed module to convert; ``(None, change)`` for one left as it is: ``filter_fn`` or
+    ``roles=`` leave it (no change; the skip is recorded, after ``what`` when given), or none of its sizes grows
+    (marked in place at the base rate)."""
+    if not ctx.selected(mod, fqn):
+        ctx.skip(fqn, f"{what}; filter_fn said no" if what else "filter_fn said no")
+        return None, None
+    role = ctx.role_of(fqn, mod, lambda widths: from_widths(fqn, mod, widths))
+    if role in (None, "fixed"):
+        return None, (_mark_fixed(fqn, mod, ctx) if role else None)
+    return role, None
 
 
 def _mark_fixed(fqn: str, mod: nn.Module, ctx: Context) -> Optional[Change]:
