@@ -19,20 +19,27 @@ def test_the_wilson_interval_matches_hand_values():
     assert mutation.wilson(0, 0) == (0.0, 1.0)  # nothing run: nothing known
 
 
+def test_a_mutants_module_is_its_dotted_path_below_abcparam():
+    assert mutation._module("abcparam.check.width.x_coord_check__mutmut_2") == "check.width"
+    assert mutation._module("abcparam.theory.verdict.xǁVerdictǁtable__mutmut_1") == "theory.verdict"
+    assert mutation._module("abcparam.layers.x_scales_for__mutmut_7") == "layers"
+    assert set(map(mutation._module, ["abcparam." + m.replace("/", ".") + ".x_f__mutmut_1" for m in mutation.CORE])) == set(mutation.CORE)
+
+
 def test_a_sample_runs_the_modules_in_turn():
-    names = ["abcparam.coord.x_b__mutmut_2", "abcparam.coord.x_a__mutmut_1", "abcparam.theory.x_c__mutmut_3",
-             "abcparam.coord.x_c__mutmut_9", "abcparam.limits.x_d__mutmut_4"]
+    names = ["abcparam.check.width.x_b__mutmut_2", "abcparam.check.width.x_a__mutmut_1", "abcparam.theory.x_c__mutmut_3",
+             "abcparam.check.width.x_c__mutmut_9", "abcparam.limits.x_d__mutmut_4"]
     assert mutation.in_turns(names) == [
-        "abcparam.coord.x_a__mutmut_1", "abcparam.limits.x_d__mutmut_4", "abcparam.theory.x_c__mutmut_3",
-        "abcparam.coord.x_b__mutmut_2", "abcparam.coord.x_c__mutmut_9"]
+        "abcparam.check.width.x_a__mutmut_1", "abcparam.limits.x_d__mutmut_4", "abcparam.theory.x_c__mutmut_3",
+        "abcparam.check.width.x_b__mutmut_2", "abcparam.check.width.x_c__mutmut_9"]
 
 
 import mutation_screen  # noqa: E402
 
 
 def test_the_screen_picks_the_mutants_of_the_named_functions_and_methods_only():
-    names = ["abcparam.coord.x__num__mutmut_1", "abcparam.coord.x__num_extra__mutmut_1", "abcparam.coord.x_coord_check__mutmut_2",
-             "abcparam.coord.xǁCoordReportǁsummary__mutmut_3", "abcparam.coord.xǁCoordReportǁ_rows__mutmut_4"]
+    names = ["abcparam.check.width.x__num__mutmut_1", "abcparam.check.width.x__num_extra__mutmut_1", "abcparam.check.width.x_coord_check__mutmut_2",
+             "abcparam.check.width.xǁCoordReportǁsummary__mutmut_3", "abcparam.check.width.xǁCoordReportǁ_rows__mutmut_4"]
     assert mutation_screen.mutants_of(names, ["_num", "summary"]) == [names[0], names[3]]
     assert mutation_screen.mutants_of(names, ["coord_check"]) == [names[2]]
     assert mutation_screen.mutants_of(names, ["rows"]) == []  # whole names, not parts of them

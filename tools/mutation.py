@@ -2,7 +2,7 @@
 
     pip install -e ".[dev]"                     # mutmut (a development tool; never needed at run time or in CI)
     python tools/mutation.py                    # every core module (long: see docs/developers/mutation.md for timings)
-    python tools/mutation.py theory layers      # some modules
+    python tools/mutation.py theory.verdict layers   # some modules
     python tools/mutation.py --report           # the scores of the last runs, without running anything
     python tools/mutation.py --sample 30        # 30 random mutants per module: an estimated score with its 95% interval
     python tools/mutation.py --sample 30 --report   # the last sample's scores
@@ -26,7 +26,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-CORE = ("theory", "parametrizations", "layers", "optim", "coord", "limits", "testing")
+# the core modules, by dotted path below abcparam (a module of a subpackage is one unit: its own sample and score)
+CORE = ("theory.exponents", "theory.presets", "theory.calculus", "theory.verdict", "theory.symmetry", "theory.parametrizations",
+        "layers", "optim", "check.measure", "check.prediction", "check.report", "check.width", "limits", "testing")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,8 +37,10 @@ DIRECT_FILE = ROOT / "mutants" / "direct.json"  # mutants run by run_direct, wit
 
 
 def _module(name: str) -> str:
-    """The core module of a mutant's name: abcparam.coord.x_fn__mutmut_3 -> coord."""
-    return name.split(".")[1]
+    """The core module of a mutant's name, as a dotted path below abcparam: abcparam.check.width.x_fn__mutmut_3 ->
+    check.width (mutmut's name of a function starts with x)."""
+    parts = name.split(".")[1:]
+    return ".".join(parts[: next(i for i, part in enumerate(parts) if part.startswith("x"))])
 
 
 def statuses() -> dict:
@@ -199,7 +203,7 @@ def main(argv) -> int:
         run_direct(in_turns(sample), processes=args.max_children or 2)
     elif not args.report:
         for mod in modules:
-            print(f"mutating abcparam/{mod}.py ...", file=sys.stderr, flush=True)
+            print(f"mutating abcparam/{mod.replace('.', '/')}.py ...", file=sys.stderr, flush=True)
             subprocess.run(["mutmut", "run", *children, f"abcparam.{mod}.*"], cwd=ROOT, stdout=subprocess.DEVNULL, check=False)
     return report(modules, sample)
 

@@ -94,18 +94,18 @@ def main(argv: Sequence[str]) -> int:
     pytest_args = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[:argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("module", help="a core module: theory, parametrizations, layers, optim, coord, limits, testing")
+    ap.add_argument("module", help="a core module as a dotted path below abcparam (mutation.CORE): theory.verdict, check.width, layers, ...")
     ap.add_argument("functions", help="comma-separated function or method names")
     ap.add_argument("--limit", type=float, default=20.0, help="seconds per mutant (default 20)")
     args = ap.parse_args(argv)
     if not pytest_args:
         ap.error("give, after --, the tests to run (pytest arguments)")
-    if not (MUTANTS / "abcparam" / f"{args.module}.py").exists():
-        ap.error(f"no mutants of abcparam/{args.module}.py: generate them first (python tools/mutation.py {args.module} --sample 1)")
+    if not (MUTANTS / "abcparam" / f"{args.module.replace('.', '/')}.py").exists():
+        ap.error(f"no mutants of abcparam/{args.module.replace('.', '/')}.py: generate them first (python tools/mutation.py {args.module} --sample 1)")
     names = [n for n in statuses() if _module(n) == args.module]
     chosen = mutants_of(names, args.functions.split(","))
     if not chosen:
-        ap.error(f"functions: no mutant of {args.functions} in abcparam/{args.module}.py")
+        ap.error(f"functions: no mutant of {args.functions} in abcparam/{args.module.replace('.', '/')}.py")
     os.chdir(MUTANTS)
     sys.path.insert(0, str(MUTANTS))  # the mutated package, not the installed one
     import pytest
