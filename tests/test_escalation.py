@@ -32,8 +32,9 @@ class Passes:
 W, S = [128, 256, 512, 1024], [0, 1]
 
 
-def test_the_plan_doubles_the_seeds_then_the_widths():
-    assert escalation.plan(W, [3, 5]) == [("seeds", W, [3, 5, 6, 7]), ("widths", [256, 512, 1024, 2048], [3, 5, 6, 7])]
+def test_the_plan_doubles_the_seeds_then_the_widths_twice():
+    assert escalation.plan(W, [3, 5]) == [("seeds", W, [3, 5, 6, 7]), ("widths", [256, 512, 1024, 2048], [3, 5, 6, 7]),
+                                          ("widths", [512, 1024, 2048, 4096], [3, 5, 6, 7])]
     assert escalation.cost([2, 3], [0, 1, 2]) == 3 * (4 + 9)
 
 
@@ -49,16 +50,27 @@ def test_seeds_are_added_first_and_decide():
     assert p.calls[1] == (W, [0, 1, 2, 3]) and r.escalation == ["seeds=(0, 1, 2, 3): pass"] and r.suggestion == {}
 
 
-def test_both_passes_then_the_next_octave_is_suggested():
-    p = Passes(["inconclusive", "inconclusive", "inconclusive"])
-    r = escalation.escalate(p, W, S, 100.0, p.clock)
-    assert p.calls[2] == ([256, 512, 1024, 2048], [0, 1, 2, 3])
-    assert r.escalation == ["seeds=(0, 1, 2, 3): inconclusive", "widths=[256, 512, 1024, 2048]: inconclusive"]
-    assert r.suggestion == {"widths": "[512, 1024, 2048, 4096]", "seeds": "(0, 1, 2, 3, 4, 5, 6, 7)"}
+def test_every_pass_then_the_next_octave_is_suggested():
+    p = Passes(["inconclusive"] * 4)
+    r = escalation.escalate(p, W, S, 200.0, p.clock)
+    assert p.calls[2] == ([256, 512, 1024, 2048], [0, 1, 2, 3]) and p.calls[3] == ([512, 1024, 2048, 4096], [0, 1, 2, 3])
+    assert r.escalation == ["seeds=(0, 1, 2, 3): inconclusive", "widths=[256, 512, 1024, 2048]: inconclusive",
+                            "widths=[512, 1024, 2048, 4096]: inconclusive"]
+    assert r.suggestion == {"widths": "[1024, 2048, 4096, 8192]", "seeds": "(0, 1, 2, 3, 4, 5, 6, 7)"}
+    p = Passes(["inconclusive", "inconclusive", "pass"])  # the first octave decides: the second is not run
+    r = escalation.escalate(p, W, S, 200.0, p.clock)
+    assert len(p.calls) == 3 and r.status == "pass" and r.suggestion == {}
 
 
 def test_the_budget_stops_a_pass_whose_predicted_cost_does_not_fit():
-    # first pass: 2 * (128^2 + ... + 1024^2) = 2_785_280 units at 1e-6 s = 2.79 s; seeds pass 5.57 s; widths pass 22.3 s
+    # first pass: 2 * (128^2 + ... + 1024^2) = 2_785_280 units at 1e-6 s = 2.79 s; seeds pass 5.57 s; widths pass 22.3 s;
+    # the next octave 89.1 s
+    p = Passes(["inconclusive"] * 4)
+    r = escalation.escalate(p, W, S, 120.0, p.clock)  # 2.79 + 5.57 + 22.28 + 89.13 = 119.8 fits 120
+    assert len(p.calls) == 4
+    p = Passes(["inconclusive"] * 4)
+    r = escalation.escalate(p, W, S, 119.0, p.clock)
+    assert len(p.calls) == 3 and r.suggestion == {"widths": "[512, 1024, 2048, 4096]", "seeds": "(0, 1, 2, 3)", "budget": "120"}
     p = Passes(["inconclusive"] * 3)
     r = escalation.escalate(p, W, S, 30.0, p.clock)  # 2.79 + 5.57 + 22.28 = 30.6 > 30: the widths pass is not run
     assert len(p.calls) == 2 and r.escalation == ["seeds=(0, 1, 2, 3): inconclusive"]
@@ -73,10 +85,13 @@ def test_the_budget_stops_a_pass_whose_predicted_cost_does_not_fit():
         assert len(escalation.escalate(p, W, S, off, p.clock).escalation) == 0 and len(p.calls) == 1
 
 
-def test_a_rising_loss_adds_no_pass_and_suggests_a_smaller_learning_rate():
+def test_a_rising_loss_escalates_too_and_suggests_a_smaller_learning_rate_when_it_stays_undecided():
     p = Passes(["inconclusive"] * 3, lr_too_large=(128, 2.5))
     r = escalation.escalate(p, W, S, 30.0, p.clock)
-    assert len(p.calls) == 1 and r.escalation == [] and r.suggestion == {"lr": "0.005"}
+    assert len(p.calls) == 2 and r.escalation == ["seeds=(0, 1, 2, 3): inconclusive"] and r.suggestion == {"lr": "0.005"}
+    p = Passes(["inconclusive", "pass"], lr_too_large=(128, 2.5))  # an added pass that agrees outright decides it
+    r = escalation.escalate(p, W, S, 30.0, p.clock)
+    assert r.status == "pass" and r.suggestion == {}
     p = Passes(["fail"], lr_too_large=(128, 2.5))  # a decided check (a decisive blow-up) suggests nothing
     assert escalation.escalate(p, W, S, 30.0, p.clock).suggestion == {}
 

@@ -7,7 +7,8 @@ of its prediction.  So after an inconclusive first pass the check runs, in
 order, while it stays inconclusive:
 
 1. twice the seeds, at the same widths;
-2. those seeds at the widths moved up one octave (every width doubled).
+2. those seeds at the widths moved up one octave (every width doubled);
+3. those seeds at the widths moved up another octave.
 
 Each pass is a whole check of its own (its report replaces the previous one),
 judged by the same rules but one: a slope short of its prediction is no longer
@@ -16,10 +17,12 @@ gains the power to excuse a wrong exponent; an added pass must agree
 outright).  A pass is taken only when its predicted cost fits
 in what is left of the time ``budget``.  The cost is predicted from the first
 pass's time, in proportion to the seeds and to the sum of the squared widths
-(a matrix layer's cost; the conservative estimate).  A loss that rises during
-the steps is not a lack of data but a learning rate too large for the
-asymptotics: no pass is added for it (moving the widths up would only hide the
-rise at the smallest width, and more seeds cannot excuse the learning rate).  The report lists what was added
+(a matrix layer's cost; the conservative estimate).  A check left
+inconclusive by a loss that rises during the steps escalates too: the
+infinite-width limit exists at any fixed learning rate, and an added pass
+passes only by agreeing outright (a disagreement there still fails only when
+it is a blow-up), so more data can settle it; if it stays inconclusive, a
+quarter of the learning rate is what the report suggests.  The report lists what was added
 (``escalation``) and, when it stays inconclusive, the exact keyword arguments
 that would settle it (``suggestion``).
 """
@@ -38,7 +41,7 @@ DEFAULT_BUDGET = 30.0  # seconds: an MLP escalates fully in about 5 s, a 2-block
 def plan(widths: Sequence[int], seeds: Sequence[int]) -> List[Tuple[str, List[int], List[int]]]:
     """The passes added after an inconclusive first one: (what is added, widths, seeds)."""
     more = list(seeds) + [max(seeds) + 1 + k for k in range(len(seeds))]
-    return [("seeds", list(widths), more), ("widths", [2 * w for w in widths], more)]
+    return [("seeds", list(widths), more), ("widths", [2 * w for w in widths], more), ("widths", [4 * w for w in widths], more)]
 
 
 def cost(widths: Sequence[int], seeds: Sequence[int]) -> float:
@@ -51,8 +54,8 @@ def _describe(what: str, widths: List[int], seeds: List[int]) -> str:
 
 
 def _settleable(report: Any) -> bool:
-    """Inconclusive for want of data (not because the loss rises: that needs a smaller learning rate)."""
-    return report.status == "inconclusive" and getattr(report, "lr_too_large", None) is None
+    """Inconclusive: more seeds or wider widths may settle it (under a rising loss too: see the module's text)."""
+    return report.status == "inconclusive"
 
 
 def escalate(run: Callable[[List[int], List[int], bool], Any], widths: List[int], seeds: List[int],
@@ -85,7 +88,7 @@ def escalate(run: Callable[[List[int], List[int], bool], Any], widths: List[int]
         added.append(f"{_describe(what, w, s)}: {report.status}")
     else:
         if _settleable(report):  # the plan is spent: one octave wider still, with twice the seeds again
-            w, s = plan(report.widths, report.seeds)[1][1:]
+            w, s = plan(report.widths, report.seeds)[1][1:]  # (the last pass's widths, an octave up)
             suggestion = {"widths": str(w), "seeds": str(tuple(s))}
     if report.status == "inconclusive" and getattr(report, "lr_too_large", None) is not None:
         suggestion = {"lr": f"{report.lr / 4:g}"}
