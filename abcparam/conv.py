@@ -82,9 +82,9 @@ def conv_role(in_channels: int, out_channels: int, groups: int, role: Optional[s
                 f"role: 'vector' is for a depthwise or grouped convolution whose number of groups grows with the width; "
                 f"{shape} has {groups} group(s), not a multiple of the width. Pass role='input', 'hidden' or 'output'"
             )
-        if size_kind(out_channels, param.width) != "width":
-            raise ValueError(f"role: {shape} has {out_channels} output channels, not a multiple of the width, so its "
-                             "groups cannot grow with it")
+        if size_kind(out_channels, param.width) == "fixed":  # a given role is refused only where the sizes rule it out
+            raise ValueError(f"role: {shape} has {out_channels} output channels, a fixed size (smaller than the width), "
+                             "so its groups cannot grow with it")
         return "vector"
     if grouped:
         raise ValueError(

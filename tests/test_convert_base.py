@@ -224,3 +224,30 @@ def test_a_hidden_layer_abcparams_linear_refuses_by_shape_is_marked_in_place_whe
 def test_widths_may_be_any_iterable():
     by_generator = roles(abcparam.convert(Tiny(d=64, ff=192), abcparam.mup(64, 16), widths=(w for w in (64, 192))))
     assert by_generator["block.up"] == "hidden" and by_generator["head"] == "output"
+
+
+class _StateSpaceToy(nn.Module):
+    """In-projection to n + 2 d channels (a state-space layer's x, B and C), a depthwise convolution over them, and a
+    readout: the channel count moves in another ratio than the width's."""
+
+    def __init__(self, n, d=8):
+        super().__init__()
+        self.inp = nn.Linear(6, n)
+        self.up = nn.Linear(n, n)
+        self.conv = nn.Conv1d(n + 2 * d, n + 2 * d, 3, groups=n + 2 * d, padding=2)
+        self.out = nn.Linear(n, 3)
+
+
+def test_a_depthwise_convolution_over_channels_moving_in_another_ratio_is_vector_like_and_a_dense_one_is_refused():
+    model, base = _StateSpaceToy(64), _StateSpaceToy(128)
+    report = abcparam.convert(model, abcparam.mup(64, 32), base=base)
+    assert isinstance(model.conv, abcparam.Conv1d) and model.conv.role == "vector" and model.conv.groups == 80
+    assert {(c.name, c.role) for c in report.converted} >= {("inp", "input"), ("up", "hidden"), ("conv", "vector"), ("out", "output")}
+    dense = _StateSpaceToy(64)
+    dense.conv = nn.Conv1d(80, 80, 3, padding=2)  # not depthwise: its fan-in moves in the odd ratio too
+    other = _StateSpaceToy(128)
+    other.conv = nn.Conv1d(144, 144, 3, padding=2)
+    before = [t.clone() for t in dense.state_dict().values()]
+    with pytest.raises(ValueError, match=r"conv\.weight dim 0 \(5/9\).*change\(s\) in another ratio"):
+        abcparam.convert(dense, abcparam.mup(64, 32), base=other)
+    assert all(torch.equal(a, b) for a, b in zip(before, dense.state_dict().values()))  # nothing changed

@@ -85,9 +85,9 @@ def test_the_budget_stops_a_pass_whose_predicted_cost_does_not_fit():
         assert len(escalation.escalate(p, W, S, off, p.clock).escalation) == 0 and len(p.calls) == 1
 
 
-def test_a_rising_loss_escalates_too_and_suggests_a_smaller_learning_rate_when_it_stays_undecided():
-    p = Passes(["inconclusive"] * 3, lr_too_large=(128, 2.5))
-    r = escalation.escalate(p, W, S, 30.0, p.clock)
+def test_a_rising_loss_adds_the_seeds_pass_only_and_suggests_a_smaller_learning_rate_when_it_stays_undecided():
+    p = Passes(["inconclusive"] * 4, lr_too_large=(128, 2.5))  # the seeds pass only, however large the budget
+    r = escalation.escalate(p, W, S, 1000.0, p.clock)
     assert len(p.calls) == 2 and r.escalation == ["seeds=(0, 1, 2, 3): inconclusive"] and r.suggestion == {"lr": "0.005"}
     p = Passes(["inconclusive", "pass"], lr_too_large=(128, 2.5))  # an added pass that agrees outright decides it
     r = escalation.escalate(p, W, S, 30.0, p.clock)

@@ -18,11 +18,12 @@ outright).  A pass is taken only when its predicted cost fits
 in what is left of the time ``budget``.  The cost is predicted from the first
 pass's time, in proportion to the seeds and to the sum of the squared widths
 (a matrix layer's cost; the conservative estimate).  A check left
-inconclusive by a loss that rises during the steps escalates too: the
-infinite-width limit exists at any fixed learning rate, and an added pass
-passes only by agreeing outright (a disagreement there still fails only when
-it is a blow-up), so more data can settle it; if it stays inconclusive, a
-quarter of the learning rate is what the report suggests.  The report lists what was added
+inconclusive by a loss that rises during the steps gets the seeds pass only:
+an added pass passes only by agreeing outright (a disagreement there still
+fails only when it is a blow-up), and less noise can settle it, but wider
+widths would spend the budget where the learning rate, not the data, is the
+trouble; if it stays inconclusive, a quarter of the learning rate is what the
+report suggests.  The report lists what was added
 (``escalation``) and, when it stays inconclusive, the exact keyword arguments
 that would settle it (``suggestion``).
 """
@@ -53,9 +54,10 @@ def _describe(what: str, widths: List[int], seeds: List[int]) -> str:
     return f"seeds={tuple(seeds)}" if what == "seeds" else f"widths={widths}"
 
 
-def _settleable(report: Any) -> bool:
-    """Inconclusive: more seeds or wider widths may settle it (under a rising loss too: see the module's text)."""
-    return report.status == "inconclusive"
+def _settleable(report: Any, what: str) -> bool:
+    """Inconclusive, and ``what`` ("seeds" or "widths") may settle it: under a rising loss only more seeds (see the
+    module's text), since moving the widths up costs most where the learning rate, not the data, is the trouble."""
+    return report.status == "inconclusive" and (what == "seeds" or getattr(report, "lr_too_large", None) is None)
 
 
 def escalate(run: Callable[[List[int], List[int], bool], Any], widths: List[int], seeds: List[int],
@@ -73,7 +75,7 @@ def escalate(run: Callable[[List[int], List[int], bool], Any], widths: List[int]
     added: List[str] = []
     suggestion: Dict[str, str] = {}
     for what, w, s in plan(widths, seeds):
-        if not _settleable(report):
+        if not _settleable(report, what):
             break
         predicted = per_unit * cost(w, s)
         if not budget or spent + predicted > budget:
@@ -87,7 +89,7 @@ def escalate(run: Callable[[List[int], List[int], bool], Any], widths: List[int]
         spent += clock() - t
         added.append(f"{_describe(what, w, s)}: {report.status}")
     else:
-        if _settleable(report):  # the plan is spent: one octave wider still, with twice the seeds again
+        if _settleable(report, "widths"):  # the plan is spent: one octave wider still, with twice the seeds again
             w, s = plan(report.widths, report.seeds)[1][1:]  # (the last pass's widths, an octave up)
             suggestion = {"widths": str(w), "seeds": str(tuple(s))}
     if report.status == "inconclusive" and getattr(report, "lr_too_large", None) is not None:

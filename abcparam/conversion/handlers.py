@@ -313,6 +313,11 @@ def _role_from_widths(name: str, mod: nn.Module, widths: WidthSource) -> Tuple[O
 def _conv_role_from_widths(name: str, mod: nn.Module, widths: WidthSource) -> Tuple[Optional[str], str]:
     """A convolution's role from which channel counts are widths; vector-like when its number of groups is one."""
     c_in, c_out = mod.in_channels, mod.out_channels
+    if mod.groups > 1 and mod.groups == c_in == c_out:
+        # depthwise: one kernel per channel, of fan-in the kernel size, vector-like whatever the channel count, so a
+        # count that moves in another ratio than the widths' (n + 2 d_state in a state-space layer) is no ambiguity
+        changes = widths.grows(name, mod, lambda m: (m.groups,), any_ratio=True)[0]
+        return ("vector" if changes else "fixed" if widths.certain else None), ("" if changes else f"no width-sized channel count ({c_in} -> {c_out})")
     wide_in, wide_out, wide_groups = widths.grows(name, mod, lambda m: (m.in_channels, m.out_channels, m.groups))
     if mod.groups > 1 and wide_groups:
         return "vector", ""

@@ -44,7 +44,10 @@ class WidthSource:
     # a role one width's shapes alone would refuse is trusted
     certain = False
 
-    def grows(self, fqn: str, mod: nn.Module, sizes: Sizes) -> Tuple[bool, ...]:
+    def grows(self, fqn: str, mod: nn.Module, sizes: Sizes, any_ratio: bool = False) -> Tuple[bool, ...]:
+        """Whether each of ``sizes(mod)`` grows with the width.  ``any_ratio``: the caller needs only whether a size
+        changes (a per-channel tensor is vector-like whatever its channel count), so a size that moves in another
+        ratio than the widths' is not refused."""
         raise NotImplementedError
 
 
@@ -56,7 +59,7 @@ class ListedWidths(WidthSource):
     def __init__(self, widths: Iterable[int]) -> None:
         self.widths = frozenset(int(w) for w in widths)
 
-    def grows(self, fqn: str, mod: nn.Module, sizes: Sizes) -> Tuple[bool, ...]:
+    def grows(self, fqn: str, mod: nn.Module, sizes: Sizes, any_ratio: bool = False) -> Tuple[bool, ...]:
         return tuple(s in self.widths for s in sizes(mod))
 
 
@@ -83,7 +86,7 @@ class BaseModel(WidthSource):
         self.ratio = Counter(changed.values()).most_common(1)[0][0]
         self.odd = {key: r for key, r in changed.items() if r != self.ratio}
 
-    def grows(self, fqn: str, mod: nn.Module, sizes: Sizes) -> Tuple[bool, ...]:
+    def grows(self, fqn: str, mod: nn.Module, sizes: Sizes, any_ratio: bool = False) -> Tuple[bool, ...]:
         try:
             other = self.base.get_submodule(fqn)
         except AttributeError:
@@ -93,7 +96,7 @@ class BaseModel(WidthSource):
                              "the base must be the same model built at another width")
         odd = [f"{fqn}.{n} dim {d} ({r.numerator}/{r.denominator})" for n, _ in mod.named_parameters(recurse=False)
                for (name, d), r in self.odd.items() if name == (f"{fqn}.{n}" if fqn else n)]
-        if odd:
+        if odd and not any_ratio:
             r = self.ratio
             raise ValueError(
                 f"base: most dimensions change by {r.numerator}/{r.denominator} between base and model, but "
