@@ -130,7 +130,7 @@ def _builtin_check(preset: str, optimizer: str, widths: Sequence[int], *, lr: Op
                    steps: int = 3, seeds: Sequence[int] = (0, 1), base_width: int = 128, nonlinearity: str = "tanh",
                    tolerance: float = 0.2, progress: Any = None) -> Any:
     """Coordinate check of the built-in MLP (16 -> width ... -> 4) on a fixed synthetic batch."""
-    from . import _torch  # noqa: F401  (torch without the numpy warning)
+    from . import torch_quiet  # noqa: F401  (torch without the numpy warning)
     import torch
 
     from .theory import parametrizations as P

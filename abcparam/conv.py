@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Tuple
 
-from . import _torch  # noqa: F401  (torch without the numpy warning)
+from . import torch_quiet  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Tuple
 
-from . import _torch  # noqa: F401  (torch without the numpy warning)
+from . import torch_quiet  # noqa: F401  (torch without the numpy warning)
 import torch
 
 __all__ = ["char_corpus", "next_char_batches"]

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from typing import Dict, Optional, Tuple
 
-from . import _torch  # noqa: F401  (torch without the numpy warning)
+from . import torch_quiet  # noqa: F401  (torch without the numpy warning)
 import torch
 
 from . import validate

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, NamedTuple, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
-from . import _torch  # noqa: F401  (torch without the numpy warning)
+from . import torch_quiet  # noqa: F401  (torch without the numpy warning)
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional, Tuple
 
-from . import _torch  # noqa: F401  (torch without the numpy warning)
+from . import torch_quiet  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap

@@ -36,7 +36,7 @@ import weakref
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import validate
-from . import _torch  # noqa: F401  (torch without the numpy warning)
+from . import torch_quiet  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .. import _torch  # noqa: F401  (torch without the numpy warning)
+from .. import torch_quiet  # noqa: F401  (torch without the numpy warning)
 import torch
 import torch.nn.functional as F
 from torch import nn

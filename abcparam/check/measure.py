@@ -7,7 +7,7 @@ import math
 from fractions import Fraction
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from .. import _torch  # noqa: F401  (torch without the numpy warning)
+from .. import torch_quiet  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 

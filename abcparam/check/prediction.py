@@ -9,7 +9,7 @@ import math
 from fractions import Fraction
 from typing import Dict, List, Optional, Tuple
 
-from .. import _torch  # noqa: F401  (torch without the numpy warning)
+from .. import torch_quiet  # noqa: F401  (torch without the numpy warning)
 from torch import nn
 
 from .. import theory

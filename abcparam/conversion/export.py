@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict, Mapping, Tuple
 
-from .. import _torch  # noqa: F401  (torch without the numpy warning)
+from .. import torch_quiet  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 

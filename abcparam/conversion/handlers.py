@@ -17,7 +17,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Callable, List, Mapping, Optional, Tuple
 
-from .. import _torch  # noqa: F401  (torch without the numpy warning)
+from .. import torch_quiet  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 

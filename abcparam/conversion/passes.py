@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, List, Optional, Set, Tuple
 
-from .. import _torch  # noqa: F401  (torch without the numpy warning)
+from .. import torch_quiet  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 

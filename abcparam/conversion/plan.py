@@ -11,7 +11,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .. import _torch  # noqa: F401  (torch without the numpy warning)
+from .. import torch_quiet  # noqa: F401  (torch without the numpy warning)
 from torch import nn
 
 from ..theory.parametrizations import Parametrization

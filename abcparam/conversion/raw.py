@@ -45,7 +45,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
 
-from .. import _torch  # noqa: F401  (torch without the numpy warning)
+from .. import torch_quiet  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 

@@ -25,7 +25,7 @@ from collections import Counter
 from fractions import Fraction
 from typing import Callable, Dict, Iterable, Tuple
 
-from .. import _torch  # noqa: F401  (torch without the numpy warning)
+from .. import torch_quiet  # noqa: F401  (torch without the numpy warning)
 from torch import nn
 
 __all__ = ["BaseModel", "ListedWidths", "WidthSource"]

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..attention import ScaleObserver, classify_attention, scale_exponent
 from ..check.width import coord_check
-from .._torch import torch
+from ..torch_quiet import torch
 from .. import theory, validate
 from ..check.engine import seeded_build, split_batch
 

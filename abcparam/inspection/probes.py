@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..conversion.handlers import is_hf_conv1d
 from ..layers import Conv1D, abc_modules
 from ..optim import muon_factor, wrap
-from .._torch import torch
+from ..torch_quiet import torch
 from .. import theory
 from ..check.engine import build_optimizers
 from ..conv import TORCH_CONVS, torch_conv

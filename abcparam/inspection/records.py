@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Dict, List, Optional, Tuple
 
-from .._torch import torch
+from ..torch_quiet import torch
 from .. import theory
 from ..text import table as text_table
 
