@@ -201,6 +201,12 @@ class WeightedLayer:
         )
 
 
+def _sizes_and_param(param: Any, **sizes: Any) -> Tuple[Tuple[int, ...], Parametrization]:
+    """A layer's first checks: each size a positive int (the error names it), then the parametrization."""
+    checked = tuple(_positive_int(value, name) for name, value in sizes.items())
+    return checked, Parametrization.require(param)
+
+
 class Linear(WeightedLayer, nn.Linear):
     """``nn.Linear`` with an abc-parametrization (docs/theory.md section 1, "Practical form").
 
@@ -252,9 +258,7 @@ class Linear(WeightedLayer, nn.Linear):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        in_features = _positive_int(in_features, "in_features")
-        out_features = _positive_int(out_features, "out_features")
-        param = Parametrization.require(param)
+        (in_features, out_features), param = _sizes_and_param(param, in_features=in_features, out_features=out_features)
         role = infer_role(in_features, out_features, role, param)
         alpha_ = validate.real(alpha, "alpha", zero_ok=False)
         if not isinstance(bias, bool):
@@ -321,9 +325,8 @@ class Embedding(WeightedLayer, nn.Embedding):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        num_embeddings = _positive_int(num_embeddings, "num_embeddings")
-        embedding_dim = _positive_int(embedding_dim, "embedding_dim")
-        param = Parametrization.require(param)
+        (num_embeddings, embedding_dim), param = _sizes_and_param(param, num_embeddings=num_embeddings,
+                                                                  embedding_dim=embedding_dim)
         if size_kind(embedding_dim, param.width) == "fixed":
             raise ValueError(
                 f"embedding_dim: {embedding_dim} is not width-sized at width {param.width} (a data size, smaller than the width), "
