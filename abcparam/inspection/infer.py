@@ -17,7 +17,6 @@ from .. import theory, validate
 from ..check.engine import seeded_build, split_batch
 
 nn = torch.nn
-F = torch.nn.functional
 
 from .probes import EXACT_TOL, decay, kind, layout, wrapped_optimizers, multiplier, owners, rates, role_of, snap
 from .records import SEVERITY, Estimate, Inspection, TensorUse

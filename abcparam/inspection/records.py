@@ -9,12 +9,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..torch_quiet import torch
 from .. import theory
 from ..text import table as text_table
 
-nn = torch.nn
-F = torch.nn.functional
 
 SEVERITY = {"unstable": 3, "trivial": 2, "kernel": 1, "feature_learning": 0}
 
