@@ -98,8 +98,8 @@ def _fingerprint() -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for path in sorted([*(ROOT / "abcparam").glob("*.py"), *(ROOT / "tests").glob("*.py")]):
-        h.update(path.name.encode() + path.read_bytes())
+    for path in sorted([*(ROOT / "abcparam").rglob("*.py"), *(ROOT / "tests").glob("*.py")]):
+        h.update(str(path.relative_to(ROOT)).encode() + path.read_bytes())
     return h.hexdigest()[:16]
 
 
