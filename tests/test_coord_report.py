@@ -304,7 +304,7 @@ def test_the_json_form_has_every_field_with_exact_exponents_and_no_non_finite_nu
         "theory_regime": "feature_learning", "measured_regime": "feature_learning", "expect": "feature_learning",
         "passed": False, "status": "fail", "agrees": False, "unowned": ["w"], "lr_too_large": {"width": 64, "loss_rise": 2.5},
         "decisive": [{"layer": "output", "quantity": "f_own", "step": 0}],  # a disagreement at init: no lr acts there
-        "escalation": [], "suggestion": {},
+        "escalation": [], "suggestion": {}, "lowered_from": None,
         "outcome": "FAIL: non-finite values (the run diverged), first at width 64, seed 0, step 1 in x h",
         "nonfinite": [{"width": 64, "seed": 0, "step": 1, "where": "x h"}], "no_prediction": None,
         "fits": [

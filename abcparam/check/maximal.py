@@ -138,8 +138,10 @@ def maximal_check(build: Callable[[int], nn.Module], widths: Sequence[int], batc
     """Train ``build(width)`` like :func:`abcparam.coord_check` and judge every trained tensor's own update against
     n^0 after the last step, escalating an inconclusive pass within ``budget`` seconds
     (:mod:`abcparam.check.escalation`); arguments validated by the caller, :func:`abcparam.testing.assert_mup`."""
-    return escalate(lambda w, s, escalated: _once(build, w, batch, optimizer, lr, steps, s, loss, tolerance, family, escalated),
-                    list(widths), list(seeds), budget)
+    def run(w: List[int], s: List[int], escalated: bool, scale: Fraction) -> MaximalReport:
+        return _once(build, w, batch, optimizer, lr * float(scale), steps, s, loss, tolerance, family, escalated)
+
+    return escalate(run, list(widths), list(seeds), budget)
 
 
 def _once(build: Callable[[int], nn.Module], widths: Sequence[int], batch: Batch, optimizer: Any, lr: float, steps: int,

@@ -33,6 +33,9 @@ class CoordReport(SizeRun):
     lr_too_large: Optional[Tuple[int, float]] = None
     escalation: List[str] = field(default_factory=list)
     suggestion: Dict[str, str] = field(default_factory=dict)
+    # measured at a smaller learning rate than asked (abcparam.check.escalation): the rate asked for, and the width and
+    # factor of the loss's rise there
+    lowered_from: Optional[Tuple[float, int, float]] = None
 
     @property
     def theory_regime(self) -> Optional[str]:
@@ -70,6 +73,14 @@ class CoordReport(SizeRun):
         return [f for f in self.fits if f.quantity in ("dh", "df", "h", "f") and (math.isinf(f.slope) or f.slope > self.tolerance)]
 
     def _decide(self) -> Tuple[str, str]:
+        status, why = self._judge()
+        if self.lowered_from is not None:
+            asked, w, rise = self.lowered_from
+            why += (f" (measured at lr {self.lr:g}: at the lr asked for, {asked:g}, the loss rises {rise:.1f}x at width {w}; "
+                    "a learning rate's constant changes no width exponent, docs/theory.md section 1)")
+        return status, why
+
+    def _judge(self) -> Tuple[str, str]:
         if self.diverged:
             first = self.nonfinite[0]
             return "fail", (f"non-finite values (the run diverged), first at width {first[0]}, seed {first[1]}, "
@@ -244,6 +255,7 @@ class CoordReport(SizeRun):
             "decisive": [{"layer": f.layer, "quantity": f.quantity, "step": f.step} for f in self.decisive],
             "escalation": self.escalation,
             "suggestion": self.suggestion,
+            "lowered_from": None if self.lowered_from is None else dict(zip(("lr", "width", "loss_rise"), self.lowered_from)),
             "outcome": self.outcome(),
             "nonfinite": [{"width": w, "seed": sd, "step": t, "where": what} for w, sd, t, what in self.nonfinite],
             "no_prediction": self.no_prediction,

@@ -99,10 +99,12 @@ def coord_check(
             as :func:`abcparam.inspect` infers them (the optimizer is then
             not rescaled for them: they are measured as built).
         budget: seconds the check may spend in all (default 30) when its
-            first pass is inconclusive: it then adds seeds, then moves the
-            widths up an octave (:mod:`abcparam.check.escalation`), each only
-            when its predicted cost fits, and reports what it added.  ``0`` or
-            ``None``: one pass only.
+            first pass is inconclusive: it then adds seeds, lowers a
+            learning rate under which the loss rises (to a quarter, twice at
+            most: the report's ``lowered_from`` says so), then moves the
+            widths up an octave, twice (:mod:`abcparam.check.escalation`),
+            each only when its predicted cost fits, and reports what it
+            added.  ``0`` or ``None``: one pass only.
 
     With ``depths=`` instead of ``widths`` (``build(depth) -> model`` at a
     fixed width) this is the depth check of docs/theory.md section 12,
@@ -133,8 +135,8 @@ def coord_check(
     declared = check_declared(exponents)
     validate.number(budget, "budget", zero_ok=True, none_ok=True, what="a time in seconds")
 
-    def run(widths: List[int], seeds: List[int], escalated: bool) -> CoordReport:
-        return _check_once(build, widths, batch, optimizer, lr, steps, seeds, loss_fn, modules, tolerance, expect, family,
+    def run(widths: List[int], seeds: List[int], escalated: bool, scale: Fraction) -> CoordReport:
+        return _check_once(build, widths, batch, optimizer, lr * float(scale), steps, seeds, loss_fn, modules, tolerance, expect, family,
                            alignment, progress, init_seeds, declared, escalated)
 
     return escalate(run, widths, seeds, budget)
