@@ -51,7 +51,7 @@ TOO_BIG = 20_000_000  # parameters at width 64: the config ignored the tiny size
 def tiny_config(transformers, kind: str, n: int):
     sizes = dict(hidden_size=n, intermediate_size=2 * n, head_dim=n // 4, num_attention_heads=4, num_key_value_heads=2,
                  num_hidden_layers=2, vocab_size=VOCAB, max_position_embeddings=64, bos_token_id=0, eos_token_id=0,
-                 pad_token_id=0,
+                 pad_token_id=0, query_pre_attn_scalar=n // 4,  # Gemma-2/3: the attention's 1/sqrt is of this (the head size)
                  # mixture-of-experts configs: 4 experts of their own width, 2 per token
                  num_experts=4, num_local_experts=4, n_routed_experts=4, moe_intermediate_size=n, num_experts_per_tok=2)
     return transformers.AutoConfig.for_model(kind, **sizes)

@@ -146,21 +146,85 @@ class Scaled(nn.Embedding):
         return super().forward(idx) * self.embedding_dim ** 0.5
 
 
+class Linearly(nn.Embedding):
+    """A subclass whose output is its rows times embedding_dim: a factor neither constant nor sqrt(d)."""
+
+    def forward(self, idx):
+        return super().forward(idx) * self.embedding_dim
+
+
+class Doubled(nn.Embedding):
+    def forward(self, idx):
+        return super().forward(idx) * 2.0
+
+
 class ManyInputs(nn.Linear):
     def forward(self, x, gate):
         return super().forward(x) * gate
 
 
 def test_a_subclass_that_computes_the_plain_layers_function_is_converted_and_one_that_does_not_is_marked():
-    model = nn.Sequential(Scaled(20, 64), OwnMatmul(64, 64), ManyInputs(64, 64), nn.Linear(64, 5))
+    model = nn.Sequential(Linearly(20, 64), OwnMatmul(64, 64), ManyInputs(64, 64), nn.Linear(64, 5))
     report = abcparam.convert(model, abcparam.mup(64, 16), widths=[64])
     assert roles(report) == {"1": "hidden", "3": "output"}
-    assert isinstance(model[1], abcparam.Linear) and type(model[0]) is Scaled and type(model[2]) is ManyInputs
+    assert isinstance(model[1], abcparam.Linear) and type(model[0]) is Linearly and type(model[2]) is ManyInputs
     # the others keep their forward (the scale, the second input) and have their tensors marked in place
     assert sorted(report.raw) == [("0.weight", "input", (20, 64)), ("2.bias", "vector", (64,)),
                                   ("2.weight", "hidden", (64, 64))]
     notes = dict(report.notes)
     assert "its output on a probe differs from nn.Embedding's" in notes["0"] and "nn.Linear" in notes["2"]
+
+
+class TiedLM(nn.Module):
+    """An embedding of class ``kind``, a hidden layer and a readout sharing the embedding's table (as Gemma ties)."""
+
+    def __init__(self, kind, d, vocab=50):
+        super().__init__()
+        self.emb, self.mid, self.head = kind(vocab, d), nn.Linear(d, d), nn.Linear(d, vocab, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, idx):
+        return self.head(torch.tanh(self.mid(self.emb(idx))))
+
+
+def test_an_embedding_scaled_by_sqrt_of_its_width_is_converted_with_the_factor_held_at_the_base_width():
+    idx = torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(1))
+    for source in ({"base": TiedLM(Scaled, 32)}, {"widths": [64]}):
+        model = TiedLM(Scaled, 64)
+        report = abcparam.convert(model, abcparam.mup(64, 16, form="table8"), **source)  # m = 4
+        assert report.scales == [("emb", pytest.approx(8.0), 4.0)]  # sqrt(64), held at sqrt(16), the base width's
+        plain = abcparam.Embedding(50, 64, param=abcparam.mup(64, 16, form="table8"))
+        assert isinstance(model.emb, abcparam.Embedding) and model.emb.weight_multiplier == pytest.approx(4.0 * plain.weight_multiplier)
+        # the readout that shared the table still does: tied, not given a weight of its own
+        assert isinstance(model.head, abcparam.TiedReadout) and model.head.weight is model.emb.weight
+        assert roles(report) == {"emb": "input", "mid": "hidden", "head": "output"}
+        assert "  emb: Scaled (output x 8)(50, 64) -> input" in str(report) and "  emb: 8 -> 4" in str(report)
+    # at the base width with init="keep" the model computes what it did (the factor held is the factor it had)
+    model = TiedLM(Scaled, 64)
+    before = model(idx)
+    abcparam.convert(model, abcparam.mup(64, 64, form="table8"), base=TiedLM(Scaled, 32), init="keep")
+    assert torch.allclose(model(idx), before, rtol=1e-5, atol=1e-6)
+
+
+def test_an_embedding_scaled_by_a_constant_keeps_it_and_one_scaled_otherwise_is_marked_or_its_tie_refused():
+    model = TiedLM(Doubled, 64)
+    report = abcparam.convert(model, abcparam.mup(64, 16, form="table8"), base=TiedLM(Doubled, 32))
+    assert report.scales == [("emb", pytest.approx(2.0), 2.0)] and isinstance(model.head, abcparam.TiedReadout)
+    # listed widths cannot tell a constant from a power of the width: marked in place, forward kept
+    model = nn.Sequential(Doubled(50, 64), nn.Linear(64, 5))
+    report = abcparam.convert(model, abcparam.mup(64, 16), widths=[64])
+    assert type(model[0]) is Doubled and report.raw == [("0.weight", "input", (50, 64))] and report.scales == []
+    # a factor of another law, whose table a readout shares: replacing the readout would untie it, so refused by name
+    model = TiedLM(Linearly, 64)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"^convert: 'head' shares its weight with 'emb.weight', which is marked in "
+                                         r"place rather than replaced, so replacing it would untie them; .*'head': 'skip'"):
+        abcparam.convert(model, abcparam.mup(64, 16, form="table8"), base=TiedLM(Linearly, 32))
+    assert [type(m) for m in (model.emb, model.mid, model.head)] == [Linearly, nn.Linear, nn.Linear]
+    assert model.head.weight is model.emb.weight and all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert not hasattr(model.emb, "abc_scales")
+    report = abcparam.convert(model, abcparam.mup(64, 16, form="table8"), base=TiedLM(Linearly, 32), roles={"head": "skip"})
+    assert type(model.emb) is Linearly and model.head.weight is model.emb.weight and report.scales == []
 
 
 class Attention(nn.Module):

@@ -186,3 +186,30 @@ def test_what_base_cannot_settle_is_named():
     with pytest.raises(ValueError, match=r"backbone\.layers\.0\.mixer\.x_proj\.weight dim 0 \(5/6\)"):
         abcparam.convert(model, abcparam.mup(64, 64), base=tiny("mamba", 128))
     assert not any(abcparam.layers.is_abc_layer(m) for m in model.modules())
+
+
+def gemma2(width):
+    cfg = transformers.Gemma2Config(vocab_size=50, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
+                                    num_attention_heads=4, num_key_value_heads=2, head_dim=width // 4,
+                                    query_pre_attn_scalar=width // 4, max_position_embeddings=16, bos_token_id=0,
+                                    eos_token_id=0, pad_token_id=0)
+    return transformers.Gemma2ForCausalLM(cfg)
+
+
+@pytest.mark.slow
+def test_gemma2s_scaled_embedding_keeps_its_tie_and_its_factor_at_the_base_width_and_passes_the_check():
+    """Gemma multiplies its embedding by sqrt(hidden_size) and ties the readout to the table: before, the embedding was
+    marked in place (no input layer for the check, which then failed: the factor grows like n^1/2) and the readout
+    got a weight of its own (the tie silently lost)."""
+    model = gemma2(128)
+    report = abcparam.convert(model, abcparam.mup(128, 64, form="table8"), base=gemma2(64))
+    assert [(n, round(old, 4), round(new, 4)) for n, old, new in report.scales] == [("model.embed_tokens", 11.3137, 8.0)]
+    assert isinstance(model.lm_head, abcparam.TiedReadout) and model.lm_head.weight is model.model.embed_tokens.weight
+
+    def build(n):
+        m = gemma2(n)
+        abcparam.convert(m, abcparam.mup(n, 128, form="table8"), base=gemma2(64))
+        return m
+
+    idx = torch.randint(0, 50, (2, 16), generator=torch.Generator().manual_seed(0))
+    abcparam.testing.assert_regime(build, "feature_learning", batch=(idx[:, :-1], idx[:, 1:]), optimizer=torch.optim.AdamW, lr=1e-2)

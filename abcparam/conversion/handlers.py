@@ -14,7 +14,9 @@ leaves the model as it was.
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Callable, List, Mapping, Optional, Tuple
 
 from .. import torch_quiet  # noqa: F401  (torch without the numpy warning)
@@ -32,7 +34,7 @@ from .raw import plan_raw
 from .report import Converted
 from .widths import WidthSource
 
-__all__ = ["Convolutions", "Handler", "HANDLERS", "Swap", "is_hf_conv1d"]
+__all__ = ["Convolutions", "Handler", "HANDLERS", "ScaledEmbeddings", "Swap", "embedding_factor", "is_hf_conv1d"]
 
 @dataclass
 class Swap(Change):
@@ -169,6 +171,81 @@ class WeightedLayers(Handler):
                     role=role, keep=_keep_weights)
 
 
+class ScaledEmbeddings(Handler):
+    """An ``nn.Embedding`` subclass whose forward is the table's rows times one constant factor c (HF's Gemma family
+    multiplies by sqrt(embedding_dim)): :class:`abcparam.Embedding` with ``alpha`` = c as it is at the base width.
+
+    A factor that grows with the width (c = sqrt(embedding_dim), in this build and in the base build) is a power of
+    the width the model computes itself, which no parametrization predicts; a constant of the practical form is what
+    it is at the base width (docs/theory.md section 1), so alpha = sqrt(embedding_dim / m) and the model is unchanged
+    at the base width.  A factor that is the same in both builds (``base=``) stays as it is.  One that follows neither
+    law, or any other factor when the widths are listed (one build cannot tell a constant from a power of the width),
+    is left to :func:`_mark_subclass` (marked in place, its forward kept).  Replacing the module (rather than marking it)
+    gives the width check its input layer and lets a readout that shares the table be tied.
+    """
+
+    def claims(self, mod, fqn, ctx):
+        return (isinstance(mod, nn.Embedding) and not is_abc_layer(mod) and not _plain_subclass(mod)
+                and embedding_factor(mod) is not None)
+
+    def plan(self, parent, attr, fqn, mod, ctx):
+        factor = embedding_factor(mod)
+        held = _held_factor(fqn, mod, factor, ctx)  # type: ignore[arg-type]
+        if held is None:
+            return _mark_subclass(fqn, mod, ctx)
+        what = f"{type(mod).__name__} (output x {factor:.6g})"
+        role, left = _role_or_left(fqn, mod, ctx, _role_from_widths, what)
+        if role is None:
+            return left
+        if role != "input":
+            raise ValueError(f"roles: embedding {fqn!r} can only be an input layer, got {role!r}")
+
+        def keep(layer: nn.Module, child: nn.Module) -> None:  # init='keep': the same output at the base width
+            with torch.no_grad():
+                layer.weight.copy_(child.weight * held / layer.weight_multiplier)
+
+        def build(ctx: Context) -> nn.Module:
+            layer = _build_layer(mod, role, ctx, alpha=held)
+            ctx.report.scales.append((fqn, float(factor), held))  # type: ignore[arg-type]
+            return layer
+
+        shape = (mod.num_embeddings, mod.embedding_dim)
+        return Swap(parent, attr, fqn, mod, build, Converted(fqn, what, role, shape), role=role, keep=keep)
+
+
+def embedding_factor(mod: nn.Embedding) -> Optional[float]:
+    """c when the module's own forward gives c times ``nn.Embedding.forward`` on a fixed probe (to float rounding; c
+    not 1), else None.  The forward is called unbound, so no hook runs."""
+    w = mod.weight
+    if w.is_meta or w.dim() != 2 or list(mod.children()) or set(n for n, _ in mod.named_parameters(recurse=False)) != {"weight"}:
+        return None
+    probe = torch.randint(0, w.shape[0], (3, 4), generator=torch.Generator(device=w.device).manual_seed(0), device=w.device)
+    try:
+        with torch.no_grad():
+            theirs, ours = type(mod).forward(mod, probe), nn.Embedding.forward(mod, probe)
+    except Exception:  # a forward that needs more than the ids: not a scaled table
+        return None
+    if not isinstance(theirs, torch.Tensor) or theirs.shape != ours.shape or not float((ours * ours).sum()) > 0:
+        return None
+    c = float((theirs * ours).sum() / (ours * ours).sum())
+    same = torch.allclose(theirs, c * ours, rtol=1e-4, atol=1e-6)
+    return c if same and math.isfinite(c) and not math.isclose(c, 1.0, rel_tol=1e-6) else None
+
+
+def _held_factor(fqn: str, mod: nn.Embedding, factor: float, ctx: Context) -> Optional[float]:
+    """The factor at the base width: sqrt(embedding_dim / m) for one that is sqrt(embedding_dim) (in the base build
+    too, when there is one), the factor itself when the base build has the same; None for any other law."""
+    root = math.isclose(factor, math.sqrt(mod.embedding_dim), rel_tol=1e-5)
+    other = ctx.widths.counterpart(fqn, mod) if ctx.widths is not None else None
+    theirs = embedding_factor(other) if other is not None else None
+    if theirs is not None and math.isclose(theirs, factor, rel_tol=1e-5):
+        return factor  # the same in both builds: a constant
+    if other is not None and not (root and theirs is not None and math.isclose(theirs, math.sqrt(other.embedding_dim), rel_tol=1e-5)):
+        return None
+    # sqrt(embedding_dim) (in both builds, or in the one there is: without a second build only this law is known)
+    return math.sqrt(float(Fraction(mod.embedding_dim) / ctx.param.width_mult)) if root else None
+
+
 class ForeignNorms(Handler):
     """A norm of the model's own class (HF's ``LlamaRMSNorm``): its gains marked vector-like in place.
 
@@ -234,8 +311,8 @@ class Convolutions(Handler):
 
 
 # the kinds, in the order they are asked: the first that claims a module decides for it
-HANDLERS: Tuple[Handler, ...] = (AbcLayers(), TorchNorms(), MultiheadAttentions(), WeightedLayers(), Convolutions(),
-                                 ForeignNorms())
+HANDLERS: Tuple[Handler, ...] = (AbcLayers(), TorchNorms(), MultiheadAttentions(), ScaledEmbeddings(), WeightedLayers(),
+                                 Convolutions(), ForeignNorms())
 
 
 def is_hf_conv1d(mod: nn.Module) -> bool:
@@ -366,8 +443,11 @@ def _mha_unsupported(child: nn.MultiheadAttention) -> str:
     return ""
 
 
-def _build_layer(child: nn.Module, role: str, ctx: Context) -> nn.Module:
+def _build_layer(child: nn.Module, role: str, ctx: Context, alpha: float = 1.0) -> nn.Module:
+    """abcparam's layer for ``child`` in ``role``; ``alpha`` multiplies the multiplier ``layer_kwargs`` give (default 1)."""
     w, kwargs = child.weight, dict(param=ctx.param, device=child.weight.device, dtype=child.weight.dtype, **ctx.layer_kwargs)
+    if alpha != 1.0:
+        kwargs["alpha"] = kwargs.get("alpha", 1.0) * alpha
     if isinstance(child, nn.Embedding):
         return Embedding(child.num_embeddings, child.embedding_dim, child.padding_idx, child.max_norm, child.norm_type,
                          child.scale_grad_by_freq, child.sparse, **kwargs)

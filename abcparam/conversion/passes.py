@@ -27,6 +27,7 @@ from ..layers import TiedReadout, can_tie, is_abc_layer
 from ..norms import TORCH_NORMS
 from .handlers import Swap
 from .plan import Change, Context
+from .raw import MarkRaw
 from .report import Converted
 
 __all__ = ["AttentionScales", "FusedPathOff", "HEAD_SIZES", "MarkBlocks", "Tie", "head_size", "plan_blocks", "plan_ties"]
@@ -67,9 +68,16 @@ def plan_ties(changes: List[Change], ctx: Context) -> List[Change]:
     """
     swaps = [c for c in changes if isinstance(c, Swap) and c.stage == "layer"]
     tables = {id(c.old.weight): c.fqn for c in swaps if isinstance(c.old, nn.Embedding)}
+    marked = {id(getattr(c.mod, t.name)): f"{c.fqn}.{t.name}" if c.fqn else t.name
+              for c in changes if isinstance(c, MarkRaw) for t in c.tensors}
     out: List[Change] = []
     for c in changes:
         emb = tables.get(id(c.old.weight)) if isinstance(c, Swap) and c.stage == "layer" and isinstance(c.old, nn.Linear) else None
+        shared = marked.get(id(getattr(c.old, "weight", None))) if isinstance(c, Swap) else None
+        if shared is not None:  # replacing the layer would give it a weight of its own: the tie would be lost
+            raise ValueError(f"convert: {c.fqn!r} shares its weight with {shared!r}, which is marked in place rather "
+                             "than replaced, so replacing it would untie them; untie them first, or leave it with "
+                             f"roles={{{c.fqn!r}: 'skip'}}")
         if emb is None:
             out.append(c)
             continue

@@ -29,6 +29,8 @@ class ConversionReport:
     attention: List[Tuple[str, float, float]] = field(default_factory=list)
     raw: List[Tuple[str, str, Tuple[int, ...]]] = field(default_factory=list)  # (tensor, role, shape)
     notes: List[Tuple[str, str]] = field(default_factory=list)  # (module, what was done to it instead of replacing it)
+    # (embedding, its output factor, the factor abcparam.Embedding's alpha holds: the base width's)
+    scales: List[Tuple[str, float, float]] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"converted {len(self.converted)} layer(s):"]
@@ -51,6 +53,10 @@ class ConversionReport:
             lines.append("attention scales set to the parametrization's (docs/theory.md section 14; the head dimension is "
                          "taken to grow with the width):")
             lines += [f"  {n}: {old:.6g} -> {new:.6g}" for n, old, new in self.attention]
+        if self.scales:
+            lines.append("embeddings that scale their output: the factor held at its base width's value as alpha "
+                         "(docs/theory.md section 1):")
+            lines += [f"  {n}: {old:.6g} -> {new:.6g}" for n, old, new in self.scales]
         if self.blocks:
             lines.append(f"residual blocks ({len(self.blocks)}; docs/theory.md section 12): each branch's output scaled by "
                          "m_L^-alpha with a forward hook, every tensor of the block trained with the depth factors; the "

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import Counter
 from fractions import Fraction
-from typing import Callable, Dict, Iterable, Tuple
+from typing import Callable, Dict, Iterable, Optional, Tuple
 
 from .. import torch_quiet  # noqa: F401  (torch without the numpy warning)
 from torch import nn
@@ -49,6 +49,10 @@ class WidthSource:
         changes (a per-channel tensor is vector-like whatever its channel count), so a size that moves in another
         ratio than the widths' is not refused."""
         raise NotImplementedError
+
+    def counterpart(self, fqn: str, mod: nn.Module) -> Optional[nn.Module]:
+        """The same module in the other build (None when the widths are listed, not read off a build)."""
+        return None
 
 
 class ListedWidths(WidthSource):
@@ -86,7 +90,7 @@ class BaseModel(WidthSource):
         self.ratio = Counter(changed.values()).most_common(1)[0][0]
         self.odd = {key: r for key, r in changed.items() if r != self.ratio}
 
-    def grows(self, fqn: str, mod: nn.Module, sizes: Sizes, any_ratio: bool = False) -> Tuple[bool, ...]:
+    def counterpart(self, fqn: str, mod: nn.Module) -> nn.Module:
         try:
             other = self.base.get_submodule(fqn)
         except AttributeError:
@@ -94,6 +98,10 @@ class BaseModel(WidthSource):
         if type(other) is not type(mod):
             raise ValueError(f"base: {fqn!r} is a {type(other).__name__} there and a {type(mod).__name__} in the model; "
                              "the base must be the same model built at another width")
+        return other
+
+    def grows(self, fqn: str, mod: nn.Module, sizes: Sizes, any_ratio: bool = False) -> Tuple[bool, ...]:
+        other = self.counterpart(fqn, mod)
         odd = [f"{fqn}.{n} dim {d} ({r.numerator}/{r.denominator})" for n, _ in mod.named_parameters(recurse=False)
                for (name, d), r in self.odd.items() if name == (f"{fqn}.{n}" if fqn else n)]
         if odd and not any_ratio:
