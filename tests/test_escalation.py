@@ -162,3 +162,25 @@ def test_a_rising_loss_is_measured_again_at_a_quarter_of_the_rate_and_the_report
     assert r.to_dict()["lowered_from"] == {"lr": 1.0, "width": 128, "loss_rise": rise}
     once = abcparam.coord_check(build, [128, 256, 512, 1024], batch, optimizer=torch.optim.SGD, lr=1.0, budget=0)
     assert once.status == "inconclusive" and once.lowered_from is None and "measured at lr" not in once.outcome()
+
+
+def test_only_the_first_pass_of_a_real_check_excuses_finite_width_corrections(monkeypatch):
+    from abcparam.check import stats
+
+    calls = []
+    judge = stats.judge
+
+    def recording(widths, *args, **kwargs):
+        calls.append((tuple(widths), kwargs["excuse"]))
+        return judge(widths, *args, **kwargs)
+
+    monkeypatch.setattr(stats, "judge", recording)
+    build = lambda n: MLP(16, n, 4, depth=2, param=abcparam.mup(n, 128), nonlinearity="relu")  # noqa: E731
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.randn(32, 16, generator=g), torch.randn(32, 4, generator=g))
+    r = abcparam.coord_check(build, [128, 256, 512, 1024], batch, optimizer=torch.optim.SGD, lr=0.1)
+    assert len(r.escalation) == 2  # the first pass, the seeds pass and one octave up: three passes judged
+    first = [excuse for widths, excuse in calls if widths == (128, 256, 512, 1024)]
+    n = len(first) // 2  # the first pass and the seeds pass judge the same widths, as many quantities each
+    assert n > 0 and first[:n] == [True] * n and first[n:] == [False] * n
+    assert [excuse for widths, excuse in calls if widths == (256, 512, 1024, 2048)] == [False] * n

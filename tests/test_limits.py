@@ -184,3 +184,12 @@ def test_mse_is_half_the_squared_error_summed_over_outputs_and_averaged_over_the
     f.requires_grad_(True)
     mse(f, y).backward()
     torch.testing.assert_close(f.grad, (f - y).detach() / 2)  # chi = (f - y) / N, N = 2
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1.0])
+def test_a_bad_input_bias_is_refused_by_name(bad):
+    from abcparam.limits import LinearLimit, LinearMLP
+
+    for make in (lambda: LinearLimit(3, 2, bias=bad), lambda: LinearMLP(3, 2, 16, bias=bad)):
+        with pytest.raises(ValueError, match=r"^bias: a finite number >= 0, got "):
+            make()

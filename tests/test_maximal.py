@@ -113,3 +113,18 @@ def test_the_report_renders_and_serialises():
     assert "layers.1.bias    dw        3" in text
     d = r.to_dict()
     assert d["status"] == "fail" and d["lr"] == 0.1 and len(d["fits"]) == 8 and d["escalation"] == []
+
+
+def test_check_mup_hands_its_loss_to_the_maximal_update_check_too():
+    # targets of 8 columns for a model of 4 outputs: only this loss reads them (the default MSE cannot broadcast)
+    x, y = _batch()
+    wide = torch.cat([y, y], dim=1)
+    seen = []
+
+    def loss(out, target):
+        seen.append(target.shape[1])
+        return ((out - target[:, :4]) ** 2).mean()
+
+    r = abcparam.testing.check_mup(_mlp(), batch=(x, wide), optimizer=torch.optim.Adam, lr=1e-2, loss=loss)
+    assert r.status == "pass" and set(seen) == {8}
+    assert len(seen) >= 2 * len(WIDTHS) * 2 * 3  # the steps of both checks (widths x seeds x steps each)

@@ -34,6 +34,23 @@ def test_a_sample_runs_the_modules_in_turn():
         "abcparam.check.width.x_b__mutmut_2", "abcparam.check.width.x_c__mutmut_9"]
 
 
+@pytest.mark.parametrize("rc, clean, status", [(0, True, "survived"), (1, True, "killed"), (2, True, "killed"),
+                                               (2, False, "error"), (4, True, "error"), (5, True, "error")])
+def test_a_collection_error_kills_a_mutant_only_when_the_tests_collect_without_it(monkeypatch, rc, clean, status):
+    runs = []
+
+    def run(cmd, cwd=None, env=None, **kw):
+        collect = "--collect-only" in cmd
+        runs.append(("collect" if collect else "test", env.get("MUTANT_UNDER_TEST")))
+        return type("Done", (), {"returncode": (0 if clean else 2) if collect else rc})()
+
+    monkeypatch.setattr(mutation.subprocess, "run", run)
+    name = "abcparam.theory.presets.xǁPresetǁc__mutmut_16"
+    assert mutation._run_one(name, {"abcparam.theory.presets.xǁPresetǁc": ["tests/t.py::a"]}, {}) == status
+    assert runs[0] == ("test", name)
+    assert runs[1:] == ([("collect", None)] if rc == 2 else [])  # the check runs without the mutant, only after rc 2
+
+
 import mutation_screen  # noqa: E402
 
 

@@ -466,3 +466,12 @@ def test_no_learning_rate_is_stable_when_the_initialisation_is_not_and_the_refus
         "input layer init: beta_1 = a_1+b_1 = 2 != 0, h^1 vanishes like n^-2; "
         "layer 2 init: beta_2 = a+b = 2 != 1/2, W^2 x scales like n^(-3/2) (vanishes); "
         "readout init: beta_3 = a+b = -1/2 < 1/2, f_0 blows up like n^1")
+
+
+def test_canonical_with_b_but_no_c_is_refused_by_name():
+    from abcparam.theory.symmetry import canonical
+
+    with pytest.raises(TypeError, match=r"^c: got NoneType None; allowed: int, Fraction"):
+        canonical([0, 0, 0], [0, "1/2", "1/2"])
+    with pytest.raises(TypeError, match=r"^b: got NoneType None; allowed"):
+        canonical([0, 0, 0], None, [0, 0, 0])

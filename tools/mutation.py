@@ -117,15 +117,25 @@ def _run_one(name: str, tests_of: dict, duration: dict, factor: float = 4.0) -> 
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=limit).returncode
     except subprocess.TimeoutExpired:
         return "timeout"
-    # pytest exits 1 when a test failed; any other non-zero code (a collection or usage error, no test found) is not
-    # evidence against the mutant
+    # pytest exits 1 when a test failed, 2 when collection failed (a test module that builds a model at import); any
+    # other code (a usage error, no test found) is not evidence against the mutant, nor is a collection error that
+    # happens without the mutant too
+    if rc == 2 and _collects(tests):
+        return "killed"
     return {0: "survived", 1: "killed"}.get(rc, "error")
+
+
+def _collects(tests) -> bool:
+    """Whether ``tests`` are collected without error when no mutant is active (so an error with one is its doing)."""
+    env = {k: v for k, v in os.environ.items() if k != "MUTANT_UNDER_TEST"}
+    return subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *tests],
+                          cwd=ROOT / "mutants", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
 
 
 def run_direct(names, processes: int = 2) -> dict:
     """Run each mutant's tests (mutmut's test map) in ./mutants with the mutant active, stopping at the first failure,
     under a wall-clock limit of 60 s + 4x the tests' recorded time (a time-out is retried once at 12x): "killed" when
-    a test fails, "survived" when all pass, "timeout" when it runs past the limit, "no tests" when no test reaches
+    a test fails (or their collection fails with the mutant active and not without it), "survived" when all pass, "timeout" when it runs past the limit, "no tests" when no test reaches
     the function, "error" when pytest ends otherwise (a collection or usage error).  Used instead of ``mutmut run``
     for samples: mutmut's CPU-time limit misfires with multi-threaded torch here (some of its "time-outs" pass every
     test) and burns the whole limit on each."""

@@ -1,7 +1,7 @@
 """Screen every mutant of some functions against a chosen set of tests, in one pytest session: a quick triage.
 
-    python tools/mutation.py coord --sample 1          # (once) let mutmut generate ./mutants and its test map
-    python tools/mutation_screen.py coord _decide,summary -- tests/test_coord_report.py
+    python tools/mutation.py check.report --sample 1     # (once) let mutmut generate ./mutants and its test map
+    python tools/mutation_screen.py check.report _decide,summary -- tests/test_coord_report.py
 
 Where ``tools/mutation.py --sample`` measures the score (each sampled mutant against every test mutmut maps to
 it, in a fresh process), this runs *all* mutants of the named functions against the tests you choose, with no
