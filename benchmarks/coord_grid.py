@@ -244,7 +244,8 @@ def main(argv: List[str]) -> int:
     ordinary = [st for c, st in correct.items() if c.lr == LRS[c.family][0] or c.lr == LRS[c.family][1]]
     print(f"  at ordinary rates (SGD <= 0.1, Adam <= 1e-2): {ordinary.count('inconclusive')} of {len(ordinary)} inconclusive")
     escalated = [r for r in outcome.values() if r.escalation]
-    print(f"  escalated: {len(escalated)} cells ({sum(r.status != 'inconclusive' for r in escalated)} decided by it)")
+    print(f"  escalated: {len(escalated)} cells ({sum(r.status != 'inconclusive' for r in escalated)} decided by it; "
+          f"{sum(r.lowered_from is not None for r in escalated)} measured at a lowered learning rate)")
     for cell, report in outcome.items():
         if report.status == "fail":
             print(f"  FALSE ALARM {cell.label()}: {report.outcome()}")

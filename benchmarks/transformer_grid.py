@@ -299,6 +299,9 @@ def main(argv: List[str]) -> int:
     counts = {s: sum(1 for v in correct.values() if v.status == s) for s in ("pass", "inconclusive", "fail")}
     print(f"\nwidths {list(WIDTHS)}, {abcparam.testing.CI_STEPS} steps, seeds {list(abcparam.testing.CI_SEEDS)}, AdamW")
     print(f"correct models: {len(correct)} cells: {counts['pass']} pass, {counts['inconclusive']} inconclusive, {counts['fail']} fail")
+    by_lr = {lr: [v.status for c, v in correct.items() if c.lr == lr] for lr in sorted({c.lr for c in correct})}
+    print("  inconclusive by learning rate: " + ", ".join(f"AdamW {lr:g}: {st.count('inconclusive')} of {len(st)}"
+                                                         for lr, st in by_lr.items()))
     for cell, report in correct.items():
         if report.status == "fail":
             print(f"  FALSE ALARM {cell.label()}: {report.text.splitlines()[2]}")
