@@ -44,7 +44,12 @@ from . import validate
 from .validate import positive_int as _positive_int
 from .theory import exponent
 
-__all__ = ["ScaledDotProductAttention", "ScaleObserver", "AttentionVerdict", "classify_attention", "scale_exponent"]
+__all__ = ["HEAD_SIZES", "ScaledDotProductAttention", "ScaleObserver", "AttentionVerdict", "classify_attention", "module_scales",
+           "scale_exponent"]
+
+# the names attention classes give their head size (HF transformers: head_dim in most, head_size in GPT-NeoX,
+# attention_head_size in BERT-like ones, qk_head_dim where queries and keys have their own, as in multi-latent attention)
+HEAD_SIZES = ("head_dim", "head_size", "attention_head_size", "attention_head_dim", "qk_head_dim")
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,20 @@ class ScaleObserver(TorchFunctionMode):
             d = int(q.shape[-1])
             self.calls.append((d, float(scale) if scale is not None else 1.0 / math.sqrt(d)))
         return func(*args, **kwargs)
+
+
+def module_scales(model: nn.Module) -> List[Tuple[int, float]]:
+    """``(head size, scale)`` of every module of ``model`` (in module order) that exposes a float ``scaling`` and an int
+    head size (:data:`HEAD_SIZES`): the attention scales of a model that computes its logits inline (HF's eager
+    attention), which :class:`ScaleObserver` cannot see.  The first head-size attribute present is read."""
+    out = []
+    for mod in model.modules():
+        scaling = getattr(mod, "scaling", None)
+        if isinstance(scaling, float) and not isinstance(mod, (MultiheadAttention, ScaledDotProductAttention)):
+            d = next((v for v in (getattr(mod, n, None) for n in HEAD_SIZES) if isinstance(v, int) and not isinstance(v, bool) and v > 0), None)
+            if d is not None:
+                out.append((d, scaling))
+    return out
 
 
 def scale_exponent(calls_by_width: List[List[Tuple[int, float]]]) -> List[Tuple[Optional[Fraction], float, str]]:

@@ -222,3 +222,20 @@ def test_attention_calls_that_change_in_number_with_width_make_the_check_inconcl
     (row,) = [f for f in r.fits if f.quantity == "scale"]
     assert row.layer == "attention" and row.status == "inconclusive" and math.isnan(row.slope)
     assert "the number of attention calls changes with width" in str(r) and r.status == "inconclusive", str(r)
+
+
+def test_module_scales_reads_each_attention_modules_head_size_and_scale_in_module_order():
+    from torch import nn as tnn
+
+    from abcparam.attention import HEAD_SIZES, module_scales
+
+    class Eager(tnn.Module):  # computes its logits inline, as HF's eager attention does
+        def __init__(self, name, d, scaling):
+            super().__init__()
+            setattr(self, name, d)
+            self.scaling = scaling
+
+    model = tnn.Sequential(*(Eager(name, 8 * (k + 1), 0.5 / (k + 1)) for k, name in enumerate(HEAD_SIZES)),
+                           Eager("head_dim", True, 0.1), Eager("head_dim", 16, 1))  # a bool size, an int scale: skipped
+    assert module_scales(model) == [(8 * (k + 1), 0.5 / (k + 1)) for k in range(len(HEAD_SIZES))]
+    assert module_scales(tnn.Linear(2, 2)) == []

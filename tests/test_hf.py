@@ -206,10 +206,15 @@ def test_gemma2s_scaled_embedding_keeps_its_tie_and_its_factor_at_the_base_width
     assert [(n, round(old, 4), round(new, 4)) for n, old, new in report.scales] == [("model.embed_tokens", 11.3137, 8.0)]
     assert isinstance(model.lm_head, abcparam.TiedReadout) and model.lm_head.weight is model.model.embed_tokens.weight
 
-    def build(n):
+    def build(n, scale_attention=True):
         m = gemma2(n)
-        abcparam.convert(m, abcparam.mup(n, 128, form="table8"), base=gemma2(64))
+        abcparam.convert(m, abcparam.mup(n, 128, form="table8"), base=gemma2(64), scale_attention=scale_attention)
         return m
 
     idx = torch.randint(0, 50, (2, 16), generator=torch.Generator().manual_seed(0))
-    abcparam.testing.assert_regime(build, "feature_learning", batch=(idx[:, :-1], idx[:, 1:]), optimizer=torch.optim.AdamW, lr=1e-2)
+    kw = dict(batch=(idx[:, :-1], idx[:, 1:]), optimizer=torch.optim.AdamW, lr=1e-2)
+    abcparam.testing.assert_regime(build, "feature_learning", **kw)
+    # its eager attention computes the logits inline (no F.scaled_dot_product_attention call to observe): the check
+    # reads the scale the attention modules expose, and 1/sqrt(d_head) kept fails
+    with pytest.raises(AssertionError, match="attention 0"):
+        abcparam.testing.assert_regime(lambda n: build(n, scale_attention=False), "feature_learning", **kw)

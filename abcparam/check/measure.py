@@ -172,11 +172,12 @@ def measure(
             return rec.take(), None if f is None else f.detach().float().clone()
 
         if attention_calls is not None:  # every F.scaled_dot_product_attention call of the first forward, with its scale
-            from ..attention import ScaleObserver
+            from ..attention import ScaleObserver, module_scales
 
             with ScaleObserver() as seen:
                 h0, f0 = look()
-            attention_calls.extend(seen.calls)
+            # none: logits computed inline (HF's eager attention); the scales its attention modules expose instead
+            attention_calls.extend(seen.calls or module_scales(model))
         else:
             h0, f0 = look()
         order = list(rec.order)

@@ -23,6 +23,7 @@ from .. import torch_quiet  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 
+from ..attention import HEAD_SIZES
 from ..layers import TiedReadout, can_tie, is_abc_layer
 from ..norms import TORCH_NORMS
 from .handlers import Swap
@@ -131,9 +132,6 @@ class AttentionScales(Change):
                               "abcparam.ScaledDotProductAttention")
 
 
-# the names attention classes give their head size (HF transformers: head_dim in most, head_size in GPT-NeoX,
-# attention_head_size in BERT-like ones, qk_head_dim where queries and keys have their own, as in multi-latent attention)
-HEAD_SIZES = ("head_dim", "head_size", "attention_head_size", "attention_head_dim", "qk_head_dim")
 
 
 def head_size(mod: nn.Module) -> Optional[int]:
