@@ -17,6 +17,7 @@ import sys
 from typing import Any, List, NoReturn, Optional, Sequence
 
 from . import theory
+from .check.escalation import DEFAULT_BUDGET
 from .text import table as text_table
 
 __all__ = ["main"]
@@ -128,7 +129,7 @@ _PRESET_PARAMS = ("sp", "sp_inv_n", "ntk", "mup", "mup_table8", "mean_field")
 
 def _builtin_check(preset: str, optimizer: str, widths: Sequence[int], *, lr: Optional[float] = None, depth: int = 3,
                    steps: int = 3, seeds: Sequence[int] = (0, 1), base_width: int = 128, nonlinearity: str = "tanh",
-                   tolerance: float = 0.2, progress: Any = None) -> Any:
+                   tolerance: float = 0.2, progress: Any = None, budget: Optional[float] = DEFAULT_BUDGET) -> Any:
     """Coordinate check of the built-in MLP (16 -> width ... -> 4) on a fixed synthetic batch."""
     from . import torch_quiet  # noqa: F401  (torch without the numpy warning)
     import torch
@@ -164,7 +165,7 @@ def _builtin_check(preset: str, optimizer: str, widths: Sequence[int], *, lr: Op
     return coord_check(
         lambda n: MLP(16, n, 4, depth=depth, param=make(n), nonlinearity=nonlinearity),
         widths, batch, optimizer=opt_cls, lr=DEFAULT_LR[family] if lr is None else lr,
-        steps=steps, seeds=seeds, tolerance=tolerance, progress=progress,
+        steps=steps, seeds=seeds, tolerance=tolerance, progress=progress, budget=budget,
     )
 
 
@@ -191,6 +192,9 @@ def _add_coordcheck(sub: Any) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--nonlinearity", default="tanh", choices=["tanh", "gelu", "relu", "linear"])
     p.add_argument("--tolerance", type=float, default=0.2)
+    p.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
+                   help=f"seconds the check may spend adding passes when the first cannot decide (default "
+                        f"{DEFAULT_BUDGET:g}; 0: one pass)")
     p.add_argument("--plot", metavar="PATH", help="save the coordinate-check figure (needs matplotlib)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--markdown", action="store_true", help="print the report as markdown")
@@ -203,7 +207,7 @@ EXIT_DISAGREES, EXIT_USAGE, EXIT_PLOT, EXIT_INCONCLUSIVE = 1, 2, 3, 4
 def _run_coordcheck(args: argparse.Namespace) -> int:
     report = _builtin_check(args.preset, args.optimizer, args.widths, lr=args.lr, depth=args.depth, steps=args.steps,
                             seeds=args.seeds, base_width=args.base_width, nonlinearity=args.nonlinearity,
-                            tolerance=args.tolerance)
+                            tolerance=args.tolerance, budget=args.budget)
     # The report first: a figure that cannot be drawn must not cost the measurements.
     print(report.to_json(indent=2) if args.json else (report.to_markdown() if args.markdown else str(report)), flush=True)
     if report.agrees:

@@ -308,10 +308,15 @@ def test_cli_coordcheck_json_and_exit_status(capsys):
                "--tolerance", "0.01"])
     out = capsys.readouterr().out
     assert rc == 1 and "FAIL" in out
-    # a learning rate under which the loss rises at the base width cannot decide: inconclusive, exit 4
-    rc = main(["coordcheck", "--preset", "mup", "--optimizer", "sgd", "--widths", "128", "256", "512", "--seeds", "0", "--lr", "3"])
+    # a learning rate under which the loss rises at the base width cannot decide in one pass: inconclusive, exit 4
+    rc = main(["coordcheck", "--preset", "mup", "--optimizer", "sgd", "--widths", "128", "256", "512", "--seeds", "0", "--lr", "3",
+               "--budget", "0"])
     out = capsys.readouterr().out
     assert rc == 4 and "INCONCLUSIVE: the loss rises" in out and "a smaller learning rate" in out
+    # with the default budget the check measures again at a lowered rate, and says so
+    rc = main(["coordcheck", "--preset", "mup", "--optimizer", "sgd", "--widths", "128", "256", "512", "--seeds", "0", "--lr", "3"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "PASS" in out and "at the lr asked for, 3, the loss rises" in out
 
 
 def test_cli_coordcheck_plot_failure_keeps_the_report(capsys, tmp_path, monkeypatch):
