@@ -128,3 +128,32 @@ def test_check_mup_hands_its_loss_to_the_maximal_update_check_too():
     r = abcparam.testing.check_mup(_mlp(), batch=(x, wide), optimizer=torch.optim.Adam, lr=1e-2, loss=loss)
     assert r.status == "pass" and set(seen) == {8}
     assert len(seen) >= 2 * len(WIDTHS) * 2 * 3  # the steps of both checks (widths x seeds x steps each)
+
+
+def test_a_tensor_that_never_moves_is_not_judged():
+    # all-zero inputs: the input layer's weight gets a zero gradient and moves nothing, at every width and seed (its
+    # own update would be log(0) to a slope fit); it is listed, not judged, and fails nothing
+    x, y = _batch()
+    r = maximal_check(_mlp(), WIDTHS, (torch.zeros_like(x), y), optimizer=torch.optim.Adam, lr=1e-2, budget=0)
+    frozen = [f for f in r.fits if f.layer == "layers.0.weight"]
+    assert len(frozen) == 1 and frozen[0].status == "-" and "never moves" in frozen[0].reason
+    assert all(f.status != "-" for f in r.fits if f.layer != "layers.0.weight") and r.status != "fail"
+
+
+def test_a_tensor_zero_at_some_widths_only_is_undecided(monkeypatch):
+    from abcparam.check import maximal
+
+    calls = []
+    original = maximal._own_updates
+
+    def first_zero(*args):
+        out = original(*args)
+        calls.append(1)
+        if len(calls) == 1:  # the smallest width, first seed: as if that tensor had not moved there
+            out["layers.0.bias"] = 0.0
+        return out
+
+    monkeypatch.setattr(maximal, "_own_updates", first_zero)
+    r = maximal_check(_mlp(), WIDTHS, _batch(), optimizer=torch.optim.Adam, lr=1e-2, budget=0)
+    (f,) = [f for f in r.fits if f.layer == "layers.0.bias"]
+    assert f.status == "inconclusive" and "some widths or seeds only" in f.reason and r.status == "inconclusive"

@@ -164,6 +164,16 @@ def _once(build: Callable[[int], nn.Module], widths: Sequence[int], batch: Batch
     for key, per_width in table.items():
         if any(math.isnan(v) for row in per_width for v in row):
             continue  # not measured at every width and seed (a module that is not always called)
+        values = [v for row in per_width for v in row]
+        if all(v == 0 for v in values):  # its gradient is structurally zero (a bias before a batch norm): nothing moves
+            fits.append(Fit(key, "-", "dw", steps, math.nan, 0.0, Fraction(0), None, "-", 0.0, 0.0,
+                            "exactly zero at every width and seed: the tensor never moves, whatever its rate"))
+            continue
+        if min(values) <= 0:  # zero at some widths or seeds only: no slope to fit
+            fits.append(Fit(key, "-", "dw", steps, math.nan, 0.0, Fraction(0), None, "inconclusive", 0.0, 0.0,
+                            "exactly zero at some widths or seeds only: no slope can be fitted",
+                            "other seeds, or a batch on which the tensor moves"))
+            continue
         j = stats.judge(list(widths), per_width, 0.0, tolerance, excuse=not escalated)
         ok = {"agree": True, "disagree": False}.get(j.status)
         fits.append(Fit(key, "-", "dw", steps, j.slope, j.spread, Fraction(0), ok, j.status, j.noise, j.margin, j.reason, j.settle))
