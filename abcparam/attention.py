@@ -44,8 +44,8 @@ from . import validate
 from .validate import positive_int as _positive_int
 from .theory import exponent
 
-__all__ = ["HEAD_SIZES", "ScaledDotProductAttention", "ScaleObserver", "AttentionVerdict", "classify_attention", "module_scales",
-           "scale_exponent"]
+__all__ = ["HEAD_SIZES", "ScaledDotProductAttention", "ScaleObserver", "AttentionVerdict", "classify_attention", "head_sizes",
+           "module_scales", "scale_exponent"]
 
 # the names attention classes give their head size (HF transformers: head_dim in most, head_size in GPT-NeoX,
 # attention_head_size in BERT-like ones, qk_head_dim where queries and keys have their own, as in multi-latent attention)
@@ -144,17 +144,23 @@ class ScaleObserver(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def head_sizes(mod: nn.Module) -> List[int]:
+    """The head sizes a module exposes: its positive int attributes named in :data:`HEAD_SIZES`, in that order."""
+    sizes = (getattr(mod, name, None) for name in HEAD_SIZES)
+    return [d for d in sizes if isinstance(d, int) and not isinstance(d, bool) and d > 0]
+
+
 def module_scales(model: nn.Module) -> List[Tuple[int, float]]:
     """``(head size, scale)`` of every module of ``model`` (in module order) that exposes a float ``scaling`` and an int
-    head size (:data:`HEAD_SIZES`): the attention scales of a model that computes its logits inline (HF's eager
+    head size (:func:`head_sizes`): the attention scales of a model that computes its logits inline (HF's eager
     attention), which :class:`ScaleObserver` cannot see.  The first head-size attribute present is read."""
     out = []
     for mod in model.modules():
         scaling = getattr(mod, "scaling", None)
         if isinstance(scaling, float) and not isinstance(mod, (MultiheadAttention, ScaledDotProductAttention)):
-            d = next((v for v in (getattr(mod, n, None) for n in HEAD_SIZES) if isinstance(v, int) and not isinstance(v, bool) and v > 0), None)
-            if d is not None:
-                out.append((d, scaling))
+            sizes = head_sizes(mod)
+            if sizes:
+                out.append((sizes[0], scaling))
     return out
 
 

@@ -175,6 +175,9 @@ class ScaledEmbeddings(Handler):
     """An ``nn.Embedding`` subclass whose forward is the table's rows times one constant factor c (HF's Gemma family
     multiplies by sqrt(embedding_dim)): :class:`abcparam.Embedding` with ``alpha`` = c as it is at the base width.
 
+    Claims every ``nn.Embedding`` subclass with behaviour of its own; one whose forward is not a scaled table goes to
+    :func:`_mark_subclass`, as :class:`WeightedLayers` would send it.
+
     A factor that grows with the width (c = sqrt(embedding_dim), in this build and in the base build) is a power of
     the width the model computes itself, which no parametrization predicts; a constant of the practical form is what
     it is at the base width (docs/theory.md section 1), so alpha = sqrt(embedding_dim / m) and the model is unchanged
@@ -185,13 +188,12 @@ class ScaledEmbeddings(Handler):
     """
 
     def claims(self, mod, fqn, ctx):
-        return (isinstance(mod, nn.Embedding) and not is_abc_layer(mod) and not _plain_subclass(mod)
-                and embedding_factor(mod) is not None)
+        return isinstance(mod, nn.Embedding) and not is_abc_layer(mod) and not _plain_subclass(mod)
 
     def plan(self, parent, attr, fqn, mod, ctx):
         factor = embedding_factor(mod)
-        held = _held_factor(fqn, mod, factor, ctx)  # type: ignore[arg-type]
-        if held is None:
+        held = None if factor is None else _held_factor(fqn, mod, factor, ctx)
+        if held is None:  # not a scaled table, or a factor of another law: kept, its tensors marked
             return _mark_subclass(fqn, mod, ctx)
         what = f"{type(mod).__name__} (output x {factor:.6g})"
         role, left = _role_or_left(fqn, mod, ctx, _role_from_widths, what)
@@ -235,15 +237,19 @@ def embedding_factor(mod: nn.Embedding) -> Optional[float]:
 def _held_factor(fqn: str, mod: nn.Embedding, factor: float, ctx: Context) -> Optional[float]:
     """The factor at the base width: sqrt(embedding_dim / m) for one that is sqrt(embedding_dim) (in the base build
     too, when there is one), the factor itself when the base build has the same; None for any other law."""
-    root = math.isclose(factor, math.sqrt(mod.embedding_dim), rel_tol=1e-5)
+    def is_root(emb: nn.Embedding, c: float) -> bool:
+        return math.isclose(c, math.sqrt(emb.embedding_dim), rel_tol=1e-5)
+
+    held_root = math.sqrt(float(Fraction(mod.embedding_dim) / ctx.param.width_mult)) if is_root(mod, factor) else None
     other = ctx.widths.counterpart(fqn, mod) if ctx.widths is not None else None
-    theirs = embedding_factor(other) if other is not None else None
-    if theirs is not None and math.isclose(theirs, factor, rel_tol=1e-5):
-        return factor  # the same in both builds: a constant
-    if other is not None and not (root and theirs is not None and math.isclose(theirs, math.sqrt(other.embedding_dim), rel_tol=1e-5)):
+    if other is None:  # listed widths: one build, in which only the sqrt law can be told
+        return held_root
+    theirs = embedding_factor(other)
+    if theirs is None:
         return None
-    # sqrt(embedding_dim) (in both builds, or in the one there is: without a second build only this law is known)
-    return math.sqrt(float(Fraction(mod.embedding_dim) / ctx.param.width_mult)) if root else None
+    if math.isclose(theirs, factor, rel_tol=1e-5):
+        return factor  # the same in both builds: a constant
+    return held_root if is_root(other, theirs) else None
 
 
 class ForeignNorms(Handler):

@@ -23,7 +23,7 @@ from .. import torch_quiet  # noqa: F401  (torch without the numpy warning)
 import torch
 from torch import nn
 
-from ..attention import HEAD_SIZES
+from ..attention import HEAD_SIZES, head_sizes
 from ..layers import TiedReadout, can_tie, is_abc_layer
 from ..norms import TORCH_NORMS
 from .handlers import Swap
@@ -132,15 +132,9 @@ class AttentionScales(Change):
                               "abcparam.ScaledDotProductAttention")
 
 
-
-
 def head_size(mod: nn.Module) -> Optional[int]:
     """The head size whose 1/sqrt is the module's ``scaling`` (None when no head-size attribute gives it)."""
-    for name in HEAD_SIZES:
-        d = getattr(mod, name, None)
-        if isinstance(d, int) and not isinstance(d, bool) and d > 0 and math.isclose(mod.scaling, d ** -0.5, rel_tol=1e-9):
-            return d
-    return None
+    return next((d for d in head_sizes(mod) if math.isclose(mod.scaling, d ** -0.5, rel_tol=1e-9)), None)
 
 
 class _NoFastPath:
