@@ -53,8 +53,20 @@ def tiny_config(transformers, kind: str, n: int):
                  num_hidden_layers=2, vocab_size=VOCAB, max_position_embeddings=64, bos_token_id=0, eos_token_id=0,
                  pad_token_id=0, query_pre_attn_scalar=n // 4,  # Gemma-2/3: the attention's 1/sqrt is of this (the head size)
                  # mixture-of-experts configs: 4 experts of their own width, 2 per token
-                 num_experts=4, num_local_experts=4, n_routed_experts=4, moe_intermediate_size=n, num_experts_per_tok=2)
-    return transformers.AutoConfig.for_model(kind, **sizes)
+                 num_experts=4, num_local_experts=4, n_routed_experts=4, moe_intermediate_size=n, num_experts_per_tok=2,
+                 # every other inner size a config names grows with n too (left at its default, a fixed size would sit
+                 # beside width-sized ones in one tensor): multi-latent attention's ranks and head parts, a factored
+                 # embedding's size, RoCBERT's pronunciation and shape embeddings
+                 q_lora_rank=n // 2, kv_lora_rank=n // 2, qk_nope_head_dim=n // 8, qk_rope_head_dim=n // 8,
+                 v_head_dim=n // 4, embedding_size=n // 2, pronunciation_embed_dim=n // 2, shape_embed_dim=n // 2,
+                 # state-space layers: the rank of Mamba's step size fixed at 8 (its default, ceil(n / 16), grows
+                 # while the state size stays 16, which puts width-sized and fixed rows in x_proj); Mamba-2's heads
+                 # grow with n, each of size 32 (heads x head size = 2 n, the inner size)
+                 time_step_rank=8, mamba_dt_rank=8, mamba_n_heads=n // 16, mamba_num_heads=n // 16, mamba_d_head=32,
+                 mamba_head_dim=32, mamba_d_ssm=2 * n)
+    cls = transformers.CONFIG_MAPPING[kind]  # a size the config computes (a property without a setter) is not passed
+    fixed = {k for k in sizes if isinstance(getattr(cls, k, None), property) and getattr(cls, k).fset is None}
+    return transformers.AutoConfig.for_model(kind, **{k: v for k, v in sizes.items() if k not in fixed})
 
 
 def builder(transformers, kind: str) -> Callable[[int], nn.Module]:

@@ -1,11 +1,17 @@
 """benchmarks/hf_zoo.py on a fixed sample of ten diverse causal LMs of transformers (dense, grouped-query, parallel
-block, mixture of experts, hybrid state-space, recurrent): each converts with base= and nothing else and owns every
-trained tensor; a state-space model whose projection moves in another ratio is refused by name."""
+block, mixture of experts, state-space,
+hybrid, recurrent): each converts with base= and nothing else and owns every
+trained tensor; Mamba with its own step-size rank, and a Mamba-2 hybrid, are refused by name (one projection with
+width-sized and fixed rows)."""
 
 import importlib.util
+import math
 import pathlib
 
 import pytest
+
+import abcparam
+import torch
 
 transformers = pytest.importorskip("transformers")
 
@@ -14,7 +20,7 @@ spec = importlib.util.spec_from_file_location("hf_zoo", ROOT / "benchmarks" / "h
 hf_zoo = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(hf_zoo)
 
-SAMPLE = ["llama", "gpt_neox", "mixtral", "qwen3_moe", "falcon_h1", "nemotron_h", "rwkv", "xlstm", "gemma2", "bloom"]
+SAMPLE = ["llama", "gpt_neox", "mixtral", "qwen3_moe", "mamba", "jamba", "deepseek_v4", "rwkv", "xlstm", "gemma2"]
 
 
 @pytest.mark.parametrize("kind", SAMPLE)
@@ -24,9 +30,30 @@ def test_a_sample_of_the_zoo_converts_from_a_base_build_and_owns_every_tensor(ki
     assert row["converted"].startswith("yes") and row["owned"] == "yes", row
 
 
-def test_a_state_space_model_the_base_cannot_settle_is_refused_by_name():
-    row = hf_zoo.run_one(transformers, "mamba", check=False)
-    assert row["converted"].startswith("refused") and "x_proj.weight" in row["converted"]
+def test_the_tiny_config_passes_no_size_the_config_computes_itself():
+    # xLSTM's v_head_dim and Falcon's head_dim are read-only properties: passing them would fail the build
+    for kind, computed in (("xlstm", "v_head_dim"), ("falcon", "head_dim")):
+        assert getattr(hf_zoo.tiny_config(transformers, kind, 64), computed) > 0
+    assert hf_zoo.tiny_config(transformers, "minicpm3", 128).kv_lora_rank == 64  # inner sizes grow with n
+
+
+def test_mamba_with_its_own_step_size_rank_is_refused_by_name():
+    # its default rank, ceil(n / 16), grows while the state size (16) does not: x_proj's rows are both in one tensor
+    def build(n):
+        config = hf_zoo.tiny_config(transformers, "mamba", n)
+        config.time_step_rank = math.ceil(n / 16)
+        return transformers.AutoModelForCausalLM.from_config(config)
+
+    model = build(64)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"x_proj\.weight dim 0 \(9/10\)"):
+        abcparam.convert(model, abcparam.mup(64, 64, form="table8"), base=build(128))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # refused before any change
+
+
+def test_a_mamba2_hybrid_is_refused_by_name():
+    row = hf_zoo.run_one(transformers, "falcon_h1", check=False)
+    assert row["converted"].startswith("refused") and "mamba.in_proj.weight" in row["converted"], row
 
 
 def test_the_coverage_table_counts_each_stage_and_names_where_each_architecture_stopped():

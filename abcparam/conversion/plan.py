@@ -16,6 +16,7 @@ from torch import nn
 
 from ..theory.parametrizations import Parametrization
 from .report import ConversionReport
+from .usage import TensorUses
 from .widths import WidthSource
 
 __all__ = ["Change", "Context", "ROLES", "STAGES", "VectorScales"]
@@ -37,6 +38,7 @@ class Context:
     layer_kwargs: Dict[str, Any]
     init: str
     report: ConversionReport
+    uses: Optional[TensorUses] = None  # how the forward uses each tensor (observed when a raw tensor needs it)
     readouts_from_widths: List[Tuple[str, nn.Module]] = field(default_factory=list)
     built: Dict[str, nn.Module] = field(default_factory=dict)
 
@@ -65,6 +67,10 @@ class Context:
         if role != "fixed":
             self.param.role(role)  # a missing role (mean field: no hidden) fails here, before any change
         return role
+
+    def use_of(self, name: str) -> Optional[str]:
+        """``"contracted"``, ``"elementwise"`` or None for the parameter ``name`` (:mod:`abcparam.conversion.usage`)."""
+        return self.uses.of(name) if self.uses is not None else None
 
     def role_from_map(self, fqn: str) -> Optional[str]:
         """The role ``roles`` gives the module named ``fqn`` (None when no pattern matches)."""

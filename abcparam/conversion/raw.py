@@ -51,6 +51,7 @@ from torch import nn
 
 from ..layers import UNIT_SCALES, ParamScales, scales_for
 from .plan import Change, Context, VectorScales
+from .usage import CONTRACTED, ELEMENTWISE
 
 __all__ = ["MarkRaw", "RawTensor", "plan_raw"]
 
@@ -97,7 +98,9 @@ def plan_raw(fqn: str, mod: nn.Module, ctx: Context, known: Optional[Mapping[str
             flags = ctx.widths.grows(fqn, mod, lambda m, name=name: tuple(getattr(m, name).shape))
             grown = tuple(d for d, g in enumerate(flags) if g)
         if role is None:
-            role = _role_from_shape(f"{fqn}.{name}" if fqn else name, tuple(p.shape), grown, _layout(mod, name))
+            full = f"{fqn}.{name}" if fqn else name
+            use = ctx.use_of(full) if grown else None
+            role = _role_from_shape(full, tuple(p.shape), grown, use or _layout(mod, name))
         if role != "none":
             ctx.param.role(role)  # a role the parametrization lacks fails here
         tensors.append(RawTensor(name, role, grown, tuple(p.shape)))
@@ -115,20 +118,25 @@ def _layout(mod: nn.Module, name: str) -> str:
 
 
 def _role_from_shape(full: str, shape: Tuple[int, ...], grown: Tuple[int, ...], layout: str) -> str:
-    """The role the width-sized dimensions give a raw tensor (docs/theory.md section 18); the one shape the sizes
-    cannot settle (only the last dimension grows, others above 1) is settled by ``layout`` or refused by name."""
+    """The role the width-sized dimensions give a raw tensor (docs/theory.md section 18); ``layout`` is how the
+    forward was seen to use it (``"contracted"``, ``"elementwise"``: :mod:`abcparam.conversion.usage`) or, when not
+    seen, what its name and module suggest (:func:`_layout`).  The one shape that nothing settles (only the last
+    dimension grows, others above 1) is refused by name."""
     if not grown:
         return "none"
+    if layout == ELEMENTWISE:
+        return "vector"  # values per coordinate (A = -exp(A_log)), however many of its dimensions grow
     if len(grown) > 1:
         return "hidden"
     others = [s for d, s in enumerate(shape) if d != grown[0]]
     if grown[0] != len(shape) - 1 or all(s == 1 for s in others) or layout == "channels":
         return "vector"  # per channel: its fan-in (the last dimension, or none) is fixed
-    if layout == "linear":
-        return "output"  # F.linear(x, weight) from the width to a fixed size: a readout (a router's logits)
+    if layout in ("linear", CONTRACTED):
+        return "output"  # summed against the width to a fixed size: a readout (a router's logits)
     raise ValueError(
         f"roles: raw tensor {full} {shape} grows with the width only in its last dimension: a readout (fan-in the "
-        "width: output role) or values per channel (vector)? The shape cannot tell; name it in "
+        "width: output role) or values per channel (vector)? The shape cannot tell, and no forward showed how the "
+        "model uses it (pass convert(..., example=an input of the model)); or name it in "
         f"roles={{{full!r}: 'output' or 'vector'}}")
 
 

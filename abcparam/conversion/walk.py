@@ -14,6 +14,7 @@ from .plan import ROLES, STAGES, Change, Context
 from .passes import AttentionScales, FusedPathOff, plan_blocks, plan_ties
 from .raw import plan_raw
 from .report import ConversionReport
+from .usage import TensorUses
 from .widths import BaseModel, ListedWidths, WidthSource
 
 __all__ = ["convert"]
@@ -31,6 +32,7 @@ def convert(
     branches: Optional[Iterable[str]] = None,
     init: str = "reinit",
     scale_attention: bool = True,
+    example: Any = None,
     **layer_kwargs: Any,
 ) -> ConversionReport:
     """Replace ``nn.Linear``/``nn.Embedding`` in ``model`` by abcparam layers, in place.
@@ -48,7 +50,12 @@ def convert(
     itself (3-D experts, a router's weight, per-channel state-space tensors),
     and the tensors of a layer subclass that cannot be replaced, are marked in
     place with the role their growing dimensions give, the forward unchanged
-    (:mod:`abcparam.conversion.raw`, docs/theory.md section 18).  ``filter_fn(module, name)``
+    (:mod:`abcparam.conversion.raw`, docs/theory.md section 18); whether the
+    forward sums such a tensor against the features or applies it coordinate
+    by coordinate is read off one forward on ``example`` (a tensor, a tuple of
+    arguments or a dict of keyword arguments; default: the model's
+    ``dummy_inputs``, which HF transformers' models have), run only when a raw
+    tensor's role depends on it (:mod:`abcparam.conversion.usage`).  ``filter_fn(module, name)``
     may veto any layer.  ``layer_kwargs`` (``alpha``, ``sigma``, ...) go to
     every new layer.  Every decision is made before the model is touched, so
     an error leaves it as it was.  ``init``: ``"reinit"`` (default: the
@@ -79,6 +86,7 @@ def convert(
     :data:`abcparam.conversion.handlers.HANDLERS` (one handler per kind).
     """
     ctx = _context(model, param, roles, widths, base, filter_fn, init, layer_kwargs)
+    ctx.uses = TensorUses(model, example)
     changes: List[Change] = []
     _walk(model, "", ctx, changes)
     _check_readouts(ctx)
@@ -100,6 +108,9 @@ def convert(
         change.prepare(ctx)
     for change in changes:
         change.install(ctx)
+    if ctx.uses.failure:
+        ctx.report.notes.append(("", f"the model's forward failed on its dummy_inputs ({ctx.uses.failure}): its raw "
+                                     "tensors' roles were read from their shapes alone"))
     return ctx.report
 
 
