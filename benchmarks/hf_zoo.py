@@ -8,8 +8,9 @@
 For each model type of transformers' ``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES`` the
 same tiny config is asked for (``AutoConfig.for_model(kind, hidden_size=n,
 intermediate_size=2 n, head_dim=n / 4, 4 heads of which 2 key/value heads,
-2 layers, vocabulary 100, 4 experts of width n with 2 per token)``; a config that ignores the sizes it does not know
-keeps its own), at widths 64 and 128.  Then, per architecture:
+2 layers, vocabulary 100, 4 experts of width n with 2 per token, and every other inner size a config names growing
+with n: see ``tiny_config``)``; a config that ignores the sizes it does not know keeps its own, and a size a config
+computes itself is not passed), at widths 64 and 128.  Then, per architecture:
 
 - **built**: both widths build (a model over 20 M parameters at width 64 is not
   tiny: its config ignored the sizes, and it is skipped, counted);
