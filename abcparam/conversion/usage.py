@@ -1,9 +1,8 @@
 """How a model's forward uses its raw tensors: summed against the features, or applied coordinate by coordinate.
 
 A raw tensor's shape tells which of its dimensions grow with the width, not
-what the model does with it (docs/theory.md section 18; THEORY.md section 15:
-"take it from the module's computation").  Two uses give different roles to
-the same shape:
+what the model does with it; the module's computation does (docs/theory.md
+section 18).  Two uses give different roles to the same shape:
 
 - **contracted**: the tensor is a weight, summed against the features
   (``F.linear``, ``matmul``, ``einsum``, a convolution): a readout when only
