@@ -101,7 +101,7 @@ class _Recorder(TorchFunctionMode):
         if op in _PASSING:
             name = self.source.get(id(args[0])) if args else None
             if name is not None:  # the result shows the same tensor: its uses are the tensor's
-                for t in _tensors((out,), {}):
+                for t in _tensors((out,)):
                     self.source[id(t)] = name
                     self.alive.append(t)
             return out
@@ -110,15 +110,15 @@ class _Recorder(TorchFunctionMode):
         given = [(i == added, a) for i, a in enumerate(args)]
         given += [(k == "bias" and added is not None, a) for k, a in kwargs.items()]
         for is_added, a in given:
-            for t in _tensors((a,), {}):
+            for t in _tensors((a,)):
                 if id(t) in self.source:
                     self.uses.setdefault(self.source[id(t)], set()).add(ELEMENTWISE if is_added else kind)
         return out
 
 
-def _tensors(args: Iterable[Any], kwargs: Dict[str, Any]):
-    """The tensors among ``args`` and ``kwargs``, one level into lists and tuples."""
-    for a in list(args) + list(kwargs.values()):
+def _tensors(values: Iterable[Any]):
+    """The tensors among ``values``, one level into lists and tuples."""
+    for a in values:
         if isinstance(a, torch.Tensor):
             yield a
         elif isinstance(a, (list, tuple)):
