@@ -53,6 +53,10 @@ def tiny_config(transformers, kind: str, n: int):
     sizes = dict(hidden_size=n, intermediate_size=2 * n, head_dim=n // 4, num_attention_heads=4, num_key_value_heads=2,
                  num_hidden_layers=2, vocab_size=VOCAB, max_position_embeddings=64, bos_token_id=0, eos_token_id=0,
                  pad_token_id=0, query_pre_attn_scalar=n // 4,  # Gemma-2/3: the attention's 1/sqrt is of this (the head size)
+                 # trained, not generating: no key/value cache (BART's decoder sizes its cache by the layers it does not
+                 # have, Jamba's attention-free tiny build has no mask to size); an encoder class used as a causal LM
+                 # (BertLMHeadModel, ...) attends causally only as a decoder
+                 use_cache=False, is_decoder=True,
                  # mixture-of-experts configs: 4 experts of their own width, 2 per token
                  num_experts=4, num_local_experts=4, n_routed_experts=4, moe_intermediate_size=n, num_experts_per_tok=2,
                  # every other inner size a config names grows with n too (left at its default, a fixed size would sit
@@ -200,7 +204,10 @@ def coverage(rows: List[Dict[str, str]], check: bool) -> str:
         passed = [r for r in owned if r.get("check") == "pass"]
         scaled = [r for r in owned if not str(r.get("sqrt scale", "n/a")).startswith("n/a")]
         caught = [r for r in scaled if r.get("sqrt scale") == "fail"]
+        verdicts = [str(r.get("check", "")).split(":")[0] for r in owned]
         lines += [f"| pass the width check (feature learning) | {len(passed)} of {len(owned)} |",
+                  f"| inconclusive / fail / raised an error | {verdicts.count('inconclusive')} / "
+                  f"{verdicts.count('fail')} / {verdicts.count('error')} |",
                   f"| their 1/sqrt(d_head) variant fails | {len(caught)} of the {len(scaled)} with an attention scale |"]
     lines.append("")
     lines.append("| architecture | stopped at | why |")

@@ -34,7 +34,9 @@ def test_the_tiny_config_passes_no_size_the_config_computes_itself():
     # xLSTM's v_head_dim and Falcon's head_dim are read-only properties: passing them would fail the build
     for kind, computed in (("xlstm", "v_head_dim"), ("falcon", "head_dim")):
         assert getattr(hf_zoo.tiny_config(transformers, kind, 64), computed) > 0
-    assert hf_zoo.tiny_config(transformers, "minicpm3", 128).kv_lora_rank == 64  # inner sizes grow with n
+    config = hf_zoo.tiny_config(transformers, "minicpm3", 128)
+    assert config.kv_lora_rank == 64 and config.qk_nope_head_dim == 16  # inner sizes grow with n
+    assert config.use_cache is False and config.is_decoder is True  # trained as a causal LM, no cache
 
 
 def test_mamba_with_its_own_step_size_rank_is_refused_by_name():
@@ -65,3 +67,11 @@ def test_the_coverage_table_counts_each_stage_and_names_where_each_architecture_
     assert "| convert with base= and nothing else | 1 (50% of those built) |" in table
     assert "| b | converted | refused: ValueError: x |" in table and "| c | built | no: too big |" in table
     assert "| a |" not in table
+    rows[0]["check"], rows[0]["sqrt scale"] = "pass", "fail"
+    rows.append({"kind": "d", "built": "yes", "converted": "yes", "owned": "yes", "check": "error: IndexError: x",
+                 "sqrt scale": "n/a"})
+    table = hf_zoo.coverage(rows, check=True)
+    assert "| pass the width check (feature learning) | 1 of 2 |" in table
+    assert "| inconclusive / fail / raised an error | 0 / 0 / 1 |" in table
+    assert "| their 1/sqrt(d_head) variant fails | 1 of the 1 with an attention scale |" in table
+    assert "| d | check | error: IndexError: x |" in table
