@@ -150,10 +150,19 @@ def _check(build: Callable[[int], nn.Module]) -> Tuple[str, str]:
         try:
             report = abcparam.coord_check(lambda n: converted(n, scale), [128, 256, 512, 1024], kw["batch"],
                                           optimizer=kw["optimizer"], lr=kw["lr"], expect="feature_learning")
-            outcomes.append(report.status)
+            outcomes.append(_verdict(report) if scale else report.status)
         except Exception as e:
             outcomes.append(f"error: {first_line(e)}")
     return outcomes[0], (outcomes[1] if scales else "n/a (no attention scale to set)")
+
+
+def _verdict(report) -> str:
+    """The check's status, and for a fail or an inconclusive the first quantity that made it so."""
+    fits = report.mismatches or report.undecided
+    if report.status == "pass" or not fits:
+        return report.status
+    f = fits[0]
+    return f"{report.status}: {f.layer} {f.quantity}@{f.step} {f.slope:+.2f} vs {f.predicted} (of {len(fits)})"
 
 
 def main() -> None:

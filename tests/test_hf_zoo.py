@@ -6,6 +6,8 @@ width-sized and fixed rows)."""
 
 import importlib.util
 import math
+from fractions import Fraction
+from types import SimpleNamespace
 import pathlib
 
 import pytest
@@ -75,3 +77,14 @@ def test_the_coverage_table_counts_each_stage_and_names_where_each_architecture_
     assert "| inconclusive / fail / raised an error | 0 / 0 / 1 |" in table
     assert "| their 1/sqrt(d_head) variant fails | 1 of the 1 with an attention scale |" in table
     assert "| d | check | error: IndexError: x |" in table
+
+
+def test_a_check_that_does_not_pass_names_the_first_quantity_that_stopped_it():
+    fit = SimpleNamespace(layer="model.layers.0.self_attn", quantity="scale", step=0, slope=-0.5, predicted=Fraction(-1))
+    failed = SimpleNamespace(status="fail", mismatches=[fit, fit], undecided=[])
+    assert hf_zoo._verdict(failed) == "fail: model.layers.0.self_attn scale@0 -0.50 vs -1 (of 2)"
+    open_ = SimpleNamespace(status="inconclusive", mismatches=[], undecided=[fit])
+    assert hf_zoo._verdict(open_).startswith("inconclusive: model.layers.0.self_attn scale@0")
+    assert hf_zoo._verdict(SimpleNamespace(status="pass", mismatches=[], undecided=[])) == "pass"
+    rows = [{"kind": "a", "built": "yes", "converted": "yes", "owned": "yes", "check": hf_zoo._verdict(failed)}]
+    assert "| inconclusive / fail / raised an error | 0 / 1 / 0 |" in hf_zoo.coverage(rows, check=True)
