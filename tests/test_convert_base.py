@@ -254,6 +254,27 @@ def test_a_scale_that_is_not_one_over_sqrt_of_a_head_size_is_left_and_reported()
     assert "scaling=1, which is not 1/sqrt of a head size it exposes" in why["1"] and "scaling=0.2" in why["2"]
 
 
+class WithSinks(Attention):
+    """An attention module holding a raw tensor of its own (per-head sinks: GPT-OSS; a differential attention's
+    lambdas): marked in place, it is still the model's module, and its scale is set."""
+
+    def __init__(self, n):
+        super().__init__("head_dim", n // 4, (n // 4) ** -0.5)
+        self.sinks = nn.Parameter(torch.zeros(4))
+        self.proj = nn.Linear(n, n)
+
+
+def test_an_attention_module_with_raw_tensors_of_its_own_still_gets_the_parametrizations_scale():
+    def model(n):
+        return nn.Sequential(nn.Linear(4, n), WithSinks(n), nn.Linear(n, 3))
+
+    net = model(64)
+    param = abcparam.mup(64, 16, form="table8")
+    report = abcparam.convert(net, param, base=model(128))
+    assert ("1.sinks", "none", (4,)) in report.raw  # marked in place: the module has abc_scales now
+    assert report.attention == [("1", 0.25, param.attention_scale(16))] and net[1].scaling == param.attention_scale(16)
+
+
 def test_head_size_picks_the_attribute_whose_inverse_square_root_is_the_scale():
     mla = Attention("head_dim", 32, 48 ** -0.5)
     mla.qk_head_dim = 48  # multi-latent attention: queries and keys have their own size, the values another

@@ -115,7 +115,9 @@ class AttentionScales(Change):
 
         for fqn, mod in self.model.named_modules():
             old = getattr(mod, "scaling", None)
-            if isinstance(old, float) and not is_abc_layer(mod):
+            # abcparam's own layers are left alone; a module of the model's whose raw tensors were marked in place
+            # (attention sinks, a differential attention's lambdas) is still the model's, and its scale is set
+            if isinstance(old, float) and not type(mod).__module__.startswith("abcparam."):
                 d = head_size(mod)
                 if d is not None:
                     mod.scaling = ctx.param.attention_scale(d)
